@@ -1,0 +1,200 @@
+//! A profile: labelled stack samples of one value type, plus metadata.
+
+use std::collections::HashMap;
+
+use crate::frame::{Frame, FrameId, SymbolTable};
+use crate::labels::Labels;
+use crate::tree::StackTree;
+
+/// What a sample value measures, as pprof's `ValueType` (`samples`/`count`, `cpu`/`nanoseconds`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ValueType {
+    /// Kind of value, e.g. `samples`, `cpu`, `wall`, `alloc_space`.
+    pub kind: String,
+    /// Unit, e.g. `count`, `nanoseconds`, `bytes`.
+    pub unit: String,
+}
+
+impl ValueType {
+    /// A value type from its two names.
+    pub fn new(kind: impl Into<String>, unit: impl Into<String>) -> Self {
+        ValueType {
+            kind: kind.into(),
+            unit: unit.into(),
+        }
+    }
+
+    /// Sample counts, what a sampling profiler records.
+    pub fn samples() -> Self {
+        ValueType::new("samples", "count")
+    }
+}
+
+impl Default for ValueType {
+    fn default() -> Self {
+        ValueType::samples()
+    }
+}
+
+/// Facts about how a profile was taken.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProfileMeta {
+    /// What each sample value counts.
+    pub sample_type: ValueType,
+    /// What one period is measured in (pprof `period_type`), e.g. `cpu`/`nanoseconds`.
+    pub period_type: Option<ValueType>,
+    /// Sampling period in `period_type` units (1e7 ns for 100 Hz); 0 when unknown.
+    pub period: i64,
+    /// When the profile started, in nanoseconds since the Unix epoch; 0 when unknown.
+    pub time_nanos: i64,
+    /// How long the profile covers, in nanoseconds; 0 when unknown.
+    pub duration_nanos: i64,
+}
+
+impl ProfileMeta {
+    /// Metadata of a sampling profile at `rate_hz` samples per second.
+    pub fn sampled_at(rate_hz: u32) -> Self {
+        ProfileMeta {
+            sample_type: ValueType::samples(),
+            period_type: Some(ValueType::new("cpu", "nanoseconds")),
+            period: if rate_hz == 0 {
+                0
+            } else {
+                1_000_000_000 / i64::from(rate_hz)
+            },
+            ..ProfileMeta::default()
+        }
+    }
+}
+
+/// One distinct (stack, labels) pair and its accumulated value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sample {
+    /// Frames from the root (outermost call) to the leaf (where the CPU was).
+    pub stack: Vec<FrameId>,
+    /// Thread, pid and tags of this sample.
+    pub labels: Labels,
+    /// Accumulated value (sample count, nanoseconds, bytes…).
+    pub value: u64,
+}
+
+/// A profile: labelled samples over a symbol table. Identical (stack, labels) pairs are
+/// aggregated as they are added, so memory follows distinct stacks, not sample count.
+#[derive(Debug, Clone, Default)]
+pub struct Profile {
+    /// How the profile was taken.
+    pub meta: ProfileMeta,
+    /// Frames the stacks refer to.
+    pub symbols: SymbolTable,
+    samples: Vec<Sample>,
+    index: HashMap<(Vec<FrameId>, Labels), usize>,
+}
+
+impl Profile {
+    /// An empty profile with the given metadata.
+    pub fn new(meta: ProfileMeta) -> Self {
+        Profile {
+            meta,
+            ..Profile::default()
+        }
+    }
+
+    /// Adds `value` to the sample at `stack` (root first) with `labels`.
+    pub fn add(&mut self, stack: Vec<FrameId>, labels: Labels, value: u64) {
+        if value == 0 {
+            return;
+        }
+        let next = self.samples.len();
+        let samples = &mut self.samples;
+        match self.index.entry((stack, labels)) {
+            std::collections::hash_map::Entry::Occupied(e) => samples[*e.get()].value += value,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let (stack, labels) = e.key().clone();
+                samples.push(Sample {
+                    stack,
+                    labels,
+                    value,
+                });
+                e.insert(next);
+            }
+        }
+    }
+
+    /// Adds `value` for a stack of frames given root first, interning them.
+    pub fn add_frames<'a>(
+        &mut self,
+        frames: impl IntoIterator<Item = &'a Frame>,
+        labels: Labels,
+        value: u64,
+    ) {
+        let stack: Vec<FrameId> = frames.into_iter().map(|f| self.symbols.intern(f)).collect();
+        self.add(stack, labels, value);
+    }
+
+    /// The distinct samples in insertion order.
+    pub fn samples(&self) -> &[Sample] {
+        &self.samples
+    }
+
+    /// Sum of all sample values.
+    pub fn total(&self) -> u64 {
+        self.samples.iter().map(|s| s.value).sum()
+    }
+
+    /// The frames of `stack`, root first.
+    pub fn frames<'a>(&'a self, stack: &'a [FrameId]) -> impl Iterator<Item = &'a Frame> + 'a {
+        stack.iter().map(|&id| self.symbols.get(id))
+    }
+
+    /// The call tree of every sample.
+    pub fn tree(&self) -> StackTree {
+        self.tree_where(|_| true)
+    }
+
+    /// The call tree of the samples whose labels satisfy `keep`.
+    pub fn tree_where(&self, mut keep: impl FnMut(&Labels) -> bool) -> StackTree {
+        let mut tree = StackTree::new();
+        let mut remap: HashMap<FrameId, FrameId> = HashMap::new();
+        let mut path = Vec::new();
+        for sample in self.samples.iter().filter(|s| keep(&s.labels)) {
+            path.clear();
+            for &id in &sample.stack {
+                let mapped = *remap
+                    .entry(id)
+                    .or_insert_with(|| tree.symbols_mut().intern(self.symbols.get(id)));
+                path.push(mapped);
+            }
+            tree.add_stack(&path, sample.value);
+        }
+        tree
+    }
+
+    /// A copy with every frame passed through `f` (path clean-up, `--function`), merging
+    /// samples whose stacks become equal.
+    pub fn map_frames(&self, mut f: impl FnMut(&Frame) -> Frame) -> Profile {
+        let mut out = Profile::new(self.meta.clone());
+        let ids: Vec<FrameId> = self
+            .symbols
+            .iter()
+            .map(|(_, frame)| out.symbols.intern_owned(f(frame)))
+            .collect();
+        for s in &self.samples {
+            let stack = s.stack.iter().map(|id| ids[id.0 as usize]).collect();
+            out.add(stack, s.labels.clone(), s.value);
+        }
+        out
+    }
+
+    /// Adds every sample of `other` into `self` (metadata of `self` is kept).
+    pub fn merge(&mut self, other: &Profile) {
+        let ids: Vec<FrameId> = other
+            .symbols
+            .iter()
+            .map(|(_, frame)| self.symbols.intern(frame))
+            .collect();
+        for s in &other.samples {
+            let stack = s.stack.iter().map(|id| ids[id.0 as usize]).collect();
+            self.add(stack, s.labels.clone(), s.value);
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! The call tree: one node per distinct call path, with self and total values.
+
+use std::collections::HashMap;
+
+use crate::frame::{Frame, FrameId, SymbolTable};
+
+/// Index of a node in a [`StackTree`]; the root is [`StackTree::ROOT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct NodeId(pub u32);
+
+#[derive(Debug, Clone)]
+struct Node {
+    frame: Option<FrameId>,
+    self_value: u64,
+    total: u64,
+    children: Vec<NodeId>,
+}
+
+/// A call tree built from stacks. Each node's `total` is its own `self` plus its children's
+/// totals; the root has no frame and its total is the profile's total.
+#[derive(Debug, Clone)]
+pub struct StackTree {
+    symbols: SymbolTable,
+    nodes: Vec<Node>,
+    edges: HashMap<(NodeId, FrameId), NodeId>,
+}
+
+impl Default for StackTree {
+    fn default() -> Self {
+        StackTree::new()
+    }
+}
+
+impl StackTree {
+    /// The root node, which stands for "all samples".
+    pub const ROOT: NodeId = NodeId(0);
+
+    /// An empty tree.
+    pub fn new() -> Self {
+        StackTree {
+            symbols: SymbolTable::new(),
+            nodes: vec![Node {
+                frame: None,
+                self_value: 0,
+                total: 0,
+                children: Vec::new(),
+            }],
+            edges: HashMap::new(),
+        }
+    }
+
+    /// The frames this tree's nodes refer to.
+    pub fn symbols(&self) -> &SymbolTable {
+        &self.symbols
+    }
+
+    /// Mutable access to the symbols, to intern frames before [`StackTree::add_stack`].
+    pub fn symbols_mut(&mut self) -> &mut SymbolTable {
+        &mut self.symbols
+    }
+
+    /// Adds `value` at the end of `stack` (frame ids of this tree, root first).
+    pub fn add_stack(&mut self, stack: &[FrameId], value: u64) {
+        if value == 0 {
+            return;
+        }
+        let mut at = Self::ROOT;
+        self.nodes[0].total += value;
+        for &frame in stack {
+            at = self.child_or_insert(at, frame);
+            self.nodes[at.0 as usize].total += value;
+        }
+        self.nodes[at.0 as usize].self_value += value;
+    }
+
+    /// Adds `value` for a stack of frames given root first, interning them.
+    pub fn add_frames<'a>(&mut self, frames: impl IntoIterator<Item = &'a Frame>, value: u64) {
+        let stack: Vec<FrameId> = frames.into_iter().map(|f| self.symbols.intern(f)).collect();
+        self.add_stack(&stack, value);
+    }
+
+    fn child_or_insert(&mut self, parent: NodeId, frame: FrameId) -> NodeId {
+        if let Some(&child) = self.edges.get(&(parent, frame)) {
+            return child;
+        }
+        let child = NodeId(u32::try_from(self.nodes.len()).expect("more than 2^32 nodes"));
+        self.nodes.push(Node {
+            frame: Some(frame),
+            self_value: 0,
+            total: 0,
+            children: Vec::new(),
+        });
+        self.nodes[parent.0 as usize].children.push(child);
+        self.edges.insert((parent, frame), child);
+        child
+    }
+
+    /// Sum of all values.
+    pub fn total(&self) -> u64 {
+        self.nodes[0].total
+    }
+
+    /// Number of nodes, not counting the root.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() - 1
+    }
+
+    /// Frame of a node (`None` for the root).
+    pub fn frame(&self, node: NodeId) -> Option<&Frame> {
+        self.nodes[node.0 as usize]
+            .frame
+            .map(|id| self.symbols.get(id))
+    }
+
+    /// Frame id of a node (`None` for the root).
+    pub fn frame_id(&self, node: NodeId) -> Option<FrameId> {
+        self.nodes[node.0 as usize].frame
+    }
+
+    /// Value spent in the node itself.
+    pub fn self_value(&self, node: NodeId) -> u64 {
+        self.nodes[node.0 as usize].self_value
+    }
+
+    /// Value spent in the node and everything it called.
+    pub fn total_value(&self, node: NodeId) -> u64 {
+        self.nodes[node.0 as usize].total
+    }
+
+    /// Children of a node in insertion order.
+    pub fn children(&self, node: NodeId) -> &[NodeId] {
+        &self.nodes[node.0 as usize].children
+    }
+
+    /// Children of a node, heaviest first, ties by frame text (a stable drawing order).
+    pub fn children_sorted(&self, node: NodeId) -> Vec<NodeId> {
+        let mut c = self.children(node).to_vec();
+        c.sort_by(|a, b| {
+            self.total_value(*b)
+                .cmp(&self.total_value(*a))
+                .then_with(|| self.frame(*a).cmp(&self.frame(*b)))
+        });
+        c
+    }
+
+    /// Calls `f(stack, self_value)` for every node with a non-zero self value, in
+    /// depth-first order; `stack` holds frame ids root first.
+    pub fn for_each_stack(&self, mut f: impl FnMut(&[FrameId], u64)) {
+        let mut path: Vec<FrameId> = Vec::new();
+        // (node, depth of its frame in path); the root's frame is not on the path.
+        let mut todo: Vec<(NodeId, usize)> = vec![(Self::ROOT, 0)];
+        while let Some((node, depth)) = todo.pop() {
+            path.truncate(depth);
+            let n = &self.nodes[node.0 as usize];
+            let depth = match n.frame {
+                Some(frame) => {
+                    path.push(frame);
+                    depth + 1
+                }
+                None => depth,
+            };
+            if n.self_value > 0 {
+                f(&path, n.self_value);
+            }
+            for &child in n.children.iter().rev() {
+                todo.push((child, depth));
+            }
+        }
+    }
+
+    /// Adds every stack of `other` into `self`. Merge is associative and commutative up
+    /// to the order of children.
+    pub fn merge(&mut self, other: &StackTree) {
+        let ids: Vec<FrameId> = other
+            .symbols
+            .iter()
+            .map(|(_, frame)| self.symbols.intern(frame))
+            .collect();
+        let mut mapped = Vec::new();
+        other.for_each_stack(|stack, value| {
+            mapped.clear();
+            mapped.extend(stack.iter().map(|id| ids[id.0 as usize]));
+            self.add_stack(&mapped, value);
+        });
+    }
+
+    /// A copy with every self value multiplied by `factor` and rounded to the nearest
+    /// integer; totals stay consistent (total = self + children).
+    pub fn scaled(&self, factor: f64) -> StackTree {
+        let mut out = StackTree {
+            symbols: self.symbols.clone(),
+            ..StackTree::new()
+        };
+        self.for_each_stack(|stack, value| {
+            let scaled = (value as f64 * factor).round();
+            if scaled >= 1.0 {
+                out.add_stack(stack, scaled as u64);
+            }
+        });
+        out
+    }
+
+    /// A copy with every frame passed through `f`, merging paths that become equal.
+    pub fn map_frames(&self, mut f: impl FnMut(&Frame) -> Frame) -> StackTree {
+        let mut out = StackTree::new();
+        let ids: Vec<FrameId> = self
+            .symbols
+            .iter()
+            .map(|(_, frame)| out.symbols.intern_owned(f(frame)))
+            .collect();
+        let mut mapped = Vec::new();
+        self.for_each_stack(|stack, value| {
+            mapped.clear();
+            mapped.extend(stack.iter().map(|id| ids[id.0 as usize]));
+            out.add_stack(&mapped, value);
+        });
+        out
+    }
+
+    /// The stacks as `(frames root first, value)` sorted by frame text: a canonical form
+    /// for comparing trees.
+    pub fn to_sorted_stacks(&self) -> Vec<(Vec<Frame>, u64)> {
+        let mut out = Vec::new();
+        self.for_each_stack(|stack, value| {
+            out.push((
+                stack
+                    .iter()
+                    .map(|&id| self.symbols.get(id).clone())
+                    .collect(),
+                value,
+            ));
+        });
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn tree(stacks: &[(&str, u64)]) -> StackTree {
+        let mut t = StackTree::new();
+        for (s, v) in stacks {
+            let frames: Vec<Frame> = s.split(';').map(Frame::named).collect();
+            t.add_frames(&frames, *v);
+        }
+        t
+    }
+
+    #[test]
+    fn totals_follow_children() {
+        let t = tree(&[("main;foo;work", 75), ("main;bar;work", 25), ("main", 5)]);
+        assert_eq!(t.total(), 105);
+        let main = t.children(StackTree::ROOT)[0];
+        assert_eq!(t.total_value(main), 105);
+        assert_eq!(t.self_value(main), 5);
+        assert_eq!(t.node_count(), 5);
+        let heaviest = t.children_sorted(main)[0];
+        assert_eq!(t.frame(heaviest).map(|f| f.function.as_str()), Some("foo"));
+    }
+
+    #[test]
+    fn scaling_keeps_totals_consistent() {
+        let t = tree(&[("a;b", 10), ("a", 3)]).scaled(0.5);
+        assert_eq!(
+            t.to_sorted_stacks().iter().map(|s| s.1).sum::<u64>(),
+            t.total()
+        );
+        assert_eq!(t.total(), 7); // 5 + round(1.5) = 5 + 2
+    }
+}
