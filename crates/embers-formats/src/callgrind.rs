@@ -1,0 +1,20 @@
+//! Callgrind format for KCacheGrind and callgrind_annotate (write only).
+
+use std::io::Write;
+
+use embers_profile::Profile;
+
+use crate::{FormatError, WriteOptions};
+
+/// Writes `profile` as callgrind.
+pub fn write(
+    profile: &Profile,
+    options: &WriteOptions,
+    out: &mut dyn Write,
+) -> Result<(), FormatError> {
+    let _ = (profile, options, out);
+    Err(FormatError::Unsupported {
+        format: "callgrind",
+        operation: "written yet",
+    })
+}
