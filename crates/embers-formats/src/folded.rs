@@ -3,6 +3,7 @@
 //! `raw` output write. Frames rendered as `name (file:line)` read back with their file
 //! and line.
 
+use std::collections::HashMap;
 use std::io::Write;
 
 use embers_profile::{Frame, FrameId, Labels, Profile, ProfileMeta, StackTree};
@@ -25,6 +26,9 @@ pub fn parse(bytes: &[u8], limits: &ReadLimits) -> Result<Profile, FormatError> 
     })?;
     let mut profile = Profile::new(ProfileMeta::default());
     let mut stack: Vec<FrameId> = Vec::new();
+    // Labels repeat on almost every line: look them up by their text (borrowed from the
+    // input) before parsing and interning them as frames.
+    let mut by_label: HashMap<&str, FrameId> = HashMap::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim_end_matches('\r').trim();
         if line.is_empty() || line.starts_with('#') {
@@ -57,7 +61,10 @@ pub fn parse(bytes: &[u8], limits: &ReadLimits) -> Result<Profile, FormatError> 
         }
         stack.clear();
         for label in frames.split(';') {
-            stack.push(profile.symbols.intern_owned(Frame::parse_label(label)));
+            let id = *by_label
+                .entry(label)
+                .or_insert_with(|| profile.symbols.intern_owned(Frame::parse_label(label)));
+            stack.push(id);
         }
         if stack.len() > limits.max_stack_depth {
             return Err(FormatError::TooLarge {

@@ -1,6 +1,6 @@
 //! Frames and the symbol table that interns them.
 
-use std::collections::HashMap;
+use crate::hash::FxHashMap;
 use std::fmt;
 
 /// One stack frame: a function, and where it lives when that is known.
@@ -94,7 +94,7 @@ pub struct FrameId(pub u32);
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {
     frames: Vec<Frame>,
-    index: HashMap<Frame, FrameId>,
+    index: FxHashMap<Frame, FrameId>,
 }
 
 impl SymbolTable {

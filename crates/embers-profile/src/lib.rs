@@ -27,6 +27,7 @@ mod analysis;
 mod cleanup;
 mod diff;
 mod frame;
+mod hash;
 mod labels;
 mod profile;
 mod tree;

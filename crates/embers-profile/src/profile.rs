@@ -1,8 +1,7 @@
 //! A profile: labelled stack samples of one value type, plus metadata.
 
-use std::collections::HashMap;
-
 use crate::frame::{Frame, FrameId, SymbolTable};
+use crate::hash::FxHashMap;
 use crate::labels::Labels;
 use crate::tree::StackTree;
 
@@ -87,7 +86,7 @@ pub struct Profile {
     /// Frames the stacks refer to.
     pub symbols: SymbolTable,
     samples: Vec<Sample>,
-    index: HashMap<(Vec<FrameId>, Labels), usize>,
+    index: FxHashMap<(Vec<FrameId>, Labels), usize>,
 }
 
 impl Profile {
@@ -154,14 +153,16 @@ impl Profile {
     /// The call tree of the samples whose labels satisfy `keep`.
     pub fn tree_where(&self, mut keep: impl FnMut(&Labels) -> bool) -> StackTree {
         let mut tree = StackTree::new();
-        let mut remap: HashMap<FrameId, FrameId> = HashMap::new();
+        // Frame ids are dense, so a vector remaps them; frames are interned on first use
+        // so the tree only holds frames its samples reach.
+        let mut remap: Vec<Option<FrameId>> = vec![None; self.symbols.len()];
         let mut path = Vec::new();
         for sample in self.samples.iter().filter(|s| keep(&s.labels)) {
             path.clear();
             for &id in &sample.stack {
-                let mapped = *remap
-                    .entry(id)
-                    .or_insert_with(|| tree.symbols_mut().intern(self.symbols.get(id)));
+                let slot = &mut remap[id.0 as usize];
+                let mapped =
+                    *slot.get_or_insert_with(|| tree.symbols_mut().intern(self.symbols.get(id)));
                 path.push(mapped);
             }
             tree.add_stack(&path, sample.value);
@@ -182,6 +183,15 @@ impl Profile {
             let stack = s.stack.iter().map(|id| ids[id.0 as usize]).collect();
             out.add(stack, s.labels.clone(), s.value);
         }
+        out
+    }
+
+    /// A profile holding the stacks of `tree` (without labels, which trees do not keep),
+    /// for writing a truncated or focused tree with the profile writers.
+    pub fn from_tree(tree: &StackTree, meta: ProfileMeta) -> Profile {
+        let mut out = Profile::new(meta);
+        out.symbols = tree.symbols().clone();
+        tree.for_each_stack(|stack, value| out.add(stack.to_vec(), Labels::new(), value));
         out
     }
 

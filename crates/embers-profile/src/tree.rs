@@ -1,6 +1,6 @@
 //! The call tree: one node per distinct call path, with self and total values.
 
-use std::collections::HashMap;
+use crate::hash::FxHashMap;
 
 use crate::frame::{Frame, FrameId, SymbolTable};
 
@@ -22,7 +22,7 @@ struct Node {
 pub struct StackTree {
     symbols: SymbolTable,
     nodes: Vec<Node>,
-    edges: HashMap<(NodeId, FrameId), NodeId>,
+    edges: FxHashMap<(NodeId, FrameId), NodeId>,
 }
 
 impl Default for StackTree {
@@ -45,7 +45,7 @@ impl StackTree {
                 total: 0,
                 children: Vec::new(),
             }],
-            edges: HashMap::new(),
+            edges: FxHashMap::default(),
         }
     }
 

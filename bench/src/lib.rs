@@ -1,0 +1,80 @@
+//! Shared pieces of the Embers benchmarks: realistic synthetic profiles and a tiny timing
+//! harness that reports medians and ratios against a baseline run in the same process.
+
+use std::time::{Duration, Instant};
+
+use embers_profile::{Frame, Labels, Profile, ProfileMeta};
+
+/// A deterministic pseudo-random generator (SplitMix64), so every run sees the same data.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Self {
+        Rng(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `lo..hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.next_u64() % (hi - lo)
+    }
+}
+
+/// A profile shaped like a real service's: `stacks` distinct stacks of depth 10..50 that
+/// share prefixes (a few entry points fanning out), over `functions` Python-style frames.
+pub fn synthetic_profile(stacks: usize, functions: usize, seed: u64) -> Profile {
+    let mut rng = Rng::new(seed);
+    let frames: Vec<Frame> = (0..functions)
+        .map(|i| {
+            Frame::at(
+                format!("handler_{i}"),
+                format!("app/module_{}/views.py", i % 97),
+                Some(10 + (i as u32 % 400)),
+            )
+        })
+        .collect();
+    let mut profile = Profile::new(ProfileMeta::sampled_at(100));
+    let mut stack: Vec<&Frame> = Vec::new();
+    while profile.samples().len() < stacks {
+        let depth = rng.range(10, 50) as usize;
+        stack.clear();
+        // Shallow frames come from a small pool, deep ones from the whole set: trees
+        // share their trunks like real call trees do.
+        for level in 0..depth {
+            let pool = (8 * (level + 1) * (level + 1)).min(functions) as u64;
+            stack.push(&frames[rng.range(0, pool) as usize]);
+        }
+        let weight = 1 + rng.range(0, 100) * rng.range(0, 3);
+        profile.add_frames(stack.iter().copied(), Labels::new(), weight);
+    }
+    profile
+}
+
+/// Median time of `runs` calls of `f` after one warm-up call.
+pub fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
+    f();
+    let mut times: Vec<Duration> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    times[times.len() / 2]
+}
+
+/// Megabytes per second for `bytes` processed in `time`.
+pub fn mb_per_s(bytes: usize, time: Duration) -> f64 {
+    bytes as f64 / 1e6 / time.as_secs_f64()
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs on a fresh Debian machine, and nothing twice:
+#   ruby             real Ruby processes for the rbspy sampler tests
+#   valgrind         callgrind_annotate reads our callgrind output
+#   chromium         the real browser for SVG and UI tests (driven by playwright-core)
+#   protobuf-compiler protoc, for `cargo run -p xtask -- protogen --check`
+#   e2e/node_modules playwright-core and the speedscope schema validator, from npm
+#   py-spy (PyPI)    the baseline the record benchmark compares against
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v ruby >/dev/null || need_apt+=(ruby)
+command -v callgrind_annotate >/dev/null || need_apt+=(valgrind)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+command -v python3 >/dev/null || need_apt+=(python3)
+command -v node >/dev/null || need_apt+=(nodejs npm)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "installing apt packages: ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+if [ -f e2e/package-lock.json ]; then
+  if [ ! -d e2e/node_modules ] || [ e2e/package-lock.json -nt e2e/node_modules ]; then
+    echo "installing e2e npm packages"
+    npm ci --prefix e2e --no-audit --no-fund --loglevel=error
+  fi
+fi
