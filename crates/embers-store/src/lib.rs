@@ -17,5 +17,9 @@
 //! ```
 
 mod storage;
+mod tree_codec;
+mod varint;
 
 pub use storage::{FaultyStorage, FileStorage, MemoryStorage, Storage, StorageError};
+pub use tree_codec::{decode_tree, encode_tree, TreeLimits};
+pub use varint::Corrupt;
