@@ -1,1 +1,46 @@
-fn main() {}
+//! `embers`: the command-line entry point. Argument parsing and wiring only; the work
+//! happens in the library crates.
+
+mod commands;
+mod hints;
+mod input;
+mod output;
+mod record;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Embers: continuous profiling for Python, Ruby, Node and Rust services.
+#[derive(Debug, Parser)]
+#[command(name = "embers", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Sample a running Python or Ruby process (or launch one) and write a profile.
+    Record(record::RecordArgs),
+    /// Draw an interactive SVG flame graph from profile files.
+    Flamegraph(commands::flamegraph::FlamegraphArgs),
+    /// Convert a profile between formats (folded, pprof, speedscope, callgrind, chrome, svg).
+    Convert(commands::convert::ConvertArgs),
+    /// Compare two profiles: a differential flame graph and the functions that changed most.
+    Diff(commands::diff::DiffArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Record(args) => record::run(args),
+        Command::Flamegraph(args) => commands::flamegraph::run(args),
+        Command::Convert(args) => commands::convert::run(args),
+        Command::Diff(args) => commands::diff::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => hints::report(&err),
+    }
+}

@@ -1,0 +1,268 @@
+//! `embers record` against real Python and Ruby processes.
+//!
+//! The share checks record 20 s at 100 Hz (about 2,000 samples). A share estimated from
+//! n samples has a standard error of sqrt(p(1-p)/n): 0.97 points here, so the issue's
+//! ±3-point tolerance is a 3σ check that fails by chance about once in 400 runs. At 5 s
+//! (n ≈ 500, σ ≈ 1.9) the same check would fail about one run in eight.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+fn examples() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/foobar")
+}
+
+/// A running target, killed when the test ends, however it ends.
+struct Target {
+    child: Child,
+}
+
+impl Target {
+    /// Starts `program args` and waits for its `ready <pid>` line.
+    fn start(program: &str, args: &[&str]) -> Target {
+        let mut child = Command::new(program)
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {program}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read ready line");
+        assert!(line.starts_with("ready"), "unexpected first line {line:?}");
+        Target { child }
+    }
+
+    fn python(args: &[&str]) -> Target {
+        let script = examples().join("foobar.py");
+        let mut all = vec![script.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        Target::start("python3", &all)
+    }
+
+    fn ruby(args: &[&str]) -> Target {
+        let script = examples().join("foobar.rb");
+        let mut all = vec![script.to_str().expect("utf-8 path")];
+        all.extend_from_slice(args);
+        Target::start("ruby", &all)
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn embers(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_embers"))
+        .args(args)
+        .output()
+        .expect("run embers")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Records `target` and returns the shares of samples under foo and under bar.
+fn record_shares(target: &Target, seconds: &str, out: &Path) -> (f64, f64, u64) {
+    let result = embers(&[
+        "record",
+        "--pid",
+        &target.pid(),
+        "--duration",
+        seconds,
+        "--rate",
+        "100",
+        "-o",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert!(
+        result.status.success(),
+        "record failed: {}",
+        stderr(&result)
+    );
+    let text = std::fs::read_to_string(out).expect("folded output");
+    let (mut total, mut foo, mut bar) = (0u64, 0u64, 0u64);
+    for line in text.lines() {
+        let (stack, count) = line.rsplit_once(' ').expect("folded line");
+        let count: u64 = count.parse().expect("count");
+        total += count;
+        if stack.split(';').any(|f| f.starts_with("foo (")) {
+            foo += count;
+        }
+        if stack.split(';').any(|f| f.starts_with("bar (")) {
+            bar += count;
+        }
+    }
+    assert!(total > 0, "no samples in {text}");
+    (foo as f64 / total as f64, bar as f64 / total as f64, total)
+}
+
+fn check_seed_000(before: Target, after: Target, dir: &Path) {
+    let (foo, bar, n) = record_shares(&before, "20", &dir.join("before.folded"));
+    assert!(
+        (foo - 0.75).abs() <= 0.03,
+        "foo {:.1} % of {n} samples",
+        foo * 100.0
+    );
+    assert!(
+        (bar - 0.25).abs() <= 0.03,
+        "bar {:.1} % of {n} samples",
+        bar * 100.0
+    );
+    assert!(n >= 1500, "only {n} samples in 20 s at 100 Hz");
+
+    // foo cut to work(8000): 8 / 33 of the time, about 24 %.
+    let (foo_after, bar_after, _) = record_shares(&after, "5", &dir.join("after.folded"));
+    assert!(
+        foo_after < foo - 0.3,
+        "foo fell from {foo:.2} only to {foo_after:.2}"
+    );
+    assert!(
+        bar_after > bar + 0.3,
+        "bar rose from {bar:.2} only to {bar_after:.2}"
+    );
+
+    let diff = embers(&[
+        "diff",
+        dir.join("before.folded").to_str().expect("path"),
+        dir.join("after.folded").to_str().expect("path"),
+        "-o",
+        dir.join("diff.svg").to_str().expect("path"),
+    ]);
+    assert!(diff.status.success(), "{}", stderr(&diff));
+    let table = String::from_utf8_lossy(&diff.stdout);
+    let change = |name: &str| -> f64 {
+        let row = table
+            .lines()
+            .find(|l| l.contains(&format!("  {name} (")))
+            .expect("row");
+        row.split_whitespace()
+            .nth(2)
+            .expect("column")
+            .trim_end_matches("pp")
+            .parse()
+            .expect("num")
+    };
+    assert!(change("foo") < -30.0, "{table}");
+    assert!(change("bar") > 30.0, "{table}");
+}
+
+#[test]
+fn python_foo_bar_shares_and_diff() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    check_seed_000(
+        Target::python(&[]),
+        Target::python(&["--foo", "8000"]),
+        dir.path(),
+    );
+}
+
+#[test]
+fn ruby_foo_bar_shares_and_diff() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    check_seed_000(
+        Target::ruby(&["0"]),
+        Target::ruby(&["0", "8000"]),
+        dir.path(),
+    );
+}
+
+#[test]
+fn launch_mode_records_until_the_program_exits() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("launched.folded");
+    let script = examples().join("foobar.py");
+    let result = embers(&[
+        "record",
+        "-o",
+        out.to_str().expect("path"),
+        "--",
+        "python3",
+        script.to_str().expect("path"),
+        "--seconds",
+        "2",
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    let text = std::fs::read_to_string(&out).expect("output");
+    assert!(text.contains("foo ("), "{text}");
+}
+
+#[test]
+fn launch_mode_with_duration_stops_the_program() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("launched.svg");
+    let script = examples().join("foobar.rb");
+    let result = embers(&[
+        "record",
+        "--duration",
+        "2",
+        "-o",
+        out.to_str().expect("path"),
+        "--",
+        "ruby",
+        script.to_str().expect("path"),
+    ]);
+    assert!(result.status.success(), "{}", stderr(&result));
+    assert!(std::fs::read_to_string(&out).expect("svg").contains("foo"));
+}
+
+#[test]
+fn pid_exiting_mid_record_keeps_what_was_sampled() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dir.path().join("partial.folded");
+    let target = Target::python(&["--seconds", "2"]);
+    let result = embers(&[
+        "record",
+        "--pid",
+        &target.pid(),
+        "--duration",
+        "30",
+        "-o",
+        out.to_str().expect("path"),
+    ]);
+    assert_eq!(result.status.code(), Some(2), "{}", stderr(&result));
+    assert!(stderr(&result).contains("exited"), "{}", stderr(&result));
+    let text = std::fs::read_to_string(&out).expect("partial output written");
+    assert!(text.contains("foo ("), "{text}");
+}
+
+#[test]
+fn a_process_that_is_not_python_or_ruby_is_refused_with_a_hint() {
+    let target = Target::start("sh", &["-c", "echo ready; exec sleep 60"]);
+    let result = embers(&[
+        "record",
+        "--pid",
+        &target.pid(),
+        "--duration",
+        "1",
+        "-o",
+        "/dev/null.svg",
+    ]);
+    assert_eq!(result.status.code(), Some(1));
+    let err = stderr(&result);
+    assert!(err.contains("not a Python or Ruby process"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_missing_pid_is_reported_as_such() {
+    let mut gone = Command::new("true").spawn().expect("spawn true");
+    let pid = gone.id().to_string();
+    gone.wait().expect("wait");
+    let result = embers(&["record", "--pid", &pid, "-o", "/tmp/never.svg"]);
+    assert_eq!(result.status.code(), Some(1));
+    let err = stderr(&result);
+    assert!(err.contains("no such process"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -1,0 +1,196 @@
+//! CPython through py-spy: `PythonSpy` in our own stratified loop for one process, and
+//! py-spy's `Sampler` (which follows workers as they fork) with `subprocesses`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crate::detect::is_alive;
+use crate::pacing::Pacer;
+
+use crate::sampler::{frame, Event, Trace};
+use crate::{Config, Error};
+
+fn py_spy_config(config: &Config) -> py_spy::Config {
+    let mut c = py_spy::Config::default();
+    c.sampling_rate = u64::from(config.rate_hz.max(1));
+    c.include_idle = config.include_idle;
+    c.gil_only = config.gil_only;
+    c.subprocesses = config.subprocesses;
+    c.include_thread_ids = config.threads;
+    c.blocking = if config.nonblocking {
+        py_spy::config::LockingStrategy::NonBlocking
+    } else {
+        py_spy::config::LockingStrategy::Lock
+    };
+    c
+}
+
+fn convert(trace: &py_spy::StackTrace, function_only: bool) -> Trace {
+    Trace {
+        pid: u32::try_from(trace.pid).unwrap_or_default(),
+        thread: trace
+            .thread_name
+            .clone()
+            .unwrap_or_else(|| format!("{:#x}", trace.thread_id)),
+        frames: trace
+            .frames
+            .iter()
+            .rev()
+            .map(|f| frame(&f.name, Some(&f.filename), i64::from(f.line), function_only))
+            .collect(),
+    }
+}
+
+/// Starts sampling `pid`; returns once py-spy has found the interpreter, or failed to.
+pub(crate) fn start(
+    pid: u32,
+    config: &Config,
+    stop: Arc<AtomicBool>,
+) -> Result<(Receiver<Event>, JoinHandle<()>), Error> {
+    let py_config = py_spy_config(config);
+    let function_only = config.function_only;
+    let (events, rx) = sync_channel::<Event>(1024);
+    let (ready_tx, ready_rx) = channel::<Result<(), Error>>();
+    let thread = if config.subprocesses {
+        spawn_subprocess_sampler(pid, py_config, function_only, stop, events, ready_tx)?
+    } else {
+        spawn_stratified(
+            pid,
+            py_config,
+            config.rate_hz,
+            function_only,
+            stop,
+            events,
+            ready_tx,
+        )?
+    };
+    match ready_rx.recv() {
+        Ok(Ok(())) => Ok((rx, thread)),
+        Ok(Err(e)) => {
+            let _ = thread.join();
+            Err(e)
+        }
+        Err(_) => Err(Error::Backend {
+            pid,
+            detail: "the py-spy thread ended unexpectedly".into(),
+        }),
+    }
+}
+
+/// One process: our own loop around `PythonSpy`, paced by [`Pacer`] (stratified samples).
+fn spawn_stratified(
+    pid: u32,
+    py_config: py_spy::Config,
+    rate_hz: u32,
+    function_only: bool,
+    stop: Arc<AtomicBool>,
+    events: SyncSender<Event>,
+    ready_tx: Sender<Result<(), Error>>,
+) -> Result<JoinHandle<()>, Error> {
+    spawn(pid, move || {
+        // PythonSpy is not Send on Linux: it must live on this thread.
+        let mut spy = match py_spy::PythonSpy::retry_new(pid as py_spy::Pid, &py_config, 20) {
+            Ok(spy) => spy,
+            Err(e) => {
+                let _ = ready_tx.send(Err(Error::from_backend(pid, &e)));
+                return;
+            }
+        };
+        if ready_tx.send(Ok(())).is_err() {
+            return;
+        }
+        let mut pacer = Pacer::new(rate_hz, Instant::now());
+        pacer.start(Instant::now());
+        while !stop.load(Ordering::SeqCst) {
+            let at = pacer.next_instant(Instant::now());
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let event = match spy.get_stack_traces() {
+                Ok(traces) => {
+                    Event::Traces(traces.iter().map(|t| convert(t, function_only)).collect())
+                }
+                Err(_) if !is_alive(pid) => break,
+                Err(_) => Event::Errors(1),
+            };
+            if events.send(event).is_err() {
+                return;
+            }
+        }
+        let _ = events.send(Event::Ended(Ok(())));
+    })
+}
+
+/// A process tree: py-spy's own sampler, which attaches to workers as they appear.
+fn spawn_subprocess_sampler(
+    pid: u32,
+    py_config: py_spy::Config,
+    function_only: bool,
+    stop: Arc<AtomicBool>,
+    events: SyncSender<Event>,
+    ready_tx: Sender<Result<(), Error>>,
+) -> Result<JoinHandle<()>, Error> {
+    spawn(pid, move || {
+        let sampler = match py_spy::sampler::Sampler::new(pid as py_spy::Pid, &py_config) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = ready_tx.send(Err(Error::from_backend(pid, &e)));
+                return;
+            }
+        };
+        if ready_tx.send(Ok(())).is_err() {
+            return;
+        }
+        for sample in sampler {
+            if stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let errors = sample.sampling_errors.map_or(0, |e| e.len() as u64);
+            if errors > 0 && events.send(Event::Errors(errors)).is_err() {
+                return;
+            }
+            let traces = sample
+                .traces
+                .iter()
+                .map(|t| convert(t, function_only))
+                .collect();
+            if events.send(Event::Traces(traces)).is_err() {
+                return;
+            }
+        }
+        // Stopped by us, or the iterator ended because every target exited.
+        let _ = events.send(Event::Ended(Ok(())));
+    })
+}
+
+fn spawn(pid: u32, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
+    std::thread::Builder::new()
+        .name(format!("py-spy {pid}"))
+        .spawn(body)
+        .map_err(|e| Error::Backend {
+            pid,
+            detail: format!("starting the sampler thread: {e}"),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_maps_onto_py_spy() {
+        let c = py_spy_config(&Config {
+            rate_hz: 250,
+            nonblocking: true,
+            gil_only: true,
+            ..Config::default()
+        });
+        assert_eq!(c.sampling_rate, 250);
+        assert!(c.gil_only);
+        assert_eq!(c.blocking, py_spy::config::LockingStrategy::NonBlocking);
+        assert!(!c.include_idle);
+    }
+}
