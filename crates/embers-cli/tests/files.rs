@@ -3,10 +3,10 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-/// The seed-000 profile as py-spy's `raw` output would give it.
+/// The seed-000 profile as py-spy's `raw` output would give it, in canonical (sorted) order.
 const FOOBAR: &str = "\
-<module> (/usr/lib/python3.11/site-packages/app/foobar.py:40);foo (/usr/lib/python3.11/site-packages/app/foobar.py:22);work (/usr/lib/python3.11/site-packages/app/foobar.py:17) 750
 <module> (/usr/lib/python3.11/site-packages/app/foobar.py:40);bar (/usr/lib/python3.11/site-packages/app/foobar.py:26);work (/usr/lib/python3.11/site-packages/app/foobar.py:17) 250
+<module> (/usr/lib/python3.11/site-packages/app/foobar.py:40);foo (/usr/lib/python3.11/site-packages/app/foobar.py:22);work (/usr/lib/python3.11/site-packages/app/foobar.py:17) 750
 ";
 
 /// The same program after foo was cut to work(8000).

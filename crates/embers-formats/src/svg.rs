@@ -1,34 +1,121 @@
-//! Interactive SVG flame graphs through inferno.
+//! Interactive SVG flame graphs (hover, click to zoom, regex search) drawn by inferno.
 
 use std::io::Write;
 
-use embers_profile::Profile;
+use embers_profile::{DiffTree, Profile};
+use inferno::flamegraph::{self, color::MultiPalette, Direction, Options, Palette};
 
-use crate::{FormatError, WriteOptions};
+use crate::{folded, FormatError, WriteOptions};
 
-/// Writes `profile` as svg.
+fn base_options(
+    profile: &Profile,
+    options: &WriteOptions,
+    default_title: &str,
+) -> Options<'static> {
+    let mut opt = Options::default();
+    opt.title = options
+        .title
+        .clone()
+        .unwrap_or_else(|| default_title.to_owned());
+    opt.count_name = match profile.meta.sample_type.kind.as_str() {
+        "" => "samples".to_owned(),
+        kind => kind.to_owned(),
+    };
+    if options.icicle {
+        opt.direction = Direction::Inverted;
+    }
+    opt.min_width = options.min_width.unwrap_or(0.1);
+    // Colours hashed from names stay the same from one graph to the next.
+    opt.colors = Palette::Multi(MultiPalette::Python);
+    opt.hash = true;
+    opt.deterministic = true;
+    opt
+}
+
+fn subtitle(profile: &Profile, stacks: usize) -> String {
+    let mut s = format!(
+        "{} {} · {} distinct stacks",
+        profile.total(),
+        count_unit(profile),
+        stacks
+    );
+    let (period, unit) = (profile.meta.period, profile.meta.period_type.as_ref());
+    if period > 0 && unit.is_some_and(|u| u.unit == "nanoseconds") {
+        s.push_str(&format!(" · {} Hz", 1_000_000_000 / period));
+    }
+    s
+}
+
+fn count_unit(profile: &Profile) -> &str {
+    match profile.meta.sample_type.kind.as_str() {
+        "" => "samples",
+        kind => kind,
+    }
+}
+
+fn render(opt: &mut Options<'_>, lines: &[String], out: &mut dyn Write) -> Result<(), FormatError> {
+    if lines.is_empty() {
+        return Err(FormatError::malformed(
+            "svg",
+            "the profile has no samples to draw",
+        ));
+    }
+    flamegraph::from_lines(opt, lines.iter().map(String::as_str), out).map_err(FormatError::Io)
+}
+
+/// Writes `profile` as a flame graph (or an icicle graph with `options.icicle`).
 pub fn write(
     profile: &Profile,
     options: &WriteOptions,
     out: &mut dyn Write,
 ) -> Result<(), FormatError> {
-    let _ = (profile, options, out);
-    Err(FormatError::Unsupported {
-        format: "svg",
-        operation: "written yet",
-    })
+    let lines = folded::lines(&profile.tree());
+    let mut opt = base_options(profile, options, "Flame Graph");
+    opt.subtitle = Some(
+        options
+            .subtitle
+            .clone()
+            .unwrap_or_else(|| subtitle(profile, lines.len())),
+    );
+    render(&mut opt, &lines, out)
 }
 
-/// Writes the differential flame graph of `before` → `after`.
+/// Writes the differential flame graph of `before` → `after`: boxes are sized by `after`,
+/// red where a stack's share grew, blue where it shrank. `before` is scaled to `after`'s
+/// total first, so two recordings of different lengths compare by share, not by count.
 pub fn write_diff(
     before: &Profile,
     after: &Profile,
     options: &WriteOptions,
     out: &mut dyn Write,
 ) -> Result<(), FormatError> {
-    let _ = (before, after, options, out);
-    Err(FormatError::Unsupported {
-        format: "svg",
-        operation: "written yet",
-    })
+    let diff = DiffTree::new(&before.tree(), &after.tree());
+    let scale = if diff.left_total == 0 {
+        0.0
+    } else {
+        diff.right_total as f64 / diff.left_total as f64
+    };
+    let mut lines = Vec::with_capacity(diff.stacks.len());
+    for (stack, left, right) in &diff.stacks {
+        if stack.is_empty() {
+            continue;
+        }
+        let names: Vec<String> = diff
+            .frames(stack)
+            .map(|f| f.to_string().replace([';', '\n', '\r'], "_"))
+            .collect();
+        let left = (*left as f64 * scale).round() as u64;
+        lines.push(format!("{} {} {}", names.join(";"), left, right));
+    }
+    lines.sort();
+    let mut opt = base_options(after, options, "Differential flame graph");
+    opt.subtitle = Some(options.subtitle.clone().unwrap_or_else(|| {
+        format!(
+            "before: {} · after: {} {} · red grew, blue shrank (share of total)",
+            diff.left_total,
+            diff.right_total,
+            count_unit(after)
+        )
+    }));
+    render(&mut opt, &lines, out)
 }

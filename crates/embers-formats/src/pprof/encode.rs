@@ -1,0 +1,142 @@
+//! Profiles → gzipped pprof. Deterministic: the same profile gives the same bytes.
+
+use std::collections::HashMap;
+use std::io::Write;
+
+use embers_profile::{FrameId, Profile, ValueType};
+use flate2::{write::GzEncoder, Compression};
+use prost::Message;
+
+use super::proto;
+use crate::FormatError;
+
+/// Interns strings into pprof's string table (index 0 is "").
+struct Strings {
+    table: Vec<String>,
+    index: HashMap<String, i64>,
+}
+
+impl Strings {
+    fn new() -> Self {
+        Strings {
+            table: vec![String::new()],
+            index: HashMap::from([(String::new(), 0)]),
+        }
+    }
+
+    fn get(&mut self, s: &str) -> i64 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.table.len() as i64;
+        self.table.push(s.to_owned());
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+
+    fn value_type(&mut self, t: &ValueType) -> proto::ValueType {
+        proto::ValueType {
+            r#type: self.get(&t.kind),
+            unit: self.get(&t.unit),
+        }
+    }
+}
+
+/// Builds the protobuf message for `profile`.
+pub fn encode_proto(profile: &Profile) -> proto::Profile {
+    let mut strings = Strings::new();
+    let mut out = proto::Profile {
+        sample_type: vec![strings.value_type(&profile.meta.sample_type)],
+        period_type: profile
+            .meta
+            .period_type
+            .as_ref()
+            .map(|t| strings.value_type(t)),
+        period: profile.meta.period,
+        time_nanos: profile.meta.time_nanos,
+        duration_nanos: profile.meta.duration_nanos,
+        ..proto::Profile::default()
+    };
+    let mut functions: HashMap<(i64, i64), u64> = HashMap::new();
+    let mut mappings: HashMap<i64, u64> = HashMap::new();
+    let mut locations: HashMap<FrameId, u64> = HashMap::new();
+    for sample in profile.samples() {
+        let mut location_id = Vec::with_capacity(sample.stack.len());
+        for &frame_id in sample.stack.iter().rev() {
+            let id = match locations.get(&frame_id) {
+                Some(&id) => id,
+                None => {
+                    let frame = profile.symbols.get(frame_id);
+                    let name = strings.get(&frame.function);
+                    let file = strings.get(frame.file.as_deref().unwrap_or(""));
+                    let next_fn = functions.len() as u64 + 1;
+                    let function_id = *functions.entry((name, file)).or_insert_with(|| {
+                        out.function.push(proto::Function {
+                            id: next_fn,
+                            name,
+                            system_name: name,
+                            filename: file,
+                            start_line: 0,
+                        });
+                        next_fn
+                    });
+                    let mapping_id = match &frame.module {
+                        None => 0,
+                        Some(module) => {
+                            let filename = strings.get(module);
+                            let next = mappings.len() as u64 + 1;
+                            *mappings.entry(filename).or_insert_with(|| {
+                                out.mapping.push(proto::Mapping {
+                                    id: next,
+                                    filename,
+                                    has_functions: true,
+                                    ..proto::Mapping::default()
+                                });
+                                next
+                            })
+                        }
+                    };
+                    let id = out.location.len() as u64 + 1;
+                    out.location.push(proto::Location {
+                        id,
+                        mapping_id,
+                        line: vec![proto::Line {
+                            function_id,
+                            line: frame.line.map_or(0, i64::from),
+                            column: 0,
+                        }],
+                        ..proto::Location::default()
+                    });
+                    locations.insert(frame_id, id);
+                    id
+                }
+            };
+            location_id.push(id);
+        }
+        let label = sample
+            .labels
+            .iter()
+            .map(|(k, v)| proto::Label {
+                key: strings.get(k),
+                str: strings.get(v),
+                ..proto::Label::default()
+            })
+            .collect();
+        out.sample.push(proto::Sample {
+            location_id,
+            value: vec![i64::try_from(sample.value).unwrap_or(i64::MAX)],
+            label,
+        });
+    }
+    out.string_table = strings.table;
+    out
+}
+
+/// Writes `profile` as gzipped pprof.
+pub fn encode(profile: &Profile, out: &mut dyn Write) -> Result<(), FormatError> {
+    let bytes = encode_proto(profile).encode_to_vec();
+    let mut gz = GzEncoder::new(out, Compression::default());
+    gz.write_all(&bytes)?;
+    gz.finish()?;
+    Ok(())
+}
