@@ -11,10 +11,19 @@ use embers_formats::{Format, ReadLimits, WriteOptions};
 fn main() {
     let profile = synthetic_profile(100_000, 20_000, 42);
     let mut folded = Vec::new();
-    embers_formats::write(&profile, Format::Folded, &WriteOptions::default(), &mut folded)
-        .expect("folded encodes");
+    embers_formats::write(
+        &profile,
+        Format::Folded,
+        &WriteOptions::default(),
+        &mut folded,
+    )
+    .expect("folded encodes");
     let limits = ReadLimits::default();
-    println!("profile: {} distinct stacks, {} frames", profile.samples().len(), profile.symbols.len());
+    println!(
+        "profile: {} distinct stacks, {} frames",
+        profile.samples().len(),
+        profile.symbols.len()
+    );
 
     // Baseline: the least any folded reader must do, split lines at the last space and
     // parse the count.

@@ -1,5 +1,7 @@
 //! `embers flamegraph`, `convert` and `diff` on real files, through the real binary.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

@@ -5,6 +5,8 @@
 //! ±3-point tolerance is a 3σ check that fails by chance about once in 400 runs. At 5 s
 //! (n ≈ 500, σ ≈ 1.9) the same check would fail about one run in eight.
 
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -265,4 +267,55 @@ fn a_missing_pid_is_reported_as_such() {
     let err = stderr(&result);
     assert!(err.contains("no such process"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// The sample count `record` reports on stderr ("wrote N samples ...").
+fn reported_samples(out: &Output) -> u64 {
+    let err = stderr(out);
+    let at = err
+        .find("wrote ")
+        .unwrap_or_else(|| panic!("no summary in {err}"));
+    err[at + 6..]
+        .split_whitespace()
+        .next()
+        .expect("count")
+        .parse()
+        .expect("number")
+}
+
+#[test]
+fn pprof_from_real_recordings_reads_back_with_the_same_totals() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (name, target) in [("py", Target::python(&[])), ("rb", Target::ruby(&["0"]))] {
+        let pb = dir.path().join(format!("{name}.pb.gz"));
+        let result = embers(&[
+            "record",
+            "--pid",
+            &target.pid(),
+            "--duration",
+            "2",
+            "-o",
+            pb.to_str().expect("path"),
+        ]);
+        assert!(result.status.success(), "{}", stderr(&result));
+        let samples = reported_samples(&result);
+        let folded = dir.path().join(format!("{name}.folded"));
+        let convert = embers(&[
+            "convert",
+            pb.to_str().expect("path"),
+            "-o",
+            folded.to_str().expect("path"),
+        ]);
+        assert!(convert.status.success(), "{}", stderr(&convert));
+        let text = std::fs::read_to_string(&folded).expect("folded");
+        let total: u64 = text
+            .lines()
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum();
+        assert!(samples > 50, "{name}: only {samples} samples");
+        assert_eq!(
+            total, samples,
+            "{name}: pprof totals differ from what was recorded"
+        );
+    }
 }

@@ -163,7 +163,7 @@ mod tests {
 
     #[test]
     fn depth_limit() {
-        let deep = vec!["f"; 10].join(";") + " 1";
+        let deep = ["f"; 10].join(";") + " 1";
         let limits = ReadLimits {
             max_stack_depth: 5,
             ..ReadLimits::default()

@@ -14,18 +14,19 @@ use crate::sampler::{frame, Event, Trace};
 use crate::{Config, Error};
 
 fn py_spy_config(config: &Config) -> py_spy::Config {
-    let mut c = py_spy::Config::default();
-    c.sampling_rate = u64::from(config.rate_hz.max(1));
-    c.include_idle = config.include_idle;
-    c.gil_only = config.gil_only;
-    c.subprocesses = config.subprocesses;
-    c.include_thread_ids = config.threads;
-    c.blocking = if config.nonblocking {
-        py_spy::config::LockingStrategy::NonBlocking
-    } else {
-        py_spy::config::LockingStrategy::Lock
-    };
-    c
+    py_spy::Config {
+        sampling_rate: u64::from(config.rate_hz.max(1)),
+        include_idle: config.include_idle,
+        gil_only: config.gil_only,
+        subprocesses: config.subprocesses,
+        include_thread_ids: config.threads,
+        blocking: if config.nonblocking {
+            py_spy::config::LockingStrategy::NonBlocking
+        } else {
+            py_spy::config::LockingStrategy::Lock
+        },
+        ..py_spy::Config::default()
+    }
 }
 
 fn convert(trace: &py_spy::StackTrace, function_only: bool) -> Trace {
