@@ -1,5 +1,7 @@
 //! Codec throughput on a 100k-stack profile (issue "Foundation", Measure):
-//! folded parse and pprof decode→tree in MB/s, each next to a baseline in the same run.
+//! folded parse and pprof decode→tree in MB/s, each next to a baseline in the same run:
+//! a bare line split for folded, and the bare gunzip + protobuf decode (the floor any
+//! pprof reader pays) for pprof.
 //!
 //! Run: `cargo bench -p embers-bench --bench codecs`
 
@@ -51,5 +53,34 @@ fn main() {
         mb_per_s(folded.len(), parse),
         parse.as_secs_f64() / split.as_secs_f64(),
         mb_per_s(folded.len(), parse_tree),
+    );
+
+    let mut pprof = Vec::new();
+    embers_formats::write(
+        &profile,
+        Format::Pprof,
+        &WriteOptions::default(),
+        &mut pprof,
+    )
+    .expect("pprof encodes");
+    let floor = median_time(5, || {
+        black_box(embers_formats::pprof::decode_proto(&pprof, &limits).expect("decodes"));
+    });
+    let decode = median_time(5, || {
+        black_box(embers_formats::pprof::decode(&pprof, &limits).expect("decodes"));
+    });
+    let decode_tree = median_time(5, || {
+        let p = embers_formats::pprof::decode(&pprof, &limits).expect("decodes");
+        black_box(p.tree());
+    });
+    println!(
+        "pprof: {:.1} MB gzipped; gunzip+protobuf floor {:.0} MB/s; decode→profile {:.0} MB/s \
+         ({:.2}x the floor); decode→tree {:.0} MB/s ({:.2}x the floor)",
+        pprof.len() as f64 / 1e6,
+        mb_per_s(pprof.len(), floor),
+        mb_per_s(pprof.len(), decode),
+        decode.as_secs_f64() / floor.as_secs_f64(),
+        mb_per_s(pprof.len(), decode_tree),
+        decode_tree.as_secs_f64() / floor.as_secs_f64(),
     );
 }

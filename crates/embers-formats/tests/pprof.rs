@@ -6,7 +6,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{foobar, write};
+use common::{foobar, sorted_samples, write};
 use embers_formats::pprof::{self, proto};
 use embers_formats::{read, read_with_limits, Format, FormatError, ReadLimits};
 use embers_profile::{Frame, Labels, Profile, ProfileMeta, ValueType};
@@ -31,22 +31,6 @@ fn labelled_foobar() -> Profile {
     p.add_frames([&module, &foo, &work], worker, 15);
     p.add_frames([&module, &bar, &work], main, 25);
     p
-}
-
-fn sorted_samples(p: &Profile) -> Vec<(Vec<Frame>, Labels, u64)> {
-    let mut v: Vec<_> = p
-        .samples()
-        .iter()
-        .map(|s| {
-            (
-                p.frames(&s.stack).cloned().collect(),
-                s.labels.clone(),
-                s.value,
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[test]

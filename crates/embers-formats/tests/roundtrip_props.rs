@@ -2,6 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod common;
+
+use common::sorted_samples;
 use embers_formats::{read, read_with_limits, write, Format, ReadLimits, WriteOptions};
 use embers_profile::{DiffTree, Frame, Labels, Profile, ProfileMeta, StackTree};
 use proptest::prelude::*;
@@ -37,22 +40,6 @@ fn folded(p: &Profile) -> String {
     String::from_utf8(out).unwrap()
 }
 
-fn sorted(p: &Profile) -> Vec<(Vec<Frame>, Labels, u64)> {
-    let mut v: Vec<_> = p
-        .samples()
-        .iter()
-        .map(|s| {
-            (
-                p.frames(&s.stack).cloned().collect(),
-                s.labels.clone(),
-                s.value,
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 fn tree(p: &Profile) -> StackTree {
     p.tree()
 }
@@ -65,7 +52,7 @@ proptest! {
         let mut bytes = Vec::new();
         write(&p, Format::Pprof, &WriteOptions::default(), &mut bytes).unwrap();
         let back = read(&bytes, None).unwrap();
-        prop_assert_eq!(sorted(&back), sorted(&p));
+        prop_assert_eq!(sorted_samples(&back), sorted_samples(&p));
     }
 
     #[test]

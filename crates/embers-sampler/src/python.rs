@@ -93,16 +93,10 @@ fn spawn_stratified(
 ) -> Result<JoinHandle<()>, Error> {
     spawn(pid, move || {
         // PythonSpy is not Send on Linux: it must live on this thread.
-        let mut spy = match py_spy::PythonSpy::retry_new(pid as py_spy::Pid, &py_config, 20) {
-            Ok(spy) => spy,
-            Err(e) => {
-                let _ = ready_tx.send(Err(Error::from_backend(pid, &e)));
-                return;
-            }
-        };
-        if ready_tx.send(Ok(())).is_err() {
+        let attached = py_spy::PythonSpy::retry_new(pid as py_spy::Pid, &py_config, 20);
+        let Some(mut spy) = announce(pid, attached, &ready_tx) else {
             return;
-        }
+        };
         let mut pacer = Pacer::new(rate_hz, Instant::now());
         pacer.start(Instant::now());
         while !stop.load(Ordering::SeqCst) {
@@ -135,16 +129,10 @@ fn spawn_subprocess_sampler(
     ready_tx: Sender<Result<(), Error>>,
 ) -> Result<JoinHandle<()>, Error> {
     spawn(pid, move || {
-        let sampler = match py_spy::sampler::Sampler::new(pid as py_spy::Pid, &py_config) {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = ready_tx.send(Err(Error::from_backend(pid, &e)));
-                return;
-            }
-        };
-        if ready_tx.send(Ok(())).is_err() {
+        let attached = py_spy::sampler::Sampler::new(pid as py_spy::Pid, &py_config);
+        let Some(sampler) = announce(pid, attached, &ready_tx) else {
             return;
-        }
+        };
         for sample in sampler {
             if stop.load(Ordering::SeqCst) {
                 break;
@@ -165,6 +153,22 @@ fn spawn_subprocess_sampler(
         // Stopped by us, or the iterator ended because every target exited.
         let _ = events.send(Event::Ended(Ok(())));
     })
+}
+
+/// Tells `start` whether attaching worked; the backend comes back only when it did and
+/// `start` is still waiting for the answer.
+fn announce<T>(
+    pid: u32,
+    attached: Result<T, impl std::fmt::Display>,
+    ready: &Sender<Result<(), Error>>,
+) -> Option<T> {
+    match attached {
+        Ok(backend) => ready.send(Ok(())).is_ok().then_some(backend),
+        Err(e) => {
+            let _ = ready.send(Err(Error::from_backend(pid, &e)));
+            None
+        }
+    }
 }
 
 fn spawn(pid: u32, body: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use embers_formats::{read, Format};
-use embers_profile::Profile;
+use embers_profile::{Frame, Labels, Profile};
 
 /// The seed-000 profile: `<module>` calls foo (75 %) and bar (25 %), both calling work.
 pub const FOOBAR: &str = "\
@@ -39,4 +39,21 @@ pub fn write(profile: &Profile, format: Format) -> Vec<u8> {
     let mut out = Vec::new();
     embers_formats::write(profile, format, &Default::default(), &mut out).expect("writes");
     out
+}
+
+/// The samples of `p` as (frames, labels, value), sorted: a canonical form to compare.
+pub fn sorted_samples(p: &Profile) -> Vec<(Vec<Frame>, Labels, u64)> {
+    let mut v: Vec<_> = p
+        .samples()
+        .iter()
+        .map(|s| {
+            (
+                p.frames(&s.stack).cloned().collect(),
+                s.labels.clone(),
+                s.value,
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
