@@ -319,3 +319,73 @@ fn pprof_from_real_recordings_reads_back_with_the_same_totals() {
         );
     }
 }
+
+#[test]
+fn threads_get_root_frames_and_function_drops_lines() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let script = dir.path().join("threads.py");
+    std::fs::write(
+        &script,
+        "import os, threading\n\
+         def spin():\n    while True:\n        sum(range(1000))\n\
+         for name in ('alpha', 'beta'):\n    threading.Thread(target=spin, name=name, daemon=True).start()\n\
+         print('ready', os.getpid(), flush=True)\n\
+         threading.Event().wait()\n",
+    )
+    .expect("script");
+    let target = Target::start("python3", &[script.to_str().expect("path")]);
+    let pid = target.pid();
+    let record = |extra: &[&str], name: &str| -> String {
+        let out = dir.path().join(name);
+        let mut args = vec![
+            "record",
+            "--pid",
+            &pid,
+            "--duration",
+            "2",
+            "--threads",
+            "--function",
+        ];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["-o", out.to_str().expect("path")]);
+        let result = embers(&args);
+        assert!(result.status.success(), "{}", stderr(&result));
+        std::fs::read_to_string(&out).expect("output")
+    };
+    let samples_of = |text: &str, root: &str| -> u64 {
+        let of = |l: &&str| l.starts_with(root);
+        text.lines()
+            .filter(of)
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+            .sum()
+    };
+
+    let busy = record(&[], "busy.folded");
+    for name in ["thread (alpha)", "thread (beta)"] {
+        assert!(
+            samples_of(&busy, name) > 50,
+            "too few samples under {name} in\n{busy}"
+        );
+    }
+    assert!(
+        !busy.contains(".py:"),
+        "line numbers left with --function:\n{busy}"
+    );
+    // The main thread only waits. py-spy judges activity from the thread's OS state, so a
+    // waiting thread caught at a runnable instant may still count now and then; with
+    // `--idle` it counts at every sample, as the spinning threads do.
+    let idle = record(&["--idle"], "idle.folded");
+    let (main_busy, main_idle) = (
+        samples_of(&busy, "thread (MainThread)"),
+        samples_of(&idle, "thread (MainThread)"),
+    );
+    let alpha_idle = samples_of(&idle, "thread (alpha)");
+    assert!(
+        main_idle * 10 >= alpha_idle * 9,
+        "--idle: main {main_idle}, alpha {alpha_idle}"
+    );
+    assert!(
+        main_busy * 10 <= main_idle,
+        "idle main thread kept: {main_busy} of {main_idle}"
+    );
+}

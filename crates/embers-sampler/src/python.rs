@@ -29,19 +29,54 @@ fn py_spy_config(config: &Config) -> py_spy::Config {
     }
 }
 
-fn convert(trace: &py_spy::StackTrace, function_only: bool) -> Trace {
-    Trace {
-        pid: u32::try_from(trace.pid).unwrap_or_default(),
-        thread: trace
-            .thread_name
-            .clone()
-            .unwrap_or_else(|| format!("{:#x}", trace.thread_id)),
-        frames: trace
-            .frames
+/// Which traces to keep and how to turn them into ours. py-spy leaves the idle and GIL
+/// filters to its command line's loop, so they are applied here.
+#[derive(Debug, Clone, Copy)]
+struct Convert {
+    include_idle: bool,
+    gil_only: bool,
+    function_only: bool,
+}
+
+impl Convert {
+    fn new(config: &Config) -> Self {
+        Convert {
+            include_idle: config.include_idle,
+            gil_only: config.gil_only,
+            function_only: config.function_only,
+        }
+    }
+
+    fn traces(self, traces: &[py_spy::StackTrace]) -> Vec<Trace> {
+        traces
             .iter()
-            .rev()
-            .map(|f| frame(&f.name, Some(&f.filename), i64::from(f.line), function_only))
-            .collect(),
+            .filter(|t| self.include_idle || t.active)
+            .filter(|t| !self.gil_only || t.owns_gil)
+            .map(|t| self.trace(t))
+            .collect()
+    }
+
+    fn trace(self, trace: &py_spy::StackTrace) -> Trace {
+        Trace {
+            pid: u32::try_from(trace.pid).unwrap_or_default(),
+            thread: trace
+                .thread_name
+                .clone()
+                .unwrap_or_else(|| format!("{:#x}", trace.thread_id)),
+            frames: trace
+                .frames
+                .iter()
+                .rev()
+                .map(|f| {
+                    frame(
+                        &f.name,
+                        Some(&f.filename),
+                        i64::from(f.line),
+                        self.function_only,
+                    )
+                })
+                .collect(),
+        }
     }
 }
 
@@ -52,17 +87,17 @@ pub(crate) fn start(
     stop: Arc<AtomicBool>,
 ) -> Result<(Receiver<Event>, JoinHandle<()>), Error> {
     let py_config = py_spy_config(config);
-    let function_only = config.function_only;
+    let convert = Convert::new(config);
     let (events, rx) = sync_channel::<Event>(1024);
     let (ready_tx, ready_rx) = channel::<Result<(), Error>>();
     let thread = if config.subprocesses {
-        spawn_subprocess_sampler(pid, py_config, function_only, stop, events, ready_tx)?
+        spawn_subprocess_sampler(pid, py_config, convert, stop, events, ready_tx)?
     } else {
         spawn_stratified(
             pid,
             py_config,
             config.rate_hz,
-            function_only,
+            convert,
             stop,
             events,
             ready_tx,
@@ -86,7 +121,7 @@ fn spawn_stratified(
     pid: u32,
     py_config: py_spy::Config,
     rate_hz: u32,
-    function_only: bool,
+    convert: Convert,
     stop: Arc<AtomicBool>,
     events: SyncSender<Event>,
     ready_tx: Sender<Result<(), Error>>,
@@ -105,9 +140,7 @@ fn spawn_stratified(
                 std::thread::sleep(wait);
             }
             let event = match spy.get_stack_traces() {
-                Ok(traces) => {
-                    Event::Traces(traces.iter().map(|t| convert(t, function_only)).collect())
-                }
+                Ok(traces) => Event::Traces(convert.traces(&traces)),
                 Err(_) if !is_alive(pid) => break,
                 Err(_) => Event::Errors(1),
             };
@@ -123,7 +156,7 @@ fn spawn_stratified(
 fn spawn_subprocess_sampler(
     pid: u32,
     py_config: py_spy::Config,
-    function_only: bool,
+    convert: Convert,
     stop: Arc<AtomicBool>,
     events: SyncSender<Event>,
     ready_tx: Sender<Result<(), Error>>,
@@ -141,11 +174,7 @@ fn spawn_subprocess_sampler(
             if errors > 0 && events.send(Event::Errors(errors)).is_err() {
                 return;
             }
-            let traces = sample
-                .traces
-                .iter()
-                .map(|t| convert(t, function_only))
-                .collect();
+            let traces = convert.traces(&sample.traces);
             if events.send(Event::Traces(traces)).is_err() {
                 return;
             }
