@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Builds every cargo-fuzz target and runs each for a short while (FUZZ_SECONDS, default 20),
+# starting from seeds made of our own test data. Finds regressions in the decoders of
+# untrusted bytes; long fuzzing runs are `cargo fuzz run TARGET` by hand.
+# cargo-fuzz needs nightly flags: RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-20}
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
+export RUSTC_BOOTSTRAP=1
+
+seed() { mkdir -p "fuzz/corpus/$1"; cp "${@:2}" "fuzz/corpus/$1/" 2>/dev/null || true; }
+seed folded_parse examples/foobar/*.py
+printf '<module> (app.py:40);foo (app.py:22);work (app.py:17) 75\n' > fuzz/corpus/folded_parse/foobar.folded
+seed pprof_decode crates/embers-formats/tests/data/*.pb.gz
+
+cd fuzz
+cargo fuzz build --release -s address
+for target in folded_parse pprof_decode tree_decode; do
+  echo "fuzzing $target for ${seconds}s"
+  mkdir -p "corpus/$target"
+  log="target/fuzz-$target.log"
+  mkdir -p target
+  status=0
+  cargo fuzz run --release -s address "$target" "corpus/$target" -- \
+    -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 >"$log" 2>&1 || status=$?
+  grep -E "stat::number_of_executed_units" "$log" || true
+  if [ "$status" -ne 0 ]; then
+    tail -40 "$log"
+    echo "fuzz target $target failed (artifacts in fuzz/artifacts/$target)"
+    exit 1
+  fi
+done
