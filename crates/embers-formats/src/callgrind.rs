@@ -89,9 +89,8 @@ pub fn write(
             fns.entry(k.clone()).or_default();
             path.push(k);
         }
-        for &child in tree.children(node).iter().rev() {
-            todo.push((child, node, path.len()));
-        }
+        let depth = path.len();
+        tree.push_children_rev(node, &mut todo, |child| (child, node, depth));
     }
 
     let events = match profile.meta.sample_type.kind.as_str() {

@@ -78,9 +78,7 @@ impl StackTree {
                 on_path[k] += 1;
             }
             todo.push((node, true));
-            for &child in self.children(node) {
-                todo.push((child, false));
-            }
+            todo.extend(self.children(node).map(|child| (child, false)));
         }
         rows.retain(|r| r.total > 0);
         rows.sort_by(|a, b| {

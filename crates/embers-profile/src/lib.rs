@@ -39,5 +39,5 @@ pub use diff::{share_changes, DiffTree, ShareChange};
 pub use frame::{Frame, FrameId, SymbolTable};
 pub use labels::{validate_name, LabelError, Labels, MAX_LABEL_LEN};
 pub use profile::{Profile, ProfileMeta, Sample, ValueType};
-pub use tree::{NodeId, StackTree};
+pub use tree::{Children, NodeId, StackTree};
 pub use truncate::{is_other, other_frame, Truncation, OTHER};

@@ -8,12 +8,51 @@ use crate::frame::{Frame, FrameId, SymbolTable};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct NodeId(pub u32);
 
+/// A node. Children are a linked list (first child, next sibling, and the last child for
+/// appending in order) rather than a `Vec` per node: a tree of millions of nodes then costs
+/// no allocation per node, which dominated building trees from large profiles.
 #[derive(Debug, Clone)]
 struct Node {
     frame: Option<FrameId>,
     self_value: u64,
     total: u64,
-    children: Vec<NodeId>,
+    /// 0 when there is none: the root is never a child.
+    first_child: u32,
+    last_child: u32,
+    next_sibling: u32,
+}
+
+impl Node {
+    fn new(frame: Option<FrameId>) -> Self {
+        Node {
+            frame,
+            self_value: 0,
+            total: 0,
+            first_child: 0,
+            last_child: 0,
+            next_sibling: 0,
+        }
+    }
+}
+
+/// The children of one node, in insertion order.
+#[derive(Debug, Clone)]
+pub struct Children<'a> {
+    nodes: &'a [Node],
+    next: u32,
+}
+
+impl Iterator for Children<'_> {
+    type Item = NodeId;
+
+    fn next(&mut self) -> Option<NodeId> {
+        if self.next == 0 {
+            return None;
+        }
+        let id = NodeId(self.next);
+        self.next = self.nodes[self.next as usize].next_sibling;
+        Some(id)
+    }
 }
 
 /// A call tree built from stacks. Each node's `total` is its own `self` plus its children's
@@ -39,12 +78,7 @@ impl StackTree {
     pub fn new() -> Self {
         StackTree {
             symbols: SymbolTable::new(),
-            nodes: vec![Node {
-                frame: None,
-                self_value: 0,
-                total: 0,
-                children: Vec::new(),
-            }],
+            nodes: vec![Node::new(None)],
             edges: FxHashMap::default(),
         }
     }
@@ -84,13 +118,14 @@ impl StackTree {
             return child;
         }
         let child = NodeId(u32::try_from(self.nodes.len()).expect("more than 2^32 nodes"));
-        self.nodes.push(Node {
-            frame: Some(frame),
-            self_value: 0,
-            total: 0,
-            children: Vec::new(),
-        });
-        self.nodes[parent.0 as usize].children.push(child);
+        self.nodes.push(Node::new(Some(frame)));
+        let p = &mut self.nodes[parent.0 as usize];
+        let previous_last = std::mem::replace(&mut p.last_child, child.0);
+        if previous_last == 0 {
+            p.first_child = child.0;
+        } else {
+            self.nodes[previous_last as usize].next_sibling = child.0;
+        }
         self.edges.insert((parent, frame), child);
         child
     }
@@ -128,13 +163,29 @@ impl StackTree {
     }
 
     /// Children of a node in insertion order.
-    pub fn children(&self, node: NodeId) -> &[NodeId] {
-        &self.nodes[node.0 as usize].children
+    pub fn children(&self, node: NodeId) -> Children<'_> {
+        Children {
+            nodes: &self.nodes,
+            next: self.nodes[node.0 as usize].first_child,
+        }
+    }
+
+    /// Pushes the children of `node` onto a depth-first stack so that they pop in
+    /// insertion order.
+    pub fn push_children_rev<T>(
+        &self,
+        node: NodeId,
+        stack: &mut Vec<T>,
+        f: impl FnMut(NodeId) -> T,
+    ) {
+        let start = stack.len();
+        stack.extend(self.children(node).map(f));
+        stack[start..].reverse();
     }
 
     /// Children of a node, heaviest first, ties by frame text (a stable drawing order).
     pub fn children_sorted(&self, node: NodeId) -> Vec<NodeId> {
-        let mut c = self.children(node).to_vec();
+        let mut c: Vec<NodeId> = self.children(node).collect();
         c.sort_by(|a, b| {
             self.total_value(*b)
                 .cmp(&self.total_value(*a))
@@ -162,9 +213,7 @@ impl StackTree {
             if n.self_value > 0 {
                 f(&path, n.self_value);
             }
-            for &child in n.children.iter().rev() {
-                todo.push((child, depth));
-            }
+            self.push_children_rev(node, &mut todo, |child| (child, depth));
         }
     }
 
@@ -252,7 +301,7 @@ mod tests {
     fn totals_follow_children() {
         let t = tree(&[("main;foo;work", 75), ("main;bar;work", 25), ("main", 5)]);
         assert_eq!(t.total(), 105);
-        let main = t.children(StackTree::ROOT)[0];
+        let main = t.children(StackTree::ROOT).next().unwrap();
         assert_eq!(t.total_value(main), 105);
         assert_eq!(t.self_value(main), 5);
         assert_eq!(t.node_count(), 5);

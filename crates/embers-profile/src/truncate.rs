@@ -46,9 +46,10 @@ impl StackTree {
         keep[0] = true;
         let mut heap: BinaryHeap<(u64, Reverse<NodeId>)> = BinaryHeap::new();
         let push_children = |heap: &mut BinaryHeap<_>, node| {
-            for &c in self.children(node) {
-                heap.push((self.total_value(c), Reverse(c)));
-            }
+            heap.extend(
+                self.children(node)
+                    .map(|c| (self.total_value(c), Reverse(c))),
+            );
         };
         push_children(&mut heap, StackTree::ROOT);
         let mut kept = 0;
@@ -81,13 +82,19 @@ impl StackTree {
             }
             out.add_stack(&path, self.self_value(node));
             let mut dropped = 0;
-            for &c in self.children(node).iter().rev() {
-                if keep[c.0 as usize] {
-                    todo.push((c, path.len()));
-                } else {
+            for c in self.children(node) {
+                if !keep[c.0 as usize] {
                     dropped += self.total_value(c);
                 }
             }
+            let depth = path.len();
+            let start = todo.len();
+            todo.extend(
+                self.children(node)
+                    .filter(|c| keep[c.0 as usize])
+                    .map(|c| (c, depth)),
+            );
+            todo[start..].reverse();
             if dropped > 0 {
                 report.dropped_value += dropped;
                 path.push(other);

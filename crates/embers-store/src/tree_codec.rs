@@ -70,9 +70,8 @@ pub fn encode_tree(tree: &StackTree, out: &mut Vec<u8>) {
             put_uvarint(out, u64::from(frame.0));
         }
         put_uvarint(out, tree.self_value(node));
-        let children = tree.children(node);
-        put_uvarint(out, children.len() as u64);
-        todo.extend(children.iter().rev());
+        put_uvarint(out, tree.children(node).count() as u64);
+        tree.push_children_rev(node, &mut todo, |child| child);
     }
 }
 
