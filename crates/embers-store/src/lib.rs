@@ -16,10 +16,12 @@
 //! assert_eq!(storage.list("blocks/").unwrap(), vec!["blocks/0001.blk".to_string()]);
 //! ```
 
+mod segment;
 mod storage;
 mod tree_codec;
 mod varint;
 
+pub use segment::{leaf_of, leaves_for, plan, Block, FANOUT, LEAF_SECONDS, TOP_LEVEL};
 pub use storage::{FaultyStorage, FileStorage, MemoryStorage, Storage, StorageError};
 pub use tree_codec::{decode_tree, encode_tree, TreeLimits};
 pub use varint::Corrupt;
