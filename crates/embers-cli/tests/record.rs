@@ -4,12 +4,25 @@
 //! n samples has a standard error of sqrt(p(1-p)/n): 0.97 points here, so the issue's
 //! ±3-point tolerance is a 3σ check that fails by chance about once in 400 runs. At 5 s
 //! (n ≈ 500, σ ≈ 1.9) the same check would fail about one run in eight.
+//!
+//! Tests that run a busy target take [`exclusive_cpu`] and so run one at a time, and start
+//! each target only when it is recorded: on two cores, several CPU-bound processes at once
+//! skew what is measured. rbspy's fixed 10 ms schedule read Ruby's foo at 78–86 % while a
+//! second busy Ruby ran beside it, against 73.8–77.2 % alone and a true 75.0 %.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+/// Serialises the tests that run CPU-bound targets (see the module comment).
+fn exclusive_cpu() -> std::sync::MutexGuard<'static, ()> {
+    static CPU: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A failed test poisons the lock; the next one may still run.
+    CPU.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 fn examples() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/foobar")
@@ -109,8 +122,17 @@ fn record_shares(target: &Target, seconds: &str, out: &Path) -> (f64, f64, u64) 
     (foo as f64 / total as f64, bar as f64 / total as f64, total)
 }
 
-fn check_seed_000(before: Target, after: Target, dir: &Path) {
+/// `before` and `after` start their targets only when recorded: two busy targets at once
+/// on two cores skew the measurement (see the module comment).
+fn check_seed_000(before: impl FnOnce() -> Target, after: impl FnOnce() -> Target, dir: &Path) {
+    let before = before();
     let (foo, bar, n) = record_shares(&before, "20", &dir.join("before.folded"));
+    drop(before);
+    eprintln!(
+        "foo {:.1} %, bar {:.1} % of {n} samples",
+        foo * 100.0,
+        bar * 100.0
+    );
     assert!(
         (foo - 0.75).abs() <= 0.03,
         "foo {:.1} % of {n} samples",
@@ -124,6 +146,7 @@ fn check_seed_000(before: Target, after: Target, dir: &Path) {
     assert!(n >= 1500, "only {n} samples in 20 s at 100 Hz");
 
     // foo cut to work(8000): 8 / 33 of the time, about 24 %.
+    let after = after();
     let (foo_after, bar_after, _) = record_shares(&after, "5", &dir.join("after.folded"));
     assert!(
         foo_after < foo - 0.3,
@@ -161,26 +184,29 @@ fn check_seed_000(before: Target, after: Target, dir: &Path) {
 
 #[test]
 fn python_foo_bar_shares_and_diff() {
+    let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");
     check_seed_000(
-        Target::python(&[]),
-        Target::python(&["--foo", "8000"]),
+        || Target::python(&[]),
+        || Target::python(&["--foo", "8000"]),
         dir.path(),
     );
 }
 
 #[test]
 fn ruby_foo_bar_shares_and_diff() {
+    let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");
     check_seed_000(
-        Target::ruby(&["0"]),
-        Target::ruby(&["0", "8000"]),
+        || Target::ruby(&["0"]),
+        || Target::ruby(&["0", "8000"]),
         dir.path(),
     );
 }
 
 #[test]
 fn launch_mode_records_until_the_program_exits() {
+    let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("launched.folded");
     let script = examples().join("foobar.py");
@@ -201,6 +227,7 @@ fn launch_mode_records_until_the_program_exits() {
 
 #[test]
 fn launch_mode_with_duration_stops_the_program() {
+    let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("launched.svg");
     let script = examples().join("foobar.rb");
@@ -220,6 +247,7 @@ fn launch_mode_with_duration_stops_the_program() {
 
 #[test]
 fn pid_exiting_mid_record_keeps_what_was_sampled() {
+    let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("partial.folded");
     let target = Target::python(&["--seconds", "2"]);
@@ -285,6 +313,7 @@ fn reported_samples(out: &Output) -> u64 {
 
 #[test]
 fn pprof_from_real_recordings_reads_back_with_the_same_totals() {
+    let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");
     for (name, target) in [("py", Target::python(&[])), ("rb", Target::ruby(&["0"]))] {
         let pb = dir.path().join(format!("{name}.pb.gz"));
@@ -322,6 +351,7 @@ fn pprof_from_real_recordings_reads_back_with_the_same_totals() {
 
 #[test]
 fn threads_get_root_frames_and_function_drops_lines() {
+    let _cpu = exclusive_cpu();
     let dir = tempfile::tempdir().expect("temp dir");
     let script = dir.path().join("threads.py");
     std::fs::write(
