@@ -113,7 +113,23 @@ impl StackTree {
         self.add_stack(&stack, value);
     }
 
-    fn child_or_insert(&mut self, parent: NodeId, frame: FrameId) -> NodeId {
+    /// Adds `value` along a path of nodes obtained from [`StackTree::child_or_insert`]
+    /// (root excluded, root first): every node's total grows, the last node's self too.
+    /// Decoders building a tree in pre-order use this instead of re-walking from the root.
+    pub fn add_along(&mut self, path: &[NodeId], value: u64) {
+        if value == 0 {
+            return;
+        }
+        self.nodes[0].total += value;
+        for node in path {
+            self.nodes[node.0 as usize].total += value;
+        }
+        let last = path.last().map_or(0, |n| n.0 as usize);
+        self.nodes[last].self_value += value;
+    }
+
+    /// The child of `parent` for `frame`, created (with no value) if it does not exist.
+    pub fn child_or_insert(&mut self, parent: NodeId, frame: FrameId) -> NodeId {
         if let Some(&child) = self.edges.get(&(parent, frame)) {
             return child;
         }

@@ -1,5 +1,13 @@
 //! The embedded profile store.
 //!
+//! Profiles arrive as call trees of a *series* (a profile type plus labels such as
+//! `service_name` and `region`). [`Store::ingest`] appends them to a write-ahead log with
+//! group commit and keeps them in memory (the head); a flush writes the head as immutable
+//! *run* objects of 10 s leaves; compaction builds the segment tree's aggregates (100 s,
+//! 1,000 s, … blocks), so a query over any range merges O(log n) trees. A catalog with an
+//! inverted label index finds series for selectors such as
+//! `{service_name="ride", region=~"us-.*"}`. `docs/storage-format.md` has the byte layout.
+//!
 //! Everything the store persists goes through the [`Storage`] trait: whole immutable
 //! objects that are put, read, listed and deleted, which is what both a local directory
 //! and an object store (S3 and the like) can do well. Three backends implement it:
@@ -8,20 +16,52 @@
 //! crash consistency can be tested.
 //!
 //! ```
-//! use embers_store::{MemoryStorage, Storage};
+//! use embers_profile::{Frame, Labels, StackTree};
+//! use embers_store::{Config, MemoryStorage, Put, Selector, SeriesKey, Store};
+//! use std::sync::Arc;
 //!
-//! let storage = MemoryStorage::default();
-//! storage.put("blocks/0001.blk", b"data").unwrap();
-//! assert_eq!(storage.get("blocks/0001.blk").unwrap(), b"data");
-//! assert_eq!(storage.list("blocks/").unwrap(), vec!["blocks/0001.blk".to_string()]);
+//! let wal = tempfile::tempdir().unwrap();
+//! let store = Store::open(Arc::new(MemoryStorage::default()), wal.path().into(), Config::default()).unwrap();
+//! let mut tree = StackTree::new();
+//! tree.add_frames([&Frame::named("main"), &Frame::named("foo")], 75);
+//! tree.add_frames([&Frame::named("main"), &Frame::named("bar")], 25);
+//! let key = SeriesKey {
+//!     profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+//!     labels: Labels::from_pairs([("service_name", "app"), ("region", "eu")]),
+//! };
+//! store.ingest(vec![Put { key, time: 1_700_000_000, tree }]).unwrap();
+//! store.flush().unwrap();
+//!
+//! let selector: Selector = r#"{service_name="app", region=~"eu|us"}"#.parse().unwrap();
+//! let merged = store.merge(&selector.matchers, 1_700_000_000, 1_700_000_010).unwrap();
+//! assert_eq!(merged.total(), 100);
 //! ```
 
+mod block;
+mod cache;
+mod compact;
+mod envelope;
+mod error;
+mod head;
+mod manifest;
+mod query;
 mod segment;
+mod selector;
+mod series;
 mod storage;
+mod store;
 mod tree_codec;
 mod varint;
+mod wal;
 
+pub use block::{BlockError, BlockReader, BlockWriter};
+pub use compact::CompactReport;
+pub use envelope::{EnvelopeError, FORMAT_VERSION, OLDEST_SUPPORTED};
+pub use error::StoreError;
 pub use segment::{leaf_of, leaves_for, plan, Block, FANOUT, LEAF_SECONDS, TOP_LEVEL};
+pub use selector::{MatchOp, Matcher, Selector, SelectorError};
+pub use series::{SeriesId, SeriesKey, NAME, PROFILE_TYPE, SERVICE_NAME};
 pub use storage::{FaultyStorage, FileStorage, MemoryStorage, Storage, StorageError};
+pub use store::{Config, Put, Stats, Store};
 pub use tree_codec::{decode_tree, encode_tree, TreeLimits};
 pub use varint::Corrupt;

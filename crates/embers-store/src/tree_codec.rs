@@ -11,7 +11,7 @@
 //!          frame index, self, children
 //! ```
 
-use embers_profile::{Frame, FrameId, StackTree};
+use embers_profile::{Frame, FrameId, NodeId, StackTree, SymbolTable};
 
 use crate::varint::{put_uvarint, Corrupt, Reader};
 
@@ -39,7 +39,7 @@ impl Default for TreeLimits {
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     put_uvarint(out, s.len() as u64);
     out.extend_from_slice(s.as_bytes());
 }
@@ -56,18 +56,32 @@ fn put_opt_str(out: &mut Vec<u8>, s: Option<&str>) {
 
 /// Appends the encoding of `tree` to `out`.
 pub fn encode_tree(tree: &StackTree, out: &mut Vec<u8>) {
-    let symbols = tree.symbols();
-    put_uvarint(out, symbols.len() as u64);
-    for (_, frame) in symbols.iter() {
+    let frames: Vec<&Frame> = tree.symbols().iter().map(|(_, f)| f).collect();
+    encode_frames(frames.iter().copied(), out);
+    encode_nodes(tree, |id| u64::from(id.0), out);
+}
+
+/// Appends a frame dictionary: its length, then each frame.
+pub(crate) fn encode_frames<'a>(
+    frames: impl ExactSizeIterator<Item = &'a Frame>,
+    out: &mut Vec<u8>,
+) {
+    put_uvarint(out, frames.len() as u64);
+    for frame in frames {
         put_str(out, &frame.function);
         put_opt_str(out, frame.file.as_deref());
         put_uvarint(out, frame.line.map_or(0, |l| u64::from(l) + 1));
         put_opt_str(out, frame.module.as_deref());
     }
+}
+
+/// Appends `tree`'s nodes in pre-order, each frame written as `index(frame)`: its position in
+/// whatever dictionary the caller writes beside the nodes.
+pub(crate) fn encode_nodes(tree: &StackTree, index: impl Fn(FrameId) -> u64, out: &mut Vec<u8>) {
     let mut todo = vec![StackTree::ROOT];
     while let Some(node) = todo.pop() {
         if let Some(frame) = tree.frame_id(node) {
-            put_uvarint(out, u64::from(frame.0));
+            put_uvarint(out, index(frame));
         }
         put_uvarint(out, tree.self_value(node));
         put_uvarint(out, tree.children(node).count() as u64);
@@ -78,30 +92,57 @@ pub fn encode_tree(tree: &StackTree, out: &mut Vec<u8>) {
 /// Decodes a tree written by [`encode_tree`], returning it and the bytes consumed.
 pub fn decode_tree(bytes: &[u8], limits: &TreeLimits) -> Result<(StackTree, usize), Corrupt> {
     let mut r = Reader::new(bytes);
+    let frames = decode_frames(&mut r, limits)?;
     let mut tree = StackTree::new();
+    let ids: Vec<FrameId> = frames
+        .into_iter()
+        .map(|f| tree.symbols_mut().intern_owned(f))
+        .collect();
+    decode_nodes_into(&mut r, limits, &mut tree, |i, _| ids.get(i).copied())?;
+    Ok((tree, bytes.len() - r.remaining()))
+}
+
+/// Reads a frame dictionary written by [`encode_frames`].
+pub(crate) fn decode_frames(
+    r: &mut Reader<'_>,
+    limits: &TreeLimits,
+) -> Result<Vec<Frame>, Corrupt> {
     let nframes = r.len(limits.max_frames, "too many frames")?;
-    let mut ids = Vec::with_capacity(nframes.min(r.remaining()));
+    let mut frames = Vec::with_capacity(nframes.min(r.remaining()));
     for _ in 0..nframes {
-        let function = read_str(&mut r, limits)?;
-        let file = read_opt_str(&mut r, limits)?;
+        let function = read_str(r, limits)?;
+        let file = read_opt_str(r, limits)?;
         let line = match r.uvarint()? {
             0 => None,
             l => Some(u32::try_from(l - 1).map_err(|_| r.corrupt("line out of range"))?),
         };
-        let module = read_opt_str(&mut r, limits)?;
-        ids.push(tree.symbols_mut().intern_owned(Frame {
+        let module = read_opt_str(r, limits)?;
+        frames.push(Frame {
             function,
             file,
             line,
             module,
-        }));
+        });
     }
+    Ok(frames)
+}
+
+/// Reads nodes written by [`encode_nodes`] and adds their values into `tree`, which may
+/// already hold other trees (queries merge straight into their result). `frame(i, symbols)`
+/// maps a dictionary index to a frame of `tree` (interning it into `symbols` if need be),
+/// `None` if out of range.
+pub(crate) fn decode_nodes_into(
+    r: &mut Reader<'_>,
+    limits: &TreeLimits,
+    tree: &mut StackTree,
+    mut frame: impl FnMut(usize, &mut SymbolTable) -> Option<FrameId>,
+) -> Result<(), Corrupt> {
     // Pre-order walk: `pending` holds, per open ancestor, how many children are still to
-    // come; `path` the frames from the root.
+    // come; `path` the nodes from the root.
     let root_self = r.uvarint()?;
-    tree.add_stack(&[], root_self);
+    tree.add_along(&[], root_self);
     let mut pending = vec![r.len(limits.max_nodes, "too many children")?];
-    let mut path: Vec<FrameId> = Vec::new();
+    let mut path: Vec<NodeId> = Vec::new();
     let mut nodes = 0usize;
     while let Some(left) = pending.last_mut() {
         if *left == 0 {
@@ -114,21 +155,22 @@ pub fn decode_tree(bytes: &[u8], limits: &TreeLimits) -> Result<(StackTree, usiz
         if nodes > limits.max_nodes {
             return Err(r.corrupt("too many nodes"));
         }
-        let index = r.len(ids.len().saturating_sub(1), "frame index out of range")?;
-        let frame = *ids
-            .get(index)
+        let index = r.len(usize::MAX, "frame index out of range")?;
+        let id = frame(index, tree.symbols_mut())
             .ok_or_else(|| r.corrupt("frame index out of range"))?;
-        path.push(frame);
+        let parent = path.last().copied().unwrap_or(StackTree::ROOT);
+        path.push(tree.child_or_insert(parent, id));
         if path.len() > limits.max_depth {
             return Err(r.corrupt("tree deeper than the limit"));
         }
-        tree.add_stack(&path, r.uvarint()?);
+        let value = r.uvarint()?;
+        tree.add_along(&path, value);
         pending.push(r.len(limits.max_nodes, "too many children")?);
     }
-    Ok((tree, bytes.len() - r.remaining()))
+    Ok(())
 }
 
-fn read_str(r: &mut Reader<'_>, limits: &TreeLimits) -> Result<String, Corrupt> {
+pub(crate) fn read_str(r: &mut Reader<'_>, limits: &TreeLimits) -> Result<String, Corrupt> {
     let n = r.len(limits.max_str, "string too long")?;
     let bytes = r.bytes(n)?;
     String::from_utf8(bytes.to_vec()).map_err(|_| r.corrupt("string is not UTF-8"))

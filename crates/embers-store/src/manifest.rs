@@ -1,0 +1,245 @@
+//! What block objects exist, kept in memory: leaf runs written by flushes, and aggregates
+//! written by compaction. Rebuilt at start-up from object names, so it is never written.
+//!
+//! Object names carry what the planner needs:
+//! - `l0/<seq>-<first>-<last>.blk`: leaves `first..=last` flushed from WAL segment `seq`;
+//! - `agg/<level>/<index>-<seq>.blk`: the aggregate of block `(level, index)` holding
+//!   every run with a sequence number up to `seq`.
+//!
+//! An aggregate is usable only while no run newer than the ones it holds overlaps its
+//! block. Late data thus invalidates stale aggregates by itself, with no delete to order
+//! against a crash: the planner descends to finer blocks until compaction catches up.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::segment::{Block, TOP_LEVEL};
+
+/// A run object: one flush's trees for a span of leaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// Object key.
+    pub key: String,
+    /// WAL segment it came from.
+    pub seq: u64,
+    /// Leaves covered, inclusive.
+    pub first: i64,
+    /// Last leaf covered, inclusive.
+    pub last: i64,
+}
+
+/// An aggregate object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Aggregate {
+    /// Object key.
+    pub key: String,
+    /// The newest run sequence number it holds.
+    pub seq: u64,
+}
+
+/// Key of the run object for `seq` covering `first..=last`.
+pub fn run_key(seq: u64, first: i64, last: i64) -> String {
+    format!("l0/{seq:020}-{first:012}-{last:012}.blk")
+}
+
+/// Key of the aggregate of `block` holding runs up to `seq`.
+pub fn aggregate_key(block: Block, seq: u64) -> String {
+    format!("agg/{}/{:012}-{seq:020}.blk", block.level, block.index)
+}
+
+/// Parses a run key.
+pub fn parse_run(key: &str) -> Option<Run> {
+    let name = key.strip_prefix("l0/")?.strip_suffix(".blk")?;
+    let mut parts = name.split('-');
+    let seq = parts.next()?.parse().ok()?;
+    let first = parts.next()?.parse().ok()?;
+    let last = parts.next()?.parse().ok()?;
+    (parts.next().is_none() && first <= last).then(|| Run {
+        key: key.to_owned(),
+        seq,
+        first,
+        last,
+    })
+}
+
+/// Parses an aggregate key.
+pub fn parse_aggregate(key: &str) -> Option<(Block, Aggregate)> {
+    let rest = key.strip_prefix("agg/")?.strip_suffix(".blk")?;
+    let (level, name) = rest.split_once('/')?;
+    let level: u8 = level.parse().ok().filter(|l| (1..=TOP_LEVEL).contains(l))?;
+    let (index, seq) = name.split_once('-')?;
+    let block = Block {
+        level,
+        index: index.parse().ok()?,
+    };
+    Some((
+        block,
+        Aggregate {
+            key: key.to_owned(),
+            seq: seq.parse().ok()?,
+        },
+    ))
+}
+
+/// Runs and aggregates, indexed for the planner.
+#[derive(Debug, Default)]
+pub struct Manifest {
+    /// By first leaf, then sequence number.
+    runs: BTreeMap<(i64, u64), Run>,
+    /// The widest run, to bound overlap searches.
+    max_span: i64,
+    /// Per block above level 0: the newest run overlapping it.
+    newest_run: HashMap<Block, u64>,
+    aggregates: HashMap<Block, Aggregate>,
+}
+
+impl Manifest {
+    /// Registers a run.
+    pub fn add_run(&mut self, run: Run) {
+        self.max_span = self.max_span.max(run.last - run.first);
+        for level in 1..=TOP_LEVEL {
+            let a = Block::containing(run.first, level).index;
+            let b = Block::containing(run.last, level).index;
+            for index in a..=b {
+                let newest = self.newest_run.entry(Block { level, index }).or_default();
+                *newest = (*newest).max(run.seq);
+            }
+        }
+        self.runs.insert((run.first, run.seq), run);
+    }
+
+    /// Registers an aggregate, returning the one it replaces.
+    pub fn add_aggregate(&mut self, block: Block, agg: Aggregate) -> Option<Aggregate> {
+        match self.aggregates.get(&block) {
+            Some(old) if old.seq >= agg.seq => Some(agg),
+            _ => self.aggregates.insert(block, agg),
+        }
+    }
+
+    /// Runs overlapping leaves `[first, end)`.
+    pub fn runs_overlapping(&self, first: i64, end: i64) -> impl Iterator<Item = &Run> {
+        self.runs
+            .range((first.saturating_sub(self.max_span), 0)..(end, 0))
+            .map(|(_, run)| run)
+            .filter(move |run| run.last >= first)
+    }
+
+    /// Whether `block` can be read from its aggregate (or has no data at all): the
+    /// planner's `available`.
+    pub fn usable(&self, block: Block) -> bool {
+        match self.newest_run.get(&block) {
+            None => true,
+            Some(&newest) => self.aggregates.get(&block).is_some_and(|a| a.seq >= newest),
+        }
+    }
+
+    /// The aggregate of `block`, if it exists.
+    pub fn aggregate(&self, block: Block) -> Option<&Aggregate> {
+        self.aggregates.get(&block)
+    }
+
+    /// Blocks whose aggregate is missing or stale, finer levels first, ending at or before
+    /// leaf `before` (complete blocks only).
+    pub fn stale_blocks(&self, before: i64) -> Vec<(Block, u64)> {
+        let mut out: Vec<(Block, u64)> = self
+            .newest_run
+            .iter()
+            .filter(|(block, _)| block.leaves().1 <= before && !self.usable(**block))
+            .map(|(b, s)| (*b, *s))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Forgets everything that lies wholly before leaf `first_kept`; returns the object
+    /// keys to delete.
+    pub fn expire(&mut self, first_kept: i64) -> Vec<String> {
+        let mut gone = Vec::new();
+        self.runs.retain(|_, run| {
+            let keep = run.last >= first_kept;
+            if !keep {
+                gone.push(run.key.clone());
+            }
+            keep
+        });
+        self.aggregates.retain(|block, agg| {
+            let keep = block.leaves().1 > first_kept;
+            if !keep {
+                gone.push(agg.key.clone());
+            }
+            keep
+        });
+        self.newest_run
+            .retain(|block, _| block.leaves().1 > first_kept);
+        gone
+    }
+
+    /// Number of run and aggregate objects.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.runs.len(), self.aggregates.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_parse_back() {
+        let run = parse_run(&run_key(42, 170_000_000, 170_000_002)).unwrap();
+        assert_eq!(
+            (run.seq, run.first, run.last),
+            (42, 170_000_000, 170_000_002)
+        );
+        let block = Block {
+            level: 3,
+            index: 170_000,
+        };
+        let (b, agg) = parse_aggregate(&aggregate_key(block, 9)).unwrap();
+        assert_eq!((b, agg.seq), (block, 9));
+        assert!(parse_run("l0/x.blk").is_none());
+        assert!(parse_aggregate("agg/0/1-2.blk").is_none());
+    }
+
+    #[test]
+    fn late_runs_make_aggregates_stale() {
+        let mut m = Manifest::default();
+        m.add_run(Run {
+            key: "a".into(),
+            seq: 1,
+            first: 100,
+            last: 101,
+        });
+        let b1 = Block {
+            level: 1,
+            index: 10,
+        };
+        assert!(!m.usable(b1));
+        assert!(
+            m.usable(Block {
+                level: 1,
+                index: 11
+            }),
+            "no data: nothing to read"
+        );
+        assert_eq!(m.stale_blocks(110).first(), Some(&(b1, 1)));
+        assert!(m.stale_blocks(109).is_empty(), "incomplete blocks wait");
+        m.add_aggregate(
+            b1,
+            Aggregate {
+                key: "agg".into(),
+                seq: 1,
+            },
+        );
+        assert!(m.usable(b1));
+        m.add_run(Run {
+            key: "late".into(),
+            seq: 2,
+            first: 105,
+            last: 105,
+        });
+        assert!(!m.usable(b1));
+        assert_eq!(m.runs_overlapping(101, 106).count(), 2);
+        assert_eq!(m.runs_overlapping(102, 105).count(), 0);
+        assert_eq!(m.expire(102), vec!["a".to_string()]);
+    }
+}

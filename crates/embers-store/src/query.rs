@@ -1,0 +1,290 @@
+//! Reads: which series match, their merged tree over a range, totals over time, labels.
+//!
+//! A read takes a consistent snapshot under the state lock (matching series, head trees,
+//! the plan of objects to read), then reads and merges objects without holding any lock,
+//! so a slow query never stalls ingest.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use embers_profile::{FrameId, StackTree};
+
+use crate::block::BlockReader;
+use crate::error::StoreError;
+use crate::manifest::Manifest;
+use crate::segment::{leaves_for, plan, Block};
+use crate::selector::Matcher;
+use crate::series::{SeriesId, SeriesKey, PROFILE_TYPE};
+use crate::store::{lock, State, Store};
+
+/// One object to read and which of its trees count.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub key: String,
+    /// For run objects: the leaf ranges `[a, b)` the plan assigned to level 0. `None`
+    /// for aggregates, whose every tree counts.
+    pub leaves: Option<Vec<(i64, i64)>>,
+    /// Time bucket of an aggregate (its first leaf), for timelines.
+    pub first_leaf: i64,
+}
+
+impl Source {
+    pub(crate) fn wants(&self, position: i64) -> bool {
+        match &self.leaves {
+            None => true,
+            Some(ranges) => ranges.iter().any(|&(a, b)| position >= a && position < b),
+        }
+    }
+}
+
+/// The objects covering leaves `[first, end)`: aggregates where usable, runs elsewhere;
+/// `max_level` caps the aggregate level (timelines need blocks no wider than a step),
+/// `exclude` is a block being compacted.
+pub(crate) fn sources(
+    manifest: &Manifest,
+    first: i64,
+    end: i64,
+    max_level: u8,
+    exclude: Option<Block>,
+) -> Vec<Source> {
+    let blocks = plan(first, end, |b| {
+        b.level <= max_level && Some(b) != exclude && manifest.usable(b)
+    });
+    let mut out = Vec::new();
+    let mut runs: BTreeMap<String, Vec<(i64, i64)>> = BTreeMap::new();
+    for block in blocks {
+        let (a, b) = block.leaves();
+        if block.level == 0 {
+            for run in manifest.runs_overlapping(a, b) {
+                let ranges = runs.entry(run.key.clone()).or_default();
+                match ranges.last_mut() {
+                    Some(last) if last.1 == a => last.1 = b,
+                    _ => ranges.push((a, b)),
+                }
+            }
+        } else if let Some(agg) = manifest.aggregate(block) {
+            out.push(Source {
+                key: agg.key.clone(),
+                leaves: None,
+                first_leaf: a,
+            });
+        }
+    }
+    out.extend(runs.into_iter().map(|(key, leaves)| Source {
+        key,
+        leaves: Some(leaves),
+        first_leaf: 0,
+    }));
+    out
+}
+
+/// A selection: matching series over a range of leaves, what the head holds for them,
+/// and the objects to read.
+struct Snapshot {
+    ids: HashSet<SeriesId>,
+    sources: Vec<Source>,
+}
+
+impl Store {
+    fn clip(&self, st: &State, from: i64, until: i64) -> (i64, i64) {
+        let (first, end) = leaves_for(from, until);
+        (first.max(st.first_kept), end)
+    }
+
+    /// Series matching `matchers` with data in Unix seconds `[from, until)`.
+    pub fn series(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        until: i64,
+    ) -> Vec<(SeriesId, SeriesKey)> {
+        let st = lock(&self.state);
+        let (first, end) = self.clip(&st, from, until);
+        st.catalog
+            .select(matchers, first, end)
+            .into_iter()
+            .filter_map(|id| st.catalog.get(id).map(|info| (id, info.key.clone())))
+            .collect()
+    }
+
+    /// Label names of the matching series (the virtual `__profile_type__` included).
+    pub fn label_names(&self, matchers: &[Matcher], from: i64, until: i64) -> Vec<String> {
+        let st = lock(&self.state);
+        let (first, end) = self.clip(&st, from, until);
+        let ids = st.catalog.select(matchers, first, end);
+        let mut names = st.catalog.label_names(&ids);
+        if !ids.is_empty() {
+            names.push(PROFILE_TYPE.to_owned());
+            names.sort();
+        }
+        names
+    }
+
+    /// Values of label `name` among the matching series.
+    pub fn label_values(
+        &self,
+        name: &str,
+        matchers: &[Matcher],
+        from: i64,
+        until: i64,
+    ) -> Vec<String> {
+        let st = lock(&self.state);
+        let (first, end) = self.clip(&st, from, until);
+        let ids = st.catalog.select(matchers, first, end);
+        st.catalog.label_values(&ids, name)
+    }
+
+    /// The merged call tree of the matching series over Unix seconds `[from, until)`.
+    pub fn merge(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        until: i64,
+    ) -> Result<StackTree, StoreError> {
+        let mut out = StackTree::new();
+        let Some(snapshot) = self.snapshot(
+            matchers,
+            from,
+            until,
+            crate::segment::TOP_LEVEL,
+            |st, first, end, ids| {
+                for_head(st, first, end, |_, id, tree| {
+                    if ids.contains(&id) {
+                        out.merge(tree);
+                    }
+                });
+            },
+        ) else {
+            return Ok(out);
+        };
+        for source in &snapshot.sources {
+            let Some(block) = self.load(&source.key)? else {
+                continue;
+            };
+            let mut frames: Vec<Option<FrameId>> = Vec::new();
+            for entry in block.entries() {
+                if snapshot.ids.contains(&entry.series) && source.wants(entry.position) {
+                    block
+                        .merge_into(entry, &mut out, &mut frames)
+                        .map_err(|e| StoreError::Damaged {
+                            key: source.key.clone(),
+                            source: e.into(),
+                        })?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Totals of each matching series per time step: `step_leaves` (a power of 10) leaves
+    /// per step, steps aligned to multiples of it. Returns the first step's leaf and, per
+    /// series, one total per step.
+    pub fn totals(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        until: i64,
+        step_leaves: i64,
+    ) -> Result<(i64, HashMap<SeriesId, Vec<u64>>), StoreError> {
+        let max_level = step_leaves.max(1).ilog10() as u8;
+        let step = 10_i64.pow(u32::from(max_level));
+        let (first, end) = leaves_for(from, until);
+        let first_step = first.div_euclid(step) * step;
+        let steps = usize::try_from((end - first_step + step - 1).div_euclid(step)).unwrap_or(0);
+        let mut out: HashMap<SeriesId, Vec<u64>> = HashMap::new();
+        let add = |out: &mut HashMap<SeriesId, Vec<u64>>, id: SeriesId, leaf: i64, v: u64| {
+            let i = (leaf - first_step).div_euclid(step);
+            if let Ok(i) = usize::try_from(i) {
+                if i < steps {
+                    out.entry(id).or_insert_with(|| vec![0; steps])[i] += v;
+                }
+            }
+        };
+        let Some(snapshot) =
+            self.snapshot(matchers, from, until, max_level, |st, first, end, ids| {
+                for_head(st, first, end, |leaf, id, tree| {
+                    if ids.contains(&id) {
+                        add(&mut out, id, leaf, tree.total());
+                    }
+                });
+            })
+        else {
+            return Ok((first_step, out));
+        };
+        for source in &snapshot.sources {
+            let Some(block) = self.load(&source.key)? else {
+                continue;
+            };
+            for entry in block.entries() {
+                if snapshot.ids.contains(&entry.series) && source.wants(entry.position) {
+                    let leaf = if source.leaves.is_some() {
+                        entry.position
+                    } else {
+                        source.first_leaf
+                    };
+                    add(&mut out, entry.series, leaf, entry.total);
+                }
+            }
+        }
+        Ok((first_step, out))
+    }
+
+    /// Takes the snapshot of a read, calling `head` with the state locked so it can read
+    /// unflushed trees. `None` when no series matches.
+    fn snapshot(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        until: i64,
+        max_level: u8,
+        head: impl FnOnce(&State, i64, i64, &HashSet<SeriesId>),
+    ) -> Option<Snapshot> {
+        let st = lock(&self.state);
+        let (first, end) = self.clip(&st, from, until);
+        let ids: HashSet<SeriesId> = st
+            .catalog
+            .select(matchers, first, end)
+            .into_iter()
+            .collect();
+        if ids.is_empty() || first >= end {
+            return None;
+        }
+        head(&st, first, end, &ids);
+        let sources = sources(&st.manifest, first, end, max_level, None);
+        Some(Snapshot { ids, sources })
+    }
+
+    /// Opens the object under `key` through the cache; `None` if it was deleted since the
+    /// snapshot (retention or a superseded aggregate).
+    pub(crate) fn load(&self, key: &str) -> Result<Option<Arc<BlockReader>>, StoreError> {
+        if let Some(block) = self.cache.get(key) {
+            return Ok(Some(block));
+        }
+        let bytes = match self.storage.get(key) {
+            Ok(bytes) => bytes,
+            Err(crate::storage::StorageError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let block = Arc::new(
+            BlockReader::open(&bytes).map_err(|source| StoreError::Damaged {
+                key: key.to_owned(),
+                source,
+            })?,
+        );
+        self.cache.insert(key, Arc::clone(&block), block.size());
+        Ok(Some(block))
+    }
+}
+
+/// Calls `f` for every unflushed tree in leaves `[first, end)`: the head and a flush in
+/// progress.
+fn for_head(st: &State, first: i64, end: i64, mut f: impl FnMut(i64, SeriesId, &StackTree)) {
+    let pending = st.pending.as_ref().map(|p| &p.head);
+    for head in std::iter::once(&st.head).chain(pending) {
+        for (leaf, trees) in head.range(first, end) {
+            for (&id, tree) in trees {
+                f(leaf, id, tree);
+            }
+        }
+    }
+}
