@@ -47,6 +47,13 @@ fn hint(err: &anyhow::Error) -> Option<String> {
                     Some("check the file permissions, or run with the rights it needs".into())
                 }
                 io::ErrorKind::NotFound => Some("check the path".into()),
+                io::ErrorKind::AddrInUse => Some(
+                    "another process listens on that port: stop it or pick another with --listen"
+                        .into(),
+                ),
+                io::ErrorKind::ConnectionRefused => Some(
+                    "is the server running? start it with `embers server`, or pass --server".into(),
+                ),
                 _ => None,
             };
         }

@@ -29,6 +29,10 @@ enum Command {
     Convert(commands::convert::ConvertArgs),
     /// Compare two profiles: a differential flame graph and the functions that changed most.
     Diff(commands::diff::DiffArgs),
+    /// Run the server: Pyroscope-compatible ingest, the embedded store, the query API.
+    Server(commands::server::ServerArgs),
+    /// Fetch the merged profile of a selector over a time range from a server.
+    Query(commands::query::QueryArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,8 @@ fn main() -> ExitCode {
         Command::Flamegraph(args) => commands::flamegraph::run(args),
         Command::Convert(args) => commands::convert::run(args),
         Command::Diff(args) => commands::diff::run(args),
+        Command::Server(args) => commands::server::run(args),
+        Command::Query(args) => commands::query::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -128,6 +128,11 @@ impl StackTree {
         self.nodes[last].self_value += value;
     }
 
+    /// The child of `parent` for `frame`, if there is one.
+    pub fn child(&self, parent: NodeId, frame: FrameId) -> Option<NodeId> {
+        self.edges.get(&(parent, frame)).copied()
+    }
+
     /// The child of `parent` for `frame`, created (with no value) if it does not exist.
     pub fn child_or_insert(&mut self, parent: NodeId, frame: FrameId) -> NodeId {
         if let Some(&child) = self.edges.get(&(parent, frame)) {

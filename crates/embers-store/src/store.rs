@@ -449,6 +449,11 @@ impl Store {
         self.flush().map(|_| ())
     }
 
+    /// How often the maintenance loop should flush.
+    pub fn flush_interval(&self) -> Duration {
+        self.config.flush_interval
+    }
+
     /// Tree nodes held in memory, unflushed (an upper bound).
     pub fn head_nodes(&self) -> usize {
         lock(&self.state).head.nodes()

@@ -1,11 +1,14 @@
 //! The store end to end: what is ingested over a range is what a query over that range
 //! returns, exactly, through flushes, compaction, restarts, crashes and retention.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use embers_profile::{Frame, Labels, StackTree};
-use embers_store::{Config, FaultyStorage, MemoryStorage, Put, Selector, SeriesKey, Store, StoreError};
+use embers_store::{
+    Config, FaultyStorage, MemoryStorage, Put, Selector, SeriesKey, Store, StoreError,
+};
 
 /// 2023-11-14 22:13:20 UTC, on a 10^5-leaf boundary so ranges cross every level.
 const T0: i64 = 1_700_000_000;
@@ -26,16 +29,30 @@ impl Rng {
 fn key(service: &str, region: &str) -> SeriesKey {
     SeriesKey {
         profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
-        labels: Labels::from_pairs([("service_name", service), ("region", region), ("__name__", "process_cpu")]),
+        labels: Labels::from_pairs([
+            ("service_name", service),
+            ("region", region),
+            ("__name__", "process_cpu"),
+        ]),
     }
 }
 
 fn random_tree(rng: &mut Rng) -> StackTree {
-    let names = ["main", "serve", "handle", "foo", "bar", "baz", "json", "sql", "gc"];
+    let names = [
+        "main", "serve", "handle", "foo", "bar", "baz", "json", "sql", "gc",
+    ];
     let mut t = StackTree::new();
     for _ in 0..1 + rng.below(6) {
         let depth = 1 + rng.below(6) as usize;
-        let frames: Vec<Frame> = (0..depth).map(|_| Frame::at(names[rng.below(9) as usize], "app.py", Some(rng.below(3) as u32 + 1))).collect();
+        let frames: Vec<Frame> = (0..depth)
+            .map(|_| {
+                Frame::at(
+                    names[rng.below(9) as usize],
+                    "app.py",
+                    Some(rng.below(3) as u32 + 1),
+                )
+            })
+            .collect();
         t.add_frames(frames.iter(), 1 + rng.below(50));
     }
     t
@@ -59,7 +76,11 @@ impl Truth {
     fn tree(&self, matches: impl Fn(&SeriesKey) -> bool, from: i64, until: i64) -> StackTree {
         let (first, end) = embers_store::leaves_for(from, until);
         let mut out = StackTree::new();
-        for p in self.0.iter().filter(|p| matches(&p.key) && (first..end).contains(&embers_store::leaf_of(p.time))) {
+        for p in self
+            .0
+            .iter()
+            .filter(|p| matches(&p.key) && (first..end).contains(&embers_store::leaf_of(p.time)))
+        {
             out.merge(&p.tree);
         }
         out
@@ -69,9 +90,17 @@ impl Truth {
 fn ingest_hours(store: &Store, truth: &mut Truth, rng: &mut Rng, start: i64, seconds: i64) {
     for t in (start..start + seconds).step_by(10) {
         let mut puts = Vec::new();
-        for (service, region) in [("ride", "us-east-1"), ("ride", "eu-west-1"), ("shop", "us-east-1")] {
+        for (service, region) in [
+            ("ride", "us-east-1"),
+            ("ride", "eu-west-1"),
+            ("shop", "us-east-1"),
+        ] {
             if rng.below(10) < 8 {
-                puts.push(Put { key: key(service, region), time: t + rng.below(10) as i64, tree: random_tree(rng) });
+                puts.push(Put {
+                    key: key(service, region),
+                    time: t + rng.below(10) as i64,
+                    tree: random_tree(rng),
+                });
             }
         }
         truth.0.extend(puts.iter().cloned());
@@ -84,10 +113,20 @@ fn selector(s: &str) -> Vec<embers_store::Matcher> {
 }
 
 fn check_ranges(store: &Store, truth: &Truth, rng: &mut Rng, span: i64) {
-    let queries: [(&str, Box<dyn Fn(&SeriesKey) -> bool>); 3] = [
-        (r#"{service_name="ride"}"#, Box::new(|k: &SeriesKey| k.labels.get("service_name") == Some("ride"))),
-        (r#"{region=~"us-.*"}"#, Box::new(|k: &SeriesKey| k.labels.get("region") == Some("us-east-1"))),
-        (r#"{service_name="ride", region!="eu-west-1"}"#, Box::new(|k: &SeriesKey| k == &key("ride", "us-east-1"))),
+    type Matches = Box<dyn Fn(&SeriesKey) -> bool>;
+    let queries: [(&str, Matches); 3] = [
+        (
+            r#"{service_name="ride"}"#,
+            Box::new(|k: &SeriesKey| k.labels.get("service_name") == Some("ride")),
+        ),
+        (
+            r#"{region=~"us-.*"}"#,
+            Box::new(|k: &SeriesKey| k.labels.get("region") == Some("us-east-1")),
+        ),
+        (
+            r#"{service_name="ride", region!="eu-west-1"}"#,
+            Box::new(|k: &SeriesKey| k == &key("ride", "us-east-1")),
+        ),
     ];
     for i in 0..40 {
         let (from, until) = if i == 0 {
@@ -99,8 +138,16 @@ fn check_ranges(store: &Store, truth: &Truth, rng: &mut Rng, span: i64) {
         for (sel, matches) in &queries {
             let got = store.merge(&selector(sel), from, until).unwrap();
             let want = truth.tree(matches, from, until);
-            assert_eq!(got.total(), truth.total(matches, from, until), "{sel} over {from}..{until}");
-            assert_eq!(got.to_sorted_stacks(), want.to_sorted_stacks(), "{sel} over {from}..{until}");
+            assert_eq!(
+                got.total(),
+                truth.total(matches, from, until),
+                "{sel} over {from}..{until}"
+            );
+            assert_eq!(
+                got.to_sorted_stacks(),
+                want.to_sorted_stacks(),
+                "{sel} over {from}..{until}"
+            );
         }
     }
 }
@@ -134,14 +181,20 @@ fn round_trip_is_exact_across_flushes_levels_and_restarts() {
     let store = open(&storage, wal.path());
     check_ranges(&store, &truth, &mut rng, span + 600);
     // Timelines agree with the trees.
-    let (first, totals) = store.totals(&selector(r#"{service_name="shop"}"#), T0, T0 + span, 100).unwrap();
+    let (first, totals) = store
+        .totals(&selector(r#"{service_name="shop"}"#), T0, T0 + span, 100)
+        .unwrap();
     assert_eq!(first, embers_store::leaf_of(T0));
     let series_totals: Vec<u64> = totals.values().next().unwrap().clone();
     assert_eq!(series_totals.len(), (span as usize).div_ceil(1000));
     for (i, total) in series_totals.iter().enumerate() {
         let from = T0 + i as i64 * 1000;
         let until = (from + 1000).min(T0 + span);
-        let want = truth.total(|k| k.labels.get("service_name") == Some("shop"), from, until);
+        let want = truth.total(
+            |k| k.labels.get("service_name") == Some("shop"),
+            from,
+            until,
+        );
         assert_eq!(*total, want, "step {i}");
     }
 }
@@ -162,7 +215,11 @@ fn late_data_counts_once_aggregates_exist() {
     store.flush().unwrap();
     check_ranges(&store, &truth, &mut rng, 3600);
     // The 100 s and 1,000 s blocks around it are stale; the 10,000 s one is not complete.
-    assert_eq!(store.compact(T0 + 7200).unwrap().aggregates, 2, "stale aggregates rebuilt");
+    assert_eq!(
+        store.compact(T0 + 7200).unwrap().aggregates,
+        2,
+        "stale aggregates rebuilt"
+    );
     check_ranges(&store, &truth, &mut rng, 3600);
 }
 
@@ -211,7 +268,10 @@ fn a_failed_flush_is_retried_by_the_next() {
 fn retention_deletes_old_objects() {
     let wal = tempfile::tempdir().unwrap();
     let storage = MemoryStorage::default();
-    let config = Config { retention: Some(Duration::from_secs(3600)), ..Config::default() };
+    let config = Config {
+        retention: Some(Duration::from_secs(3600)),
+        ..Config::default()
+    };
     let store = Store::open(Arc::new(storage.clone()), wal.path().into(), config).unwrap();
     let mut rng = Rng(11);
     let mut truth = Truth::default();
@@ -228,7 +288,11 @@ fn retention_deletes_old_objects() {
     assert!(objects("l0/") + objects("agg/") < before);
     let all = selector(r#"{service_name=~".+"}"#);
     let kept_from = end + 600 - 3600;
-    assert_eq!(store.merge(&all, T0, kept_from - 10).unwrap().total(), 0, "expired data is gone");
+    assert_eq!(
+        store.merge(&all, T0, kept_from - 10).unwrap().total(),
+        0,
+        "expired data is gone"
+    );
     let want = truth.total(|_| true, kept_from, end);
     assert_eq!(store.merge(&all, T0, end).unwrap().total(), want);
 }
@@ -236,19 +300,52 @@ fn retention_deletes_old_objects() {
 #[test]
 fn series_limit_refuses_the_whole_request() {
     let wal = tempfile::tempdir().unwrap();
-    let config = Config { max_series_per_service: 2, ..Config::default() };
-    let store = Store::open(Arc::new(MemoryStorage::default()), wal.path().into(), config).unwrap();
+    let config = Config {
+        max_series_per_service: 2,
+        ..Config::default()
+    };
+    let store = Store::open(
+        Arc::new(MemoryStorage::default()),
+        wal.path().into(),
+        config,
+    )
+    .unwrap();
     let tree = random_tree(&mut Rng(3));
-    store.ingest(vec![Put { key: key("a", "1"), time: T0, tree: tree.clone() }]).unwrap();
+    store
+        .ingest(vec![Put {
+            key: key("a", "1"),
+            time: T0,
+            tree: tree.clone(),
+        }])
+        .unwrap();
     let err = store
         .ingest(vec![
-            Put { key: key("a", "2"), time: T0, tree: tree.clone() },
-            Put { key: key("a", "3"), time: T0, tree: tree.clone() },
+            Put {
+                key: key("a", "2"),
+                time: T0,
+                tree: tree.clone(),
+            },
+            Put {
+                key: key("a", "3"),
+                time: T0,
+                tree: tree.clone(),
+            },
         ])
         .unwrap_err();
     assert!(matches!(err, StoreError::Limit(_)), "{err}");
-    assert_eq!(store.series(&selector(r#"{service_name="a"}"#), T0, T0 + 10).len(), 1);
-    store.ingest(vec![Put { key: key("b", "1"), time: T0, tree }]).unwrap();
+    assert_eq!(
+        store
+            .series(&selector(r#"{service_name="a"}"#), T0, T0 + 10)
+            .len(),
+        1
+    );
+    store
+        .ingest(vec![Put {
+            key: key("b", "1"),
+            time: T0,
+            tree,
+        }])
+        .unwrap();
 }
 
 #[test]
@@ -264,7 +361,13 @@ fn ingest_and_queries_run_concurrently() {
                 for i in 0..300 {
                     let tree = random_tree(&mut rng);
                     total += tree.total();
-                    store.ingest(vec![Put { key: key("c", &w.to_string()), time: T0 + i, tree }]).unwrap();
+                    store
+                        .ingest(vec![Put {
+                            key: key("c", &w.to_string()),
+                            time: T0 + i,
+                            tree,
+                        }])
+                        .unwrap();
                     if i % 100 == 0 {
                         store.flush().unwrap();
                     }
@@ -277,14 +380,25 @@ fn ingest_and_queries_run_concurrently() {
         let store = Arc::clone(&store);
         std::thread::spawn(move || {
             for _ in 0..50 {
-                store.merge(&selector(r#"{service_name="c"}"#), T0, T0 + 300).unwrap();
+                store
+                    .merge(&selector(r#"{service_name="c"}"#), T0, T0 + 300)
+                    .unwrap();
                 store.compact(T0 + 10_000).unwrap();
             }
         })
     };
     let total: u64 = writers.into_iter().map(|w| w.join().unwrap()).sum();
     reader.join().unwrap();
-    assert_eq!(store.merge(&selector(r#"{service_name="c"}"#), T0, T0 + 300).unwrap().total(), total);
-    let syncs = store.stats.wal_syncs.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        store
+            .merge(&selector(r#"{service_name="c"}"#), T0, T0 + 300)
+            .unwrap()
+            .total(),
+        total
+    );
+    let syncs = store
+        .stats
+        .wal_syncs
+        .load(std::sync::atomic::Ordering::Relaxed);
     assert!(syncs <= 1200 + 20, "one fsync per group at most: {syncs}");
 }

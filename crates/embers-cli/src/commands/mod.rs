@@ -1,8 +1,10 @@
-//! Commands that work on profile files.
+//! Commands other than `record`: files, the server, queries.
 
 pub mod convert;
 pub mod diff;
 pub mod flamegraph;
+pub mod query;
+pub mod server;
 
 use clap::Args;
 use embers_formats::Format;

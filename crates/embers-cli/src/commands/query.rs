@@ -1,0 +1,67 @@
+//! `embers query`: fetch the merged profile of a selector and time range from a server
+//! and write it in any format the CLI writes.
+
+use anyhow::Context;
+use clap::Args;
+use std::io::Read;
+
+use crate::output::{write_profile_to, OutputArgs};
+
+/// Arguments of `embers query`.
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// Selector: `app.cpu{region="eu-west-1"}` or
+    /// `process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="app"}`.
+    #[arg(value_name = "SELECTOR")]
+    pub query: String,
+    /// Start: `now-1h`, Unix seconds (or ms/µs/ns), or YYYYMMDD.
+    #[arg(long, default_value = "now-1h")]
+    pub from: String,
+    /// End, same forms as --from.
+    #[arg(long, default_value = "now")]
+    pub until: String,
+    /// The server to ask.
+    #[arg(long, env = "EMBERS_SERVER", default_value = "http://localhost:4040")]
+    pub server: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// Queries the server and writes the profile.
+pub fn run(args: QueryArgs) -> anyhow::Result<()> {
+    let url = format!("{}/render", args.server.trim_end_matches('/'));
+    let mut response = ureq::get(&url)
+        .query("query", &args.query)
+        .query("from", &args.from)
+        .query("until", &args.until)
+        .query("format", "pprof")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .with_context(|| format!("asking {url}"))?;
+    let status = response.status();
+    let mut body = Vec::new();
+    response
+        .body_mut()
+        .as_reader()
+        .take(1 << 30)
+        .read_to_end(&mut body)
+        .context("reading the answer")?;
+    if !status.is_success() {
+        anyhow::bail!(
+            "the server refused the query ({status}): {}",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
+    let profile = embers_formats::pprof::decode(&body, &embers_formats::ReadLimits::default())
+        .context("decoding the server's pprof")?;
+    if profile.total() == 0 {
+        eprintln!("embers: no samples match {} in that range", args.query);
+    }
+    let path = write_profile_to(&profile, &args.output, "-")?;
+    if path.as_os_str() != "-" {
+        eprintln!("embers: wrote {}", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! `embers server`: settings from defaults, a TOML file, `EMBERS_*` variables and flags
+//! (later ones win), logging, and a graceful stop on Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use embers_server::{Server, ServerConfig};
+
+/// Arguments of `embers server`.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML file with any of the settings below (snake_case keys, e.g. `data_dir`).
+    #[arg(long, env = "EMBERS_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 0.0.0.0:4040].
+    #[arg(long, env = "EMBERS_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [default: ./embers-data].
+    #[arg(long, env = "EMBERS_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Delete data older than this (e.g. 30d, 12h) [default: keep everything].
+    #[arg(long, env = "EMBERS_RETENTION", value_name = "AGE")]
+    pub retention: Option<String>,
+    /// Largest request body in bytes, as sent [default: 16 MiB].
+    #[arg(long, env = "EMBERS_MAX_BODY_BYTES", value_name = "N")]
+    pub max_body_bytes: Option<usize>,
+    /// Largest body after decompression [default: 64 MiB].
+    #[arg(long, env = "EMBERS_MAX_DECODED_BYTES", value_name = "N")]
+    pub max_decoded_bytes: Option<usize>,
+    /// Most labels per series [default: 64].
+    #[arg(long, env = "EMBERS_MAX_LABELS_PER_SERIES", value_name = "N")]
+    pub max_labels_per_series: Option<usize>,
+    /// Most series per service [default: 10000].
+    #[arg(long, env = "EMBERS_MAX_SERIES_PER_SERVICE", value_name = "N")]
+    pub max_series_per_service: Option<usize>,
+    /// Seconds between flushes of recent data to block files [default: 10].
+    #[arg(long, env = "EMBERS_FLUSH_INTERVAL", value_name = "SECONDS")]
+    pub flush_interval: Option<u64>,
+    /// Log format: text or json [default: text]. Levels: RUST_LOG (default info).
+    #[arg(long, env = "EMBERS_LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+impl ServerArgs {
+    fn config(&self) -> anyhow::Result<ServerConfig> {
+        let mut c = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                ServerConfig::from_toml(&text)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| format!("in {}", path.display()))?
+            }
+            None => ServerConfig::default(),
+        };
+        macro_rules! set {
+            ($($field:ident => $target:ident),*) => {$(
+                if let Some(v) = self.$field.clone() { c.$target = v.into(); }
+            )*};
+        }
+        set!(listen => listen, data_dir => data_dir, max_body_bytes => max_body_bytes,
+             max_decoded_bytes => max_decoded_bytes, max_labels_per_series => max_labels_per_series,
+             max_series_per_service => max_series_per_service, flush_interval => flush_interval_seconds,
+             log_format => log_format);
+        if let Some(r) = &self.retention {
+            c.retention = Some(r.clone());
+        }
+        c.retention().map_err(anyhow::Error::msg)?;
+        Ok(c)
+    }
+}
+
+fn init_logging(format: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        "json" => builder.json().init(),
+        "text" => builder.init(),
+        other => anyhow::bail!("unknown log format {other:?}: use text or json"),
+    }
+    Ok(())
+}
+
+/// Runs the server until Ctrl-C or SIGTERM.
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    let config = args.config()?;
+    init_logging(&config.log_format)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = Server::start(config).await?;
+        server.run_until(shutdown_signal()).await
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("stopping: finishing requests in flight and flushing");
+}

@@ -1,0 +1,189 @@
+//! `embers server`: accepts profiles from agents and Pyroscope clients, stores them in
+//! the embedded [`embers_store::Store`], and answers queries.
+//!
+//! Routes:
+//! - ingest: `POST /ingest` (also `/pyroscope/ingest`), Connect
+//!   `POST /push.v1.PusherService/Push`;
+//! - query: `GET /render`, `/render-diff`, `/labels`, `/label-values`, `/series`,
+//!   `/apps` (each also under `/pyroscope/`), Connect
+//!   `POST /querier.v1.QuerierService/{method}`;
+//! - operations: `/healthz`, `/ready`, `/metrics`.
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let config = embers_server::ServerConfig::default();
+//! let server = embers_server::Server::start(config).await?;
+//! println!("listening on {}", server.address());
+//! server.run_until(async { tokio::signal::ctrl_c().await.ok(); }).await?;
+//! # Ok(()) }
+//! ```
+
+mod config;
+mod error;
+mod flamebearer;
+mod ingest;
+mod metrics;
+mod multipart;
+mod params;
+mod profile_type;
+mod querier;
+mod query;
+mod trie;
+/// Protobuf messages of the Pyroscope push and query APIs (generated from
+/// `proto/pyroscope.proto`).
+#[rustfmt::skip]
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+pub mod wire;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::{get, post};
+use axum::Router;
+use embers_store::Store;
+
+pub use config::ServerConfig;
+pub use error::ApiError;
+pub use ingest::IngestLimits;
+pub use params::{parse_duration, parse_time};
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    store: Arc<Store>,
+    metrics: Arc<metrics::Metrics>,
+    limits: Arc<IngestLimits>,
+}
+
+/// The HTTP routes over a store.
+pub fn router(store: Arc<Store>, config: &ServerConfig) -> Router {
+    let state = AppState {
+        store,
+        metrics: Arc::default(),
+        limits: Arc::new(IngestLimits {
+            max_decoded_bytes: config.max_decoded_bytes,
+            max_labels: config.max_labels_per_series,
+            max_label_len: config.max_label_length,
+        }),
+    };
+    let mut app = Router::new()
+        .route("/push.v1.PusherService/Push", post(ingest::push))
+        .route("/querier.v1.QuerierService/{method}", post(querier::call))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/ready", get(|| async { "ready\n" }))
+        .route("/metrics", get(metrics_text));
+    for prefix in ["", "/pyroscope"] {
+        app = app
+            .route(&format!("{prefix}/ingest"), post(ingest::legacy))
+            .route(&format!("{prefix}/render"), get(query::render))
+            .route(&format!("{prefix}/render-diff"), get(query::render_diff))
+            .route(&format!("{prefix}/labels"), get(query::labels))
+            .route(&format!("{prefix}/label-values"), get(query::label_values))
+            .route(&format!("{prefix}/series"), get(query::series))
+            .route(&format!("{prefix}/apps"), get(query::apps));
+    }
+    app.layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .with_state(state)
+}
+
+async fn metrics_text(State(state): State<AppState>) -> impl axum::response::IntoResponse {
+    (
+        [("content-type", "text/plain; version=0.0.4")],
+        state.metrics.render(&state.store),
+    )
+}
+
+/// A started server: bound, store open, maintenance running.
+#[derive(Debug)]
+pub struct Server {
+    listener: tokio::net::TcpListener,
+    store: Arc<Store>,
+    router: Router,
+    stop: Arc<AtomicBool>,
+    maintenance: std::thread::JoinHandle<()>,
+}
+
+impl Server {
+    /// Opens the store (recovering from a crash if need be) and binds the address.
+    pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
+        let store_config = embers_store::Config {
+            retention: config.retention().map_err(anyhow::Error::msg)?,
+            flush_interval: Duration::from_secs(config.flush_interval_seconds.max(1)),
+            max_series_per_service: config.max_series_per_service,
+            cache_bytes: config.cache_bytes,
+            ..embers_store::Config::default()
+        };
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir, store_config))
+            .await?
+            .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+        let store = Arc::new(store);
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let maintenance = spawn_maintenance(Arc::clone(&store), Arc::clone(&stop));
+        let router = router(Arc::clone(&store), &config);
+        tracing::info!(address = %listener.local_addr()?, data = %config.data_dir.display(), "embers server ready");
+        Ok(Server {
+            listener,
+            store,
+            router,
+            stop,
+            maintenance,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn address(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, finishes requests in
+    /// flight, and flushes the store.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await?;
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = tokio::task::spawn_blocking(move || self.maintenance.join()).await;
+        let store = self.store;
+        tokio::task::spawn_blocking(move || store.close()).await??;
+        tracing::info!("embers server stopped; everything flushed");
+        Ok(())
+    }
+}
+
+/// Flushes the head every interval and compacts, until `stop`.
+fn spawn_maintenance(store: Arc<Store>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("embers-maintenance".into())
+        .spawn(move || {
+            let interval = store.flush_interval();
+            let mut next = std::time::Instant::now() + interval;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                if std::time::Instant::now() < next {
+                    continue;
+                }
+                next = std::time::Instant::now() + interval;
+                if let Err(e) = store.flush() {
+                    tracing::error!(error = %e, "flush failed; the WAL keeps the data, retrying");
+                }
+                if let Err(e) = store.compact(params::now()) {
+                    tracing::error!(error = %e, "compaction failed; queries read finer blocks meanwhile");
+                }
+            }
+        })
+        .expect("spawning a thread")
+}

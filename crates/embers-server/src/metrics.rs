@@ -1,0 +1,214 @@
+//! Prometheus metrics: request counters and latency histograms for ingest and queries,
+//! plus the store's own counters, in the text exposition format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use embers_store::Store;
+
+/// Latency bucket bounds, seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+/// A latency histogram.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    counts: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    /// Sum in microseconds.
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, since: Instant) {
+        let secs = since.elapsed().as_secs_f64();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                self.counts[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{le=\"{bound}\"}} {}",
+                self.counts[i].load(Ordering::Relaxed)
+            );
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(
+            out,
+            "{name}_sum {}",
+            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+        );
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// The server's counters.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    ingest_requests: AtomicU64,
+    ingest_errors: AtomicU64,
+    ingest_bytes: AtomicU64,
+    ingest_series_puts: AtomicU64,
+    ingest_latency: Histogram,
+    query_requests: AtomicU64,
+    query_errors: AtomicU64,
+    query_latency: Histogram,
+}
+
+impl Metrics {
+    /// Starts timing a request.
+    pub fn start(&self) -> Instant {
+        Instant::now()
+    }
+
+    /// A request whose body was accepted.
+    pub fn ingested(&self, bytes: usize, puts: usize, since: Instant) {
+        self.ingest_requests.fetch_add(1, Ordering::Relaxed);
+        self.ingest_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.ingest_series_puts
+            .fetch_add(puts as u64, Ordering::Relaxed);
+        self.ingest_latency.observe(since);
+    }
+
+    /// A refused ingest request.
+    pub fn ingest_error(&self) {
+        self.ingest_requests.fetch_add(1, Ordering::Relaxed);
+        self.ingest_errors.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A finished query.
+    pub fn queried(&self, ok: bool, since: Instant) {
+        self.query_requests.fetch_add(1, Ordering::Relaxed);
+        if !ok {
+            self.query_errors.fetch_add(1, Ordering::Relaxed);
+        }
+        self.query_latency.observe(since);
+    }
+
+    /// The exposition text.
+    pub fn render(&self, store: &Store) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
+        };
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "embers_ingest_requests_total",
+            "Ingest requests received.",
+            load(&self.ingest_requests),
+        );
+        counter(
+            &mut out,
+            "embers_ingest_errors_total",
+            "Ingest requests refused.",
+            load(&self.ingest_errors),
+        );
+        counter(
+            &mut out,
+            "embers_ingest_bytes_total",
+            "Request body bytes accepted.",
+            load(&self.ingest_bytes),
+        );
+        counter(
+            &mut out,
+            "embers_ingest_series_puts_total",
+            "Series trees stored.",
+            load(&self.ingest_series_puts),
+        );
+        self.ingest_latency.render(
+            "embers_ingest_duration_seconds",
+            "Ingest latency, until durable.",
+            &mut out,
+        );
+        counter(
+            &mut out,
+            "embers_query_requests_total",
+            "Queries answered.",
+            load(&self.query_requests),
+        );
+        counter(
+            &mut out,
+            "embers_query_errors_total",
+            "Queries that failed.",
+            load(&self.query_errors),
+        );
+        self.query_latency
+            .render("embers_query_duration_seconds", "Query latency.", &mut out);
+        let s = &store.stats;
+        counter(
+            &mut out,
+            "embers_store_wal_syncs_total",
+            "WAL group commits (fsyncs).",
+            load(&s.wal_syncs),
+        );
+        counter(
+            &mut out,
+            "embers_store_wal_bytes_total",
+            "Bytes written to the WAL.",
+            load(&s.wal_bytes),
+        );
+        counter(
+            &mut out,
+            "embers_store_flushes_total",
+            "Head flushes.",
+            load(&s.flushes),
+        );
+        counter(
+            &mut out,
+            "embers_store_compactions_total",
+            "Aggregates written.",
+            load(&s.compactions),
+        );
+        counter(
+            &mut out,
+            "embers_store_deleted_objects_total",
+            "Objects deleted (retention, superseded).",
+            load(&s.expired_objects),
+        );
+        let (series, runs, aggs) = store.counts();
+        gauge(
+            &mut out,
+            "embers_store_series",
+            "Series in the catalog.",
+            series as u64,
+        );
+        gauge(
+            &mut out,
+            "embers_store_run_objects",
+            "Run objects (flushed 10 s leaves).",
+            runs as u64,
+        );
+        gauge(
+            &mut out,
+            "embers_store_aggregate_objects",
+            "Aggregate objects.",
+            aggs as u64,
+        );
+        gauge(
+            &mut out,
+            "embers_store_head_nodes",
+            "Tree nodes in memory, not flushed yet.",
+            store.head_nodes() as u64,
+        );
+        out
+    }
+}

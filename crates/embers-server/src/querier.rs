@@ -1,0 +1,483 @@
+//! Connect `querier.v1.QuerierService`, the API Grafana's Pyroscope data source calls,
+//! in both Connect encodings (`application/proto` and `application/json`).
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use embers_profile::Labels;
+use embers_store::{MatchOp, Matcher, Selector, LEAF_SECONDS, PROFILE_TYPE};
+use prost::Message;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::flamebearer::{self, Flamegraph};
+use crate::profile_type::{parts, resolve};
+use crate::query::{blocking, DEFAULT_MAX_NODES};
+use crate::wire;
+use crate::AppState;
+
+/// A request body in either encoding.
+fn decode<P: Message + Default, J: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+    from_json: impl FnOnce(J) -> P,
+) -> Result<(P, bool), ApiError> {
+    let json = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.starts_with("application/json"));
+    if json {
+        let j: J = serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad_request(format!("request JSON: {e}")).connect())?;
+        Ok((from_json(j), true))
+    } else {
+        Ok((
+            P::decode(body)
+                .map_err(|e| ApiError::bad_request(format!("request protobuf: {e}")).connect())?,
+            false,
+        ))
+    }
+}
+
+fn reply<P: Message>(message: P, json: bool, as_json: impl FnOnce(&P) -> Value) -> Response {
+    if json {
+        (
+            [("content-type", "application/json")],
+            as_json(&message).to_string(),
+        )
+            .into_response()
+    } else {
+        (
+            [("content-type", "application/proto")],
+            message.encode_to_vec(),
+        )
+            .into_response()
+    }
+}
+
+/// proto3 JSON writes int64 as strings; accept both.
+fn int(v: &Option<Value>) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// `[start, end)` in ms → seconds; 0 means "unbounded" on that side.
+fn range_ms(start: i64, end: i64) -> (i64, i64) {
+    let from = if start > 0 { start / 1000 } else { 0 };
+    let until = if end > 0 {
+        (end + 999) / 1000
+    } else {
+        crate::params::now() + 3600
+    };
+    (from, until.max(from + 1))
+}
+
+fn selector_matchers(s: &str) -> Result<Vec<Matcher>, ApiError> {
+    let s = if s.trim().is_empty() { "{}" } else { s };
+    let sel = Selector::parse(s)
+        .map_err(|e| ApiError::bad_request(format!("label selector {s:?}: {e}")).connect())?;
+    Ok(resolve(&sel))
+}
+
+fn with_type(mut m: Vec<Matcher>, profile_type: &str) -> Result<Vec<Matcher>, ApiError> {
+    if parts(profile_type).is_none() {
+        return Err(ApiError::bad_request(format!(
+            "profile_typeID {profile_type:?}: expected name:type:unit:period_type:period_unit"
+        ))
+        .connect());
+    }
+    m.push(Matcher::new(PROFILE_TYPE, MatchOp::Eq, profile_type).expect("not a regex"));
+    Ok(m)
+}
+
+fn all_matchers(list: &[String]) -> Result<Vec<Vec<Matcher>>, ApiError> {
+    if list.is_empty() {
+        return Ok(vec![Vec::new()]);
+    }
+    list.iter().map(|s| selector_matchers(s)).collect()
+}
+
+fn labels_json(labels: &[wire::LabelPair]) -> Value {
+    Value::Array(
+        labels
+            .iter()
+            .map(|l| json!({"name": l.name, "value": l.value}))
+            .collect(),
+    )
+}
+
+fn pairs(labels: &Labels) -> Vec<wire::LabelPair> {
+    labels
+        .iter()
+        .map(|(k, v)| wire::LabelPair {
+            name: k.into(),
+            value: v.into(),
+        })
+        .collect()
+}
+
+fn fg_wire(fg: &Flamegraph) -> wire::FlameGraph {
+    wire::FlameGraph {
+        names: fg.names.clone(),
+        levels: fg
+            .levels
+            .iter()
+            .map(|l| wire::Level { values: l.clone() })
+            .collect(),
+        total: fg.num_ticks,
+        max_self: fg.max_self,
+    }
+}
+
+fn fg_json(names: &[String], levels: &[wire::Level], total: i64, max_self: i64) -> Value {
+    json!({
+        "names": names,
+        "levels": levels.iter().map(|l| json!({"values": l.values.iter().map(|v| v.to_string()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
+        "total": total.to_string(),
+        "maxSelf": max_self.to_string(),
+    })
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JStart {
+    start: Option<Value>,
+    end: Option<Value>,
+    matchers: Vec<String>,
+    name: String,
+    label_names: Vec<String>,
+}
+
+#[derive(serde::Deserialize, Default, Clone)]
+#[serde(rename_all = "camelCase", default)]
+struct JSelect {
+    #[serde(
+        rename = "profileTypeID",
+        alias = "profile_typeID",
+        alias = "profileTypeId"
+    )]
+    profile_type_id: String,
+    label_selector: String,
+    start: Option<Value>,
+    end: Option<Value>,
+    max_nodes: Option<Value>,
+    group_by: Vec<String>,
+    step: Option<f64>,
+    limit: Option<Value>,
+}
+
+impl JSelect {
+    fn merge_request(self) -> wire::SelectMergeStacktracesRequest {
+        wire::SelectMergeStacktracesRequest {
+            profile_type_id: self.profile_type_id,
+            label_selector: self.label_selector,
+            start: int(&self.start),
+            end: int(&self.end),
+            max_nodes: self.max_nodes.as_ref().map(|v| int(&Some(v.clone()))),
+            format: 0,
+        }
+    }
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct JDiff {
+    left: JSelect,
+    right: JSelect,
+}
+
+/// `POST /querier.v1.QuerierService/{method}`.
+pub async fn call(
+    State(state): State<AppState>,
+    Path(method): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let timer = state.metrics.start();
+    let result = dispatch(&state, &method, &headers, &body).await;
+    state.metrics.queried(result.is_ok(), timer);
+    result
+}
+
+async fn dispatch(
+    state: &AppState,
+    method: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let store = state.store.clone();
+    match method {
+        "ProfileTypes" => {
+            let (req, json) = decode(headers, body, |j: JStart| wire::ProfileTypesRequest {
+                start: int(&j.start),
+                end: int(&j.end),
+            })?;
+            let (from, until) = range_ms(req.start, req.end);
+            let mut types: Vec<String> = store.label_values(PROFILE_TYPE, &[], from, until);
+            types.dedup();
+            let profile_types = types
+                .iter()
+                .filter_map(|id| {
+                    let p = parts(id)?;
+                    Some(wire::ProfileType {
+                        id: id.clone(),
+                        name: p[0].into(),
+                        sample_type: p[1].into(),
+                        sample_unit: p[2].into(),
+                        period_type: p[3].into(),
+                        period_unit: p[4].into(),
+                    })
+                })
+                .collect();
+            Ok(reply(
+                wire::ProfileTypesResponse { profile_types },
+                json,
+                |m| json!({"profileTypes": m.profile_types.iter().map(|t| json!({"ID": t.id, "name": t.name, "sampleType": t.sample_type, "sampleUnit": t.sample_unit, "periodType": t.period_type, "periodUnit": t.period_unit})).collect::<Vec<_>>()}),
+            ))
+        }
+        "LabelNames" => {
+            let (req, json) = decode(headers, body, |j: JStart| wire::LabelNamesRequest {
+                matchers: j.matchers,
+                start: int(&j.start),
+                end: int(&j.end),
+            })?;
+            let (from, until) = range_ms(req.start, req.end);
+            let mut names = Vec::new();
+            for m in all_matchers(&req.matchers)? {
+                names.extend(store.label_names(&m, from, until));
+            }
+            names.sort();
+            names.dedup();
+            Ok(reply(
+                wire::LabelNamesResponse { names },
+                json,
+                |m| json!({"names": m.names}),
+            ))
+        }
+        "LabelValues" => {
+            let (req, json) = decode(headers, body, |j: JStart| wire::LabelValuesRequest {
+                name: j.name,
+                matchers: j.matchers,
+                start: int(&j.start),
+                end: int(&j.end),
+            })?;
+            let (from, until) = range_ms(req.start, req.end);
+            let mut names = Vec::new();
+            for m in all_matchers(&req.matchers)? {
+                names.extend(store.label_values(&req.name, &m, from, until));
+            }
+            names.sort();
+            names.dedup();
+            Ok(reply(
+                wire::LabelValuesResponse { names },
+                json,
+                |m| json!({"names": m.names}),
+            ))
+        }
+        "Series" => {
+            let (req, json) = decode(headers, body, |j: JStart| wire::SeriesRequest {
+                matchers: j.matchers,
+                label_names: j.label_names,
+                start: int(&j.start),
+                end: int(&j.end),
+            })?;
+            let (from, until) = range_ms(req.start, req.end);
+            let mut sets = std::collections::BTreeSet::new();
+            for m in all_matchers(&req.matchers)? {
+                for (_, key) in store.series(&m, from, until) {
+                    let mut labels = key.labels.clone();
+                    labels.set(PROFILE_TYPE, key.profile_type.clone());
+                    let kept: Labels = if req.label_names.is_empty() {
+                        labels
+                    } else {
+                        Labels::from_pairs(
+                            labels
+                                .iter()
+                                .filter(|(k, _)| req.label_names.iter().any(|n| n == k)),
+                        )
+                    };
+                    sets.insert(kept);
+                }
+            }
+            let labels_set = sets
+                .iter()
+                .map(|l| wire::Labels { labels: pairs(l) })
+                .collect();
+            Ok(reply(
+                wire::SeriesResponse { labels_set },
+                json,
+                |m| json!({"labelsSet": m.labels_set.iter().map(|l| json!({"labels": labels_json(&l.labels)})).collect::<Vec<_>>()}),
+            ))
+        }
+        "SelectMergeStacktraces" => {
+            let (req, json) = decode(headers, body, JSelect::merge_request)?;
+            let (tree, _) = merged(state, &req).await?;
+            let max = req
+                .max_nodes
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(DEFAULT_MAX_NODES);
+            let fg = flamebearer::single(&tree.truncated(max).0);
+            let message = wire::SelectMergeStacktracesResponse {
+                flamegraph: Some(fg_wire(&fg)),
+                tree: Vec::new(),
+            };
+            Ok(reply(message, json, |m| {
+                let f = m.flamegraph.as_ref().expect("set above");
+                json!({"flamegraph": fg_json(&f.names, &f.levels, f.total, f.max_self)})
+            }))
+        }
+        "Diff" => {
+            let (req, json) = decode(headers, body, |j: JDiff| wire::DiffRequest {
+                left: Some(j.left.merge_request()),
+                right: Some(j.right.merge_request()),
+            })?;
+            let (left, right) = (req.left.unwrap_or_default(), req.right.unwrap_or_default());
+            let (l, _) = merged(state, &left).await?;
+            let (r, _) = merged(state, &right).await?;
+            let max = left
+                .max_nodes
+                .and_then(|n| usize::try_from(n).ok())
+                .filter(|&n| n > 0)
+                .unwrap_or(DEFAULT_MAX_NODES);
+            let (fg, lt, rt) = flamebearer::diff(&l.truncated(max).0, &r.truncated(max).0);
+            let g = fg_wire(&fg);
+            let message = wire::DiffResponse {
+                flamegraph: Some(wire::FlameGraphDiff {
+                    names: g.names,
+                    levels: g.levels,
+                    total: g.total,
+                    max_self: g.max_self,
+                    left_ticks: lt,
+                    right_ticks: rt,
+                }),
+            };
+            Ok(reply(message, json, |m| {
+                let f = m.flamegraph.as_ref().expect("set above");
+                let mut v = fg_json(&f.names, &f.levels, f.total, f.max_self);
+                v["leftTicks"] = json!(f.left_ticks.to_string());
+                v["rightTicks"] = json!(f.right_ticks.to_string());
+                json!({"flamegraph": v})
+            }))
+        }
+        "SelectSeries" => {
+            let (req, json) = decode(headers, body, |j: JSelect| wire::SelectSeriesRequest {
+                group_by: j.group_by.clone(),
+                step: j.step.unwrap_or(0.0),
+                limit: j.limit.as_ref().map(|v| int(&Some(v.clone()))),
+                aggregation: None,
+                profile_type_id: j.profile_type_id.clone(),
+                label_selector: j.label_selector.clone(),
+                start: int(&j.start),
+                end: int(&j.end),
+            })?;
+            let series = select_series(state, req).await?;
+            Ok(reply(wire::SelectSeriesResponse { series }, json, |m| {
+                json!({"series": m.series.iter().map(|s| json!({
+                    "labels": labels_json(&s.labels),
+                    "points": s.points.iter().map(|p| json!({"value": p.value, "timestamp": p.timestamp.to_string()})).collect::<Vec<_>>(),
+                })).collect::<Vec<_>>()})
+            }))
+        }
+        other => Err(ApiError {
+            status: axum::http::StatusCode::NOT_FOUND,
+            code: "unimplemented",
+            message: format!("QuerierService/{other} is not implemented"),
+            connect: true,
+        }),
+    }
+}
+
+async fn merged(
+    state: &AppState,
+    req: &wire::SelectMergeStacktracesRequest,
+) -> Result<(embers_profile::StackTree, (i64, i64)), ApiError> {
+    let m = with_type(
+        selector_matchers(&req.label_selector)?,
+        &req.profile_type_id,
+    )?;
+    let (from, until) = range_ms(req.start, req.end);
+    let store = state.store.clone();
+    let tree = blocking(move || {
+        store
+            .merge(&m, from, until)
+            .map_err(|e| ApiError::from(e).connect())
+    })
+    .await?;
+    Ok((tree, (from, until)))
+}
+
+async fn select_series(
+    state: &AppState,
+    req: wire::SelectSeriesRequest,
+) -> Result<Vec<wire::Series>, ApiError> {
+    let m = with_type(
+        selector_matchers(&req.label_selector)?,
+        &req.profile_type_id,
+    )?;
+    let (from, until) = range_ms(req.start, req.end);
+    // Steps are whole powers of ten of leaves (the segment tree's block sizes).
+    let wanted = (req.step.max(1.0) / LEAF_SECONDS as f64).max(1.0);
+    let mut step = 1i64;
+    while (step * 10) as f64 <= wanted {
+        step *= 10;
+    }
+    let store = state.store.clone();
+    let group_by = req.group_by.clone();
+    let series = blocking(move || {
+        let keys: BTreeMap<_, _> = store.series(&m, from, until).into_iter().collect();
+        let (first, totals) = store
+            .totals(&m, from, until, step)
+            .map_err(|e| ApiError::from(e).connect())?;
+        let mut groups: BTreeMap<Labels, Vec<u64>> = BTreeMap::new();
+        for (id, values) in totals {
+            let Some(key) = keys.get(&id) else { continue };
+            let group = Labels::from_pairs(
+                group_by
+                    .iter()
+                    .filter_map(|g| key.labels.get(g).map(|v| (g.clone(), v.to_owned()))),
+            );
+            let sums = groups.entry(group).or_insert_with(|| vec![0; values.len()]);
+            for (i, v) in values.iter().enumerate() {
+                sums[i] += v;
+            }
+        }
+        Ok((first, groups))
+    })
+    .await?;
+    let (first, groups) = series;
+    let mut out: Vec<wire::Series> = groups
+        .into_iter()
+        .map(|(labels, values)| wire::Series {
+            labels: pairs(&labels),
+            points: values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| **v > 0)
+                .map(|(i, v)| wire::Point {
+                    value: *v as f64,
+                    timestamp: (first + i as i64 * step) * LEAF_SECONDS * 1000,
+                })
+                .collect(),
+        })
+        .collect();
+    if let Some(limit) = req
+        .limit
+        .and_then(|l| usize::try_from(l).ok())
+        .filter(|&l| l > 0)
+    {
+        out.sort_by(|a, b| {
+            let sum = |s: &wire::Series| s.points.iter().map(|p| p.value).sum::<f64>();
+            sum(b).total_cmp(&sum(a))
+        });
+        out.truncate(limit);
+    }
+    Ok(out)
+}

@@ -1,0 +1,368 @@
+//! The legacy query API: `/render` (flamebearer JSON, pprof, collapsed, SVG),
+//! `/render-diff`, and label, series and app listings.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use embers_formats::{Format, WriteOptions};
+use embers_profile::{Profile, ProfileMeta, StackTree, ValueType};
+use embers_store::{Matcher, Selector, Store, LEAF_SECONDS, PROFILE_TYPE, SERVICE_NAME};
+use serde_json::{json, Value};
+
+use crate::error::ApiError;
+use crate::flamebearer;
+use crate::params::{now, parse_time};
+use crate::profile_type::{legacy_suffix, parts, resolve};
+use crate::AppState;
+
+/// Default `maxNodes`.
+pub const DEFAULT_MAX_NODES: usize = 8192;
+
+/// Parses a selector into store matchers, with a 400 that points at the problem.
+pub fn matchers(query: &str) -> Result<(Selector, Vec<Matcher>), ApiError> {
+    let selector = Selector::parse(query)
+        .map_err(|e| ApiError::bad_request(format!("query {query:?}: {e}")))?;
+    let m = resolve(&selector);
+    Ok((selector, m))
+}
+
+/// A `[from, until)` range in Unix seconds from request parameters (default: last hour).
+pub fn range(from: Option<&str>, until: Option<&str>) -> Result<(i64, i64), ApiError> {
+    let now = now();
+    let from = parse_time(from.unwrap_or("now-1h"), now).map_err(ApiError::bad_request)?;
+    let until = parse_time(until.unwrap_or("now"), now).map_err(ApiError::bad_request)?;
+    if until <= from {
+        return Err(ApiError::bad_request(format!(
+            "`until` ({until}) must be after `from` ({from})"
+        )));
+    }
+    Ok((from, until))
+}
+
+/// The timeline step for a range: the largest 10 s × 10^k at most range/1024, in leaves.
+pub fn step_leaves(from: i64, until: i64) -> i64 {
+    let per_point = (until - from) / 1024;
+    let mut step = 1;
+    while step * 10 * LEAF_SECONDS <= per_point {
+        step *= 10;
+    }
+    step
+}
+
+/// Runs a blocking store read off the async workers.
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?
+}
+
+/// Parameters of `/render`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RenderParams {
+    query: Option<String>,
+    name: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    max_nodes: Option<usize>,
+    format: Option<String>,
+}
+
+fn units(profile_type: Option<&str>) -> &'static str {
+    match profile_type.and_then(parts).map(|p| p[2]) {
+        Some("nanoseconds") => "nanoseconds",
+        Some("microseconds") => "microseconds",
+        Some("bytes") => "bytes",
+        Some("count") => "objects",
+        _ => "samples",
+    }
+}
+
+/// The profile type the matchers select, if they pin one.
+fn pinned_type(m: &[Matcher]) -> Option<&str> {
+    m.iter()
+        .find(|m| m.name == PROFILE_TYPE && m.op == embers_store::MatchOp::Eq)
+        .map(|m| m.value.as_str())
+}
+
+/// Merged tree and timeline of a query.
+struct Rendered {
+    tree: StackTree,
+    timeline_start: i64,
+    timeline: Vec<u64>,
+    step_seconds: i64,
+}
+
+fn render_query(store: &Store, m: &[Matcher], from: i64, until: i64) -> Result<Rendered, ApiError> {
+    let tree = store.merge(m, from, until)?;
+    let step = step_leaves(from, until);
+    let (first, per_series) = store.totals(m, from, until, step)?;
+    let mut timeline: Vec<u64> = Vec::new();
+    for totals in per_series.values() {
+        timeline.resize(timeline.len().max(totals.len()), 0);
+        for (i, v) in totals.iter().enumerate() {
+            timeline[i] += v;
+        }
+    }
+    if timeline.is_empty() {
+        let (a, b) = embers_store::leaves_for(from, until);
+        let first = a.div_euclid(step) * step;
+        timeline = vec![0; usize::try_from((b - first + step - 1) / step).unwrap_or(0)];
+    }
+    Ok(Rendered {
+        tree,
+        timeline_start: first * LEAF_SECONDS,
+        timeline,
+        step_seconds: step * LEAF_SECONDS,
+    })
+}
+
+/// Writes a tree in one of the CLI's codec formats.
+pub fn encode(
+    tree: &StackTree,
+    format: Format,
+    profile_type: Option<&str>,
+    title: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let meta = match profile_type.and_then(parts) {
+        Some(p) => ProfileMeta {
+            sample_type: ValueType::new(p[1], p[2]),
+            period_type: Some(ValueType::new(p[3], p[4])),
+            ..ProfileMeta::default()
+        },
+        None => ProfileMeta::default(),
+    };
+    let profile = Profile::from_tree(tree, meta);
+    let mut out = Vec::new();
+    let options = WriteOptions {
+        title: Some(title.to_owned()),
+        ..WriteOptions::default()
+    };
+    embers_formats::write(&profile, format, &options, &mut out)
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(out)
+}
+
+/// `GET /render`.
+pub async fn render(
+    State(state): State<AppState>,
+    Query(p): Query<RenderParams>,
+) -> Result<Response, ApiError> {
+    let timer = state.metrics.start();
+    let result = render_inner(&state, p).await;
+    state.metrics.queried(result.is_ok(), timer);
+    result
+}
+
+async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, ApiError> {
+    let query = p.query.or(p.name).ok_or_else(|| {
+        ApiError::bad_request("missing `query` parameter, e.g. app.cpu{region=\"eu\"}")
+    })?;
+    let (selector, m) = matchers(&query)?;
+    let (from, until) = range(p.from.as_deref(), p.until.as_deref())?;
+    let max_nodes = p.max_nodes.filter(|&n| n > 0).unwrap_or(DEFAULT_MAX_NODES);
+    let store = state.store.clone();
+    let m2 = m.clone();
+    let r = blocking(move || render_query(&store, &m2, from, until)).await?;
+    let profile_type = pinned_type(&m).map(str::to_owned);
+    let format = p.format.as_deref().unwrap_or("json");
+    let codec = match format {
+        "json" => None,
+        "pprof" => Some((Format::Pprof, "application/octet-stream")),
+        "collapsed" | "folded" => Some((Format::Folded, "text/plain; charset=utf-8")),
+        "svg" | "html" => Some((Format::Svg, "image/svg+xml")),
+        "speedscope" => Some((Format::Speedscope, "application/json")),
+        "callgrind" => Some((Format::Callgrind, "text/plain; charset=utf-8")),
+        other => return Err(ApiError::bad_request(format!(
+            "unknown format {other:?}: use json, pprof, collapsed, svg, speedscope or callgrind"
+        ))),
+    };
+    if let Some((codec, content_type)) = codec {
+        let bytes = encode(&r.tree, codec, profile_type.as_deref(), &query)?;
+        return Ok(([("content-type", content_type)], bytes).into_response());
+    }
+    let (tree, _) = r.tree.truncated(max_nodes);
+    let fg = flamebearer::single(&tree);
+    let app = selector.name.clone().unwrap_or_default();
+    Ok(Json(json!({
+        "version": 1,
+        "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
+        "metadata": {
+            "format": "single",
+            "spyName": "",
+            "sampleRate": 100,
+            "units": units(profile_type.as_deref()),
+            "name": query,
+            "appName": app,
+            "startTime": from,
+            "endTime": until,
+            "query": query,
+            "maxNodes": max_nodes,
+        },
+        "timeline": { "startTime": r.timeline_start, "samples": r.timeline, "durationDelta": r.step_seconds },
+    }))
+    .into_response())
+}
+
+/// Parameters of `/render-diff`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DiffParams {
+    query: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+    left_query: Option<String>,
+    left_from: Option<String>,
+    left_until: Option<String>,
+    right_query: Option<String>,
+    right_from: Option<String>,
+    right_until: Option<String>,
+    max_nodes: Option<usize>,
+}
+
+/// `GET /render-diff`.
+pub async fn render_diff(
+    State(state): State<AppState>,
+    Query(p): Query<DiffParams>,
+) -> Result<Response, ApiError> {
+    let timer = state.metrics.start();
+    let result = render_diff_inner(&state, p).await;
+    state.metrics.queried(result.is_ok(), timer);
+    result
+}
+
+async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, ApiError> {
+    let missing = || ApiError::bad_request("missing `leftQuery`/`rightQuery` (or `query`)");
+    let lq = p
+        .left_query
+        .clone()
+        .or_else(|| p.query.clone())
+        .ok_or_else(missing)?;
+    let rq = p
+        .right_query
+        .clone()
+        .or_else(|| p.query.clone())
+        .ok_or_else(missing)?;
+    let (_, lm) = matchers(&lq)?;
+    let (_, rm) = matchers(&rq)?;
+    let (lf, lu) = range(
+        p.left_from.as_deref().or(p.from.as_deref()),
+        p.left_until.as_deref().or(p.until.as_deref()),
+    )?;
+    let (rf, ru) = range(
+        p.right_from.as_deref().or(p.from.as_deref()),
+        p.right_until.as_deref().or(p.until.as_deref()),
+    )?;
+    let max_nodes = p.max_nodes.filter(|&n| n > 0).unwrap_or(DEFAULT_MAX_NODES);
+    let store = state.store.clone();
+    let profile_type = pinned_type(&lm).map(str::to_owned);
+    let (left, right) =
+        blocking(move || Ok((store.merge(&lm, lf, lu)?, store.merge(&rm, rf, ru)?))).await?;
+    let (left, _) = left.truncated(max_nodes);
+    let (right, _) = right.truncated(max_nodes);
+    let (fg, lt, rt) = flamebearer::diff(&left, &right);
+    Ok(Json(json!({
+        "version": 1,
+        "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
+        "metadata": { "format": "double", "spyName": "", "sampleRate": 100, "units": units(profile_type.as_deref()), "name": lq, "maxNodes": max_nodes },
+        "leftTicks": lt,
+        "rightTicks": rt,
+    }))
+    .into_response())
+}
+
+/// Parameters of the label and series listings.
+#[derive(Debug, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LabelParams {
+    query: Option<String>,
+    label: Option<String>,
+    name: Option<String>,
+    from: Option<String>,
+    until: Option<String>,
+}
+
+fn label_scope(p: &LabelParams) -> Result<(Vec<Matcher>, i64, i64), ApiError> {
+    let m = match p.query.as_deref().filter(|q| !q.is_empty()) {
+        Some(q) => matchers(q)?.1,
+        None => Vec::new(),
+    };
+    let (from, until) = range(p.from.as_deref().or(Some("now-30d")), p.until.as_deref())?;
+    Ok((m, from, until))
+}
+
+/// `GET /labels`: label names of the selected series.
+pub async fn labels(
+    State(state): State<AppState>,
+    Query(p): Query<LabelParams>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let (m, from, until) = label_scope(&p)?;
+    Ok(Json(state.store.label_names(&m, from, until)))
+}
+
+/// `GET /label-values?label=region`: values of one label.
+pub async fn label_values(
+    State(state): State<AppState>,
+    Query(p): Query<LabelParams>,
+) -> Result<Json<Vec<String>>, ApiError> {
+    let (m, from, until) = label_scope(&p)?;
+    let name = p
+        .label
+        .as_deref()
+        .or(p.name.as_deref())
+        .ok_or_else(|| ApiError::bad_request("missing `label` parameter"))?;
+    Ok(Json(state.store.label_values(name, &m, from, until)))
+}
+
+/// `GET /series`: every matching series with its labels and profile type.
+pub async fn series(
+    State(state): State<AppState>,
+    Query(p): Query<LabelParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (m, from, until) = label_scope(&p)?;
+    let list: Vec<Value> = state
+        .store
+        .series(&m, from, until)
+        .into_iter()
+        .map(|(_, key)| {
+            let labels: BTreeMap<&str, &str> = key.labels.iter().collect();
+            json!({ "profileType": key.profile_type, "labels": labels })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
+
+/// `GET /apps`: services with their profile types, and the legacy `app.cpu` names.
+pub async fn apps(
+    State(state): State<AppState>,
+    Query(p): Query<LabelParams>,
+) -> Result<Json<Value>, ApiError> {
+    let (m, from, until) = label_scope(&p)?;
+    let mut apps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, key) in state.store.series(&m, from, until) {
+        let service = key
+            .labels
+            .get(SERVICE_NAME)
+            .unwrap_or("unknown_service")
+            .to_owned();
+        apps.entry(service)
+            .or_default()
+            .insert(key.profile_type.clone());
+    }
+    let list: Vec<Value> = apps
+        .into_iter()
+        .map(|(service, types)| {
+            let legacy: Vec<String> = types
+                .iter()
+                .filter_map(|t| legacy_suffix(t))
+                .map(|s| format!("{service}.{s}"))
+                .collect();
+            json!({ "name": service, "profileTypes": types, "legacyNames": legacy })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}
