@@ -177,9 +177,11 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
         "svg" | "html" => Some((Format::Svg, "image/svg+xml")),
         "speedscope" => Some((Format::Speedscope, "application/json")),
         "callgrind" => Some((Format::Callgrind, "text/plain; charset=utf-8")),
-        other => return Err(ApiError::bad_request(format!(
+        other => {
+            return Err(ApiError::bad_request(format!(
             "unknown format {other:?}: use json, pprof, collapsed, svg, speedscope or callgrind"
-        ))),
+        )))
+        }
     };
     if let Some((codec, content_type)) = codec {
         let bytes = encode(&r.tree, codec, profile_type.as_deref(), &query)?;
