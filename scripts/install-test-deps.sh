@@ -6,6 +6,7 @@
 #   protobuf-compiler protoc, for `cargo run -p xtask -- protogen --check`
 #   e2e/node_modules playwright-core and the speedscope schema validator, from npm
 #   py-spy (PyPI)    the baseline the record benchmark compares against
+#   pyroscope-io     (PyPI) the real Python client, pushing to `embers server` in tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,4 +29,11 @@ if [ -f e2e/package-lock.json ]; then
     echo "installing e2e npm packages"
     npm ci --prefix e2e --no-audit --no-fund --loglevel=error
   fi
+fi
+
+# The published Python client the ingest tests run unmodified.
+if ! python3 -c "import pyroscope" 2>/dev/null; then
+  echo "installing pyroscope-io from PyPI"
+  python3 -m pip install -q pyroscope-io==1.4.0 \
+    || python3 -m pip install -q --break-system-packages pyroscope-io==1.4.0
 fi
