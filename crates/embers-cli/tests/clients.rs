@@ -20,7 +20,9 @@ fn total(q: &str, server: &ServerHandle) -> u64 {
 
 #[test]
 fn pyroscope_io_rideshare_tags_split_cpu_by_search_radius() {
-    let _busy = BUSY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _busy = BUSY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let server = ServerHandle::start(dir.path(), &[]);
     let script = repo().join("examples/clients/pyroscope_rideshare.py");
@@ -45,37 +47,75 @@ fn pyroscope_io_rideshare_tags_split_cpu_by_search_radius() {
     // Dynamic tags: CPU per vehicle follows the search radius (bike 1, scooter 2, car 4).
     let per_vehicle: BTreeMap<&str, u64> = ["bike", "scooter", "car"]
         .into_iter()
-        .map(|v| (v, total(&format!(r#"ride-sharing-app.cpu{{vehicle="{v}"}}"#), &server)))
+        .map(|v| {
+            (
+                v,
+                total(
+                    &format!(r#"ride-sharing-app.cpu{{vehicle="{v}"}}"#),
+                    &server,
+                ),
+            )
+        })
         .collect();
     let sum: u64 = per_vehicle.values().sum();
     assert!(sum > 0, "no tagged samples arrived");
     let share = |v: &str| per_vehicle[v] as f64 / sum as f64 * 100.0;
-    eprintln!("vehicle shares: bike {:.1} %, scooter {:.1} %, car {:.1} %", share("bike"), share("scooter"), share("car"));
+    eprintln!(
+        "vehicle shares: bike {:.1} %, scooter {:.1} %, car {:.1} %",
+        share("bike"),
+        share("scooter"),
+        share("car")
+    );
     // About 3,000 samples: the binomial spread of a share is under 1 point, so ±5 points
     // leaves room for the loop overhead that falls on every order alike.
-    for (vehicle, expected) in [("bike", 100.0 / 7.0), ("scooter", 200.0 / 7.0), ("car", 400.0 / 7.0)] {
-        assert!((share(vehicle) - expected).abs() < 5.0, "{vehicle}: {:.1} % vs {expected:.1} %", share(vehicle));
+    for (vehicle, expected) in [
+        ("bike", 100.0 / 7.0),
+        ("scooter", 200.0 / 7.0),
+        ("car", 400.0 / 7.0),
+    ] {
+        assert!(
+            (share(vehicle) - expected).abs() < 5.0,
+            "{vehicle}: {:.1} % vs {expected:.1} %",
+            share(vehicle)
+        );
     }
     // Static tags: every region is there, regions partition the data, and inside one
     // region the vehicles split the same way.
     let all = total("ride-sharing-app.cpu", &server);
-    let per_region: Vec<u64> = regions.iter().map(|r| total(&format!(r#"ride-sharing-app.cpu{{region="{r}"}}"#), &server)).collect();
+    let per_region: Vec<u64> = regions
+        .iter()
+        .map(|r| total(&format!(r#"ride-sharing-app.cpu{{region="{r}"}}"#), &server))
+        .collect();
     assert_eq!(per_region.iter().sum::<u64>(), all);
     for (region, t) in regions.iter().zip(&per_region) {
         let share = *t as f64 / all as f64 * 100.0;
         assert!(share > 20.0, "{region}: only {share:.1} % of the CPU");
-        let car = total(&format!(r#"ride-sharing-app.cpu{{region="{region}", vehicle="car"}}"#), &server);
-        let tagged = total(&format!(r#"ride-sharing-app.cpu{{region="{region}", vehicle=~"car|bike|scooter"}}"#), &server);
+        let car = total(
+            &format!(r#"ride-sharing-app.cpu{{region="{region}", vehicle="car"}}"#),
+            &server,
+        );
+        let tagged = total(
+            &format!(r#"ride-sharing-app.cpu{{region="{region}", vehicle=~"car|bike|scooter"}}"#),
+            &server,
+        );
         let car_share = car as f64 / tagged as f64 * 100.0;
-        assert!((car_share - 400.0 / 7.0).abs() < 8.0, "{region}: car {car_share:.1} %");
+        assert!(
+            (car_share - 400.0 / 7.0).abs() < 8.0,
+            "{region}: car {car_share:.1} %"
+        );
     }
-    let (_, values) = get(&server.url(&format!("/label-values?label=vehicle&query={}", enc("ride-sharing-app.cpu"))));
+    let (_, values) = get(&server.url(&format!(
+        "/label-values?label=vehicle&query={}",
+        enc("ride-sharing-app.cpu")
+    )));
     assert_eq!(values, r#"["bike","car","scooter"]"#);
 }
 
 #[test]
 fn pyroscope_nodejs_pushes_appear_under_the_app_with_its_tags() {
-    let _busy = BUSY.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _busy = BUSY
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().unwrap();
     let server = ServerHandle::start(dir.path(), &[]);
     let out = Command::new("node")
@@ -87,16 +127,39 @@ fn pyroscope_nodejs_pushes_appear_under_the_app_with_its_tags() {
     assert!(out.status.success(), "node client failed: {out:?}");
     let (_, apps) = get(&server.url("/apps"));
     assert!(apps.contains(r#""name":"node-app""#), "{apps}");
-    let (_, regions) = get(&server.url(&format!("/label-values?label=region&query={}", enc("node-app.wall"))));
+    let (_, regions) = get(&server.url(&format!(
+        "/label-values?label=region&query={}",
+        enc("node-app.wall")
+    )));
     assert_eq!(regions, r#"["eu-north-1"]"#);
-    let stacks = collapsed(&server, r#"node-app.wall{region="eu-north-1", flavour="node"}"#, "now-1h");
-    let sum_of = |f: &str| stacks.iter().filter(|(s, _)| s.contains(f)).map(|(_, v)| *v).sum::<u64>();
+    let stacks = collapsed(
+        &server,
+        r#"node-app.wall{region="eu-north-1", flavour="node"}"#,
+        "now-1h",
+    );
+    let sum_of = |f: &str| {
+        stacks
+            .iter()
+            .filter(|(s, _)| s.contains(f))
+            .map(|(_, v)| *v)
+            .sum::<u64>()
+    };
     let (heavy, light) = (sum_of("heavyWork"), sum_of("lightWork"));
-    assert!(heavy + light > 0, "no samples of the busy functions: {stacks:?}");
+    assert!(
+        heavy + light > 0,
+        "no samples of the busy functions: {stacks:?}"
+    );
     let heavy_share = heavy as f64 / (heavy + light) as f64 * 100.0;
     eprintln!("node: heavyWork {heavy_share:.1} % of the busy time (true 75 %)");
-    assert!((heavy_share - 75.0).abs() < 6.0, "heavyWork {heavy_share:.1} %");
+    assert!(
+        (heavy_share - 75.0).abs() < 6.0,
+        "heavyWork {heavy_share:.1} %"
+    );
     // The Grafana form finds the same data.
-    let grafana = collapsed(&server, r#"wall:wall:nanoseconds:wall:nanoseconds{service_name="node-app"}"#, "now-1h");
+    let grafana = collapsed(
+        &server,
+        r#"wall:wall:nanoseconds:wall:nanoseconds{service_name="node-app"}"#,
+        "now-1h",
+    );
     assert_eq!(grafana.values().sum::<u64>(), stacks.values().sum::<u64>());
 }

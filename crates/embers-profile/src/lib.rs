@@ -28,6 +28,7 @@ mod cleanup;
 mod diff;
 mod frame;
 mod hash;
+pub use hash::{FxHashMap, FxHasher};
 mod labels;
 mod profile;
 mod tree;

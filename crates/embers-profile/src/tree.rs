@@ -83,6 +83,13 @@ impl StackTree {
         }
     }
 
+    /// Makes room for `nodes` more nodes, so building a tree of known size does not
+    /// rehash its edge map over and over.
+    pub fn reserve(&mut self, nodes: usize) {
+        self.nodes.reserve(nodes);
+        self.edges.reserve(nodes);
+    }
+
     /// The frames this tree's nodes refer to.
     pub fn symbols(&self) -> &SymbolTable {
         &self.symbols

@@ -2,15 +2,16 @@
 //! puts (one series per profile type and per set of pprof sample labels, which is how
 //! dynamic tags such as `tag_wrapper`'s arrive).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::io::Read;
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
+use embers_formats::pprof::LabelledTrees;
 use embers_formats::{FormatError, ReadLimits};
-use embers_profile::{validate_name, Frame, Labels, Profile, ProfileMeta, StackTree};
+use embers_profile::{validate_name, Frame, Labels, ProfileMeta, StackTree};
 use embers_store::{Put, SeriesKey, NAME, SERVICE_NAME};
 use prost::Message;
 
@@ -88,34 +89,27 @@ fn check_label(name: &str, value: &str, limits: &IngestLimits) -> Result<(), Api
     Ok(())
 }
 
-/// Builds the puts for profiles decoded from one upload (one per sample type).
-/// `base` holds the series labels (service name, static tags); pprof sample labels
-/// are added per sample.
-pub fn puts_from_profiles(
-    profiles: &[Profile],
+/// Builds the puts for profiles decoded from one upload (one per sample type, each
+/// split by pprof sample labels). `base` holds the series labels (service name, static
+/// tags); sample labels add to them.
+pub fn puts_from_trees(
+    decoded: Vec<LabelledTrees>,
     base: &Labels,
     name: Option<&str>,
     time: i64,
     limits: &IngestLimits,
 ) -> Result<Vec<Put>, ApiError> {
-    let metas: Vec<&ProfileMeta> = profiles.iter().map(|p| &p.meta).collect();
+    let metas: Vec<&ProfileMeta> = decoded.iter().map(|d| &d.meta).collect();
     let family = name.map_or_else(|| family(&metas), str::to_owned);
     let mut puts = Vec::new();
-    for profile in profiles {
-        let profile_type = type_id(&family, &profile.meta);
-        let time = if profile.meta.time_nanos > 0 {
-            profile.meta.time_nanos / 1_000_000_000
+    for typed in decoded {
+        let profile_type = type_id(&family, &typed.meta);
+        let time = if typed.meta.time_nanos > 0 {
+            typed.meta.time_nanos / 1_000_000_000
         } else {
             time
         };
-        // Group samples by their labels; each distinct set is a series.
-        let mut trees: HashMap<&Labels, StackTree> = HashMap::new();
-        for sample in profile.samples() {
-            let tree = trees.entry(&sample.labels).or_default();
-            let frames = profile.frames(&sample.stack);
-            tree.add_frames(frames, sample.value);
-        }
-        for (sample_labels, tree) in trees {
+        for (sample_labels, tree) in typed.trees {
             if tree.total() == 0 {
                 continue;
             }
@@ -145,6 +139,20 @@ pub fn puts_from_profiles(
         }
     }
     Ok(puts)
+}
+
+/// What the push API does with one raw pprof (gzip or not): decode every sample type and
+/// build the puts for the series `base` names (`__name__` picks the profile family).
+pub fn pprof_puts(
+    raw: &[u8],
+    base: &Labels,
+    name: Option<&str>,
+    time: i64,
+    limits: &IngestLimits,
+) -> Result<Vec<Put>, ApiError> {
+    let decoded =
+        embers_formats::pprof::decode_trees(raw, &read_limits(limits)).map_err(format_error)?;
+    puts_from_trees(decoded, base, name, time, limits)
 }
 
 /// Parameters of `POST /ingest`.
@@ -287,9 +295,7 @@ fn legacy_puts(
             }
             None => body,
         };
-        let profiles = embers_formats::pprof::decode_all(&pprof, &read_limits(limits))
-            .map_err(format_error)?;
-        return puts_from_profiles(&profiles, &base, None, from, limits);
+        return pprof_puts(&pprof, &base, None, from, limits);
     }
 
     let tree = if format == "trie" || content_type == "binary/octet-stream+trie" {
@@ -499,11 +505,8 @@ fn push_puts(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<P
             base.set(SERVICE_NAME, "unknown_service");
         }
         for sample in series.samples {
-            let profiles =
-                embers_formats::pprof::decode_all(&sample.raw_profile, &read_limits(limits))
-                    .map_err(format_error)?;
-            puts.extend(puts_from_profiles(
-                &profiles,
+            puts.extend(pprof_puts(
+                &sample.raw_profile,
                 &base,
                 name.as_deref(),
                 now,

@@ -49,7 +49,7 @@ use embers_store::Store;
 
 pub use config::ServerConfig;
 pub use error::ApiError;
-pub use ingest::IngestLimits;
+pub use ingest::{pprof_puts, IngestLimits};
 pub use params::{parse_duration, parse_time};
 
 /// What every handler shares.

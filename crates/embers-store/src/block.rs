@@ -1,23 +1,22 @@
-//! Block objects: many call trees (one per series and leaf, or per series and aggregate
-//! block) sharing one frame dictionary, with an index in front so a query decodes only
-//! the trees of the series it selected.
+//! Block objects: many stored trees (one per series and leaf, or per series and
+//! aggregate block) as `(path id, value)` pairs over the store's
+//! [dictionary](crate::dict), with an index in front so a query decodes only the trees
+//! of the series it selected.
 //!
 //! Payload layout inside the [envelope](crate::envelope) (integers unsigned LEB128):
 //! ```text
 //! level     0 for leaf runs written by a flush, L for an aggregate of 10^L leaves
-//! frames    dictionary shared by every tree below (see tree_codec)
 //! entries   n, then per entry: series id, position (zigzag: the leaf, or the block
-//!           index at `level`), total value, byte length of its node section
-//! nodes     the node sections, in entry order (tree_codec's pre-order nodes)
+//!           index at `level`), total value, scale, pair count, byte length of its pairs
+//! pairs     per entry, in entry order: path id deltas (ascending ids) and value/scale;
+//!           scale is the GCD of the entry's values (CPU nanoseconds are multiples of the
+//!           sampling period, so values shrink to sample counts)
 //! ```
 
-use embers_profile::{Frame, FrameId, StackTree, SymbolTable};
+use embers_profile::FxHashMap;
 
 use crate::envelope::{self, EnvelopeError, Kind};
 use crate::series::{unzigzag, zigzag, SeriesId};
-use crate::tree_codec::{
-    decode_frames, decode_nodes_into, encode_frames, encode_nodes, TreeLimits,
-};
 use crate::varint::{put_uvarint, Corrupt, Reader};
 
 /// Largest decompressed block payload accepted (a bound against damaged files).
@@ -35,43 +34,54 @@ pub enum BlockError {
     Corrupt(#[from] Corrupt),
 }
 
-/// One tree in a block.
+/// One stored tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     /// Whose tree it is.
     pub series: SeriesId,
     /// The leaf (level 0) or block index (level L) it covers.
     pub position: i64,
-    /// Sum of its values, known without decoding the tree.
+    /// Sum of its values, known without decoding the pairs.
     pub total: u64,
-    nodes: std::ops::Range<usize>,
+    scale: u64,
+    pairs: usize,
+    bytes: std::ops::Range<usize>,
+}
+
+fn gcd(mut a: u64, mut b: u64) -> u64 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 /// Collects trees and writes them as one block.
 #[derive(Debug, Default)]
 pub struct BlockWriter {
-    symbols: SymbolTable,
     entries: Vec<Entry>,
-    nodes: Vec<u8>,
-    /// Per tree being added: its frame ids → ids in `symbols`.
-    map: Vec<u32>,
+    data: Vec<u8>,
 }
 
 impl BlockWriter {
-    /// Adds the tree of `series` at `position`.
-    pub fn add(&mut self, series: SeriesId, position: i64, tree: &StackTree) {
-        self.map.clear();
-        for (_, frame) in tree.symbols().iter() {
-            self.map.push(self.symbols.intern(frame).0);
+    /// Adds the tree of `series` at `position` as `(path, value)` pairs sorted by path.
+    pub fn add(&mut self, series: SeriesId, position: i64, pairs: &[(u32, u64)]) {
+        let scale = pairs.iter().fold(0, |g, &(_, v)| gcd(g, v)).max(1);
+        let start = self.data.len();
+        let mut previous = 0u32;
+        let mut total = 0u64;
+        for &(path, value) in pairs {
+            put_uvarint(&mut self.data, u64::from(path - previous));
+            put_uvarint(&mut self.data, value / scale);
+            previous = path;
+            total += value;
         }
-        let start = self.nodes.len();
-        let map = &self.map;
-        encode_nodes(tree, |id| u64::from(map[id.0 as usize]), &mut self.nodes);
         self.entries.push(Entry {
             series,
             position,
-            total: tree.total(),
-            nodes: start..self.nodes.len(),
+            total,
+            scale,
+            pairs: pairs.len(),
+            bytes: start..self.data.len(),
         });
     }
 
@@ -80,29 +90,28 @@ impl BlockWriter {
         self.entries.is_empty()
     }
 
-    /// The sealed object: payload as documented above, compressed.
+    /// The sealed object, compressed.
     pub fn finish(&self, level: u8) -> Vec<u8> {
-        let mut payload = Vec::with_capacity(self.nodes.len() + 64 * self.symbols.len());
+        let mut payload = Vec::with_capacity(self.data.len() + 16 * self.entries.len() + 8);
         put_uvarint(&mut payload, u64::from(level));
-        let frames: Vec<&Frame> = self.symbols.iter().map(|(_, f)| f).collect();
-        encode_frames(frames.into_iter(), &mut payload);
         put_uvarint(&mut payload, self.entries.len() as u64);
         for e in &self.entries {
             put_uvarint(&mut payload, u64::from(e.series.0));
             put_uvarint(&mut payload, zigzag(e.position));
             put_uvarint(&mut payload, e.total);
-            put_uvarint(&mut payload, e.nodes.len() as u64);
+            put_uvarint(&mut payload, e.scale);
+            put_uvarint(&mut payload, e.pairs as u64);
+            put_uvarint(&mut payload, e.bytes.len() as u64);
         }
-        payload.extend_from_slice(&self.nodes);
+        payload.extend_from_slice(&self.data);
         envelope::seal(Kind::Block, &payload, true)
     }
 }
 
-/// A decoded block index over its payload; trees are decoded on demand.
+/// A decoded block index over its payload; pairs are decoded on demand.
 #[derive(Debug)]
 pub struct BlockReader {
     level: u8,
-    frames: Vec<Frame>,
     entries: Vec<Entry>,
     payload: Vec<u8>,
 }
@@ -113,38 +122,40 @@ impl BlockReader {
         let payload = envelope::open(Kind::Block, bytes, MAX_PAYLOAD)?;
         let mut r = Reader::new(&payload);
         let level = u8::try_from(r.uvarint()?).map_err(|_| r.corrupt("level out of range"))?;
-        let frames = decode_frames(&mut r, &TreeLimits::default())?;
         let n = r.len(payload.len(), "too many entries")?;
-        let mut entries = Vec::with_capacity(n);
         let mut raw = Vec::with_capacity(n);
         for _ in 0..n {
             let series =
                 u32::try_from(r.uvarint()?).map_err(|_| r.corrupt("series out of range"))?;
             let position = unzigzag(r.uvarint()?);
             let total = r.uvarint()?;
-            let len = r.len(payload.len(), "node section too long")?;
-            raw.push((SeriesId(series), position, total, len));
+            let scale = r.uvarint()?.max(1);
+            let pairs = r.len(payload.len(), "too many pairs")?;
+            let len = r.len(payload.len(), "pair section too long")?;
+            raw.push((SeriesId(series), position, total, scale, pairs, len));
         }
         let mut at = payload.len() - r.remaining();
-        for (series, position, total, len) in raw {
+        let mut entries = Vec::with_capacity(n);
+        for (series, position, total, scale, pairs, len) in raw {
             let end = at
                 .checked_add(len)
                 .filter(|&e| e <= payload.len())
                 .ok_or(Corrupt {
                     offset: at,
-                    what: "node section past the end",
+                    what: "pair section past the end",
                 })?;
             entries.push(Entry {
                 series,
                 position,
                 total,
-                nodes: at..end,
+                scale,
+                pairs,
+                bytes: at..end,
             });
             at = end;
         }
         Ok(BlockReader {
             level,
-            frames,
             entries,
             payload,
         })
@@ -157,13 +168,7 @@ impl BlockReader {
 
     /// Approximate memory held, for the cache budget.
     pub fn size(&self) -> usize {
-        self.payload.len()
-            + self.entries.len() * std::mem::size_of::<Entry>()
-            + self
-                .frames
-                .iter()
-                .map(|f| 64 + f.function.len() + f.file.as_ref().map_or(0, String::len))
-                .sum::<usize>()
+        self.payload.len() + self.entries.len() * std::mem::size_of::<Entry>()
     }
 
     /// The trees it holds.
@@ -171,22 +176,23 @@ impl BlockReader {
         &self.entries
     }
 
-    /// Adds the tree of `entry` into `into`. `ids` caches this block's dictionary
-    /// indices → frames of `into`; pass the same (initially empty) vector for every entry
-    /// merged into the same tree.
-    pub fn merge_into(
-        &self,
-        entry: &Entry,
-        into: &mut StackTree,
-        ids: &mut Vec<Option<FrameId>>,
-    ) -> Result<(), Corrupt> {
-        ids.resize(self.frames.len(), None);
-        let mut r = Reader::new(&self.payload[entry.nodes.clone()]);
-        let frames = &self.frames;
-        decode_nodes_into(&mut r, &TreeLimits::default(), into, |i, symbols| {
-            let slot = ids.get_mut(i)?;
-            Some(*slot.get_or_insert_with(|| symbols.intern(&frames[i])))
-        })
+    /// Adds the values of `entry` into `into`, by path id.
+    pub fn add_into(&self, entry: &Entry, into: &mut FxHashMap<u32, u64>) -> Result<(), Corrupt> {
+        let mut r = Reader::new(&self.payload[entry.bytes.clone()]);
+        let mut path = 0u32;
+        for _ in 0..entry.pairs {
+            let delta =
+                u32::try_from(r.uvarint()?).map_err(|_| r.corrupt("path id out of range"))?;
+            path = path
+                .checked_add(delta)
+                .ok_or_else(|| r.corrupt("path id out of range"))?;
+            let value = r
+                .uvarint()?
+                .checked_mul(entry.scale)
+                .ok_or_else(|| r.corrupt("value out of range"))?;
+            *into.entry(path).or_insert(0) += value;
+        }
+        Ok(())
     }
 }
 
@@ -194,19 +200,10 @@ impl BlockReader {
 mod tests {
     use super::*;
 
-    fn tree(stacks: &[(&[&str], u64)]) -> StackTree {
-        let mut t = StackTree::new();
-        for (stack, v) in stacks {
-            let frames: Vec<Frame> = stack.iter().map(|f| Frame::named(*f)).collect();
-            t.add_frames(frames.iter(), *v);
-        }
-        t
-    }
-
     #[test]
-    fn trees_come_back_merged_and_selectively() {
-        let a = tree(&[(&["main", "foo"], 75), (&["main", "bar"], 25)]);
-        let b = tree(&[(&["main", "bar"], 5), (&["other"], 1)]);
+    fn pairs_come_back_merged_and_selectively() {
+        let a = [(1u32, 30_000_000u64), (4, 10_000_000), (9, 50_000_000)];
+        let b = [(4u32, 7u64), (5, 1)];
         let mut w = BlockWriter::default();
         w.add(SeriesId(1), 100, &a);
         w.add(SeriesId(2), 100, &b);
@@ -222,31 +219,27 @@ mod tests {
         assert_eq!(
             totals,
             vec![
-                (SeriesId(1), 100, 100),
-                (SeriesId(2), 100, 6),
-                (SeriesId(1), -3, 6)
+                (SeriesId(1), 100, 90_000_000),
+                (SeriesId(2), 100, 8),
+                (SeriesId(1), -3, 8)
             ]
         );
-
-        let mut merged = StackTree::new();
-        let mut ids = Vec::new();
+        let mut acc = FxHashMap::default();
         for e in r.entries().iter().filter(|e| e.series == SeriesId(1)) {
-            r.merge_into(e, &mut merged, &mut ids).unwrap();
+            r.add_into(e, &mut acc).unwrap();
         }
-        let mut expected = a.clone();
-        expected.merge(&b);
-        assert_eq!(merged.to_sorted_stacks(), expected.to_sorted_stacks());
-        // Only frames of the selected trees enter the result.
-        let mut only_b = StackTree::new();
-        r.merge_into(&r.entries()[1], &mut only_b, &mut Vec::new())
-            .unwrap();
-        assert_eq!(only_b.symbols().len(), 3);
+        let mut got: Vec<_> = acc.into_iter().collect();
+        got.sort_unstable();
+        assert_eq!(
+            got,
+            vec![(1, 30_000_000), (4, 10_000_007), (5, 1), (9, 50_000_000)]
+        );
     }
 
     #[test]
     fn damage_is_an_error_not_a_panic() {
         let mut w = BlockWriter::default();
-        w.add(SeriesId(0), 1, &tree(&[(&["a", "b"], 3)]));
+        w.add(SeriesId(0), 1, &[(3, 3)]);
         let bytes = w.finish(2);
         for cut in 0..bytes.len() {
             assert!(BlockReader::open(&bytes[..cut]).is_err());

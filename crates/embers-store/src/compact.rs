@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use embers_profile::{FrameId, StackTree};
+use embers_profile::FxHashMap;
 
 use crate::block::BlockWriter;
 use crate::error::StoreError;
@@ -57,18 +57,16 @@ impl Store {
             block.level,
             Some(block),
         );
-        let mut trees: BTreeMap<SeriesId, (StackTree, Vec<Option<FrameId>>)> = BTreeMap::new();
+        let mut trees: BTreeMap<SeriesId, FxHashMap<u32, u64>> = BTreeMap::new();
         for source in &srcs {
             let Some(reader) = self.load(&source.key)? else {
                 continue;
             };
-            let mut per_series: BTreeMap<SeriesId, Vec<Option<FrameId>>> = BTreeMap::new();
             for entry in reader.entries() {
                 if source.wants(entry.position) {
-                    let (tree, _) = trees.entry(entry.series).or_default();
-                    let frames = per_series.entry(entry.series).or_default();
+                    let paths = trees.entry(entry.series).or_default();
                     reader
-                        .merge_into(entry, tree, frames)
+                        .add_into(entry, paths)
                         .map_err(|e| StoreError::Damaged {
                             key: source.key.clone(),
                             source: e.into(),
@@ -77,8 +75,10 @@ impl Store {
             }
         }
         let mut writer = BlockWriter::default();
-        for (series, (tree, _)) in &trees {
-            writer.add(*series, block.index, tree);
+        for (series, paths) in trees {
+            let mut pairs: Vec<(u32, u64)> = paths.into_iter().collect();
+            pairs.sort_unstable();
+            writer.add(series, block.index, &pairs);
         }
         let key = aggregate_key(block, newest);
         self.storage.put(&key, &writer.finish(block.level))?;

@@ -3,7 +3,8 @@
 //! can read it, and a torn or bit-flipped object is detected instead of misread.
 //!
 //! ```text
-//! magic     8 bytes, names the kind of object ("EMBERSB\0" blocks, "EMBERSC\0" catalogs)
+//! magic     8 bytes, names the kind of object ("EMBERSB\0" blocks, "EMBERSC\0" catalogs
+//!           and the flush marker, "EMBERSY\0" dictionary segments)
 //! version   u16 LE  FORMAT_VERSION of the writer
 //! codec     u8      0 = payload stored as is, 1 = DEFLATE (raw, no zlib header)
 //! reserved  u8      0
@@ -45,6 +46,8 @@ pub enum Kind {
     Block,
     /// A series catalog.
     Catalog,
+    /// A segment of the frame and call-path dictionary.
+    Symbols,
 }
 
 impl Kind {
@@ -52,6 +55,7 @@ impl Kind {
         match self {
             Kind::Block => b"EMBERSB\0",
             Kind::Catalog => b"EMBERSC\0",
+            Kind::Symbols => b"EMBERSY\0",
         }
     }
 
@@ -59,6 +63,7 @@ impl Kind {
         match self {
             Kind::Block => "block",
             Kind::Catalog => "catalog",
+            Kind::Symbols => "symbols",
         }
     }
 }

@@ -40,6 +40,7 @@
 mod block;
 mod cache;
 mod compact;
+mod dict;
 mod envelope;
 mod error;
 mod head;

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use embers_profile::{FrameId, StackTree};
+use embers_profile::{FxHashMap, StackTree};
 
 use crate::block::BlockReader;
 use crate::error::StoreError;
@@ -141,31 +141,39 @@ impl Store {
         from: i64,
         until: i64,
     ) -> Result<StackTree, StoreError> {
+        self.merge_with_max_level(matchers, from, until, crate::segment::TOP_LEVEL)
+    }
+
+    /// [`Store::merge`] using aggregates of at most `max_level` (0: merge every 10 s
+    /// leaf, the naive baseline benchmarks compare against).
+    pub fn merge_with_max_level(
+        &self,
+        matchers: &[Matcher],
+        from: i64,
+        until: i64,
+        max_level: u8,
+    ) -> Result<StackTree, StoreError> {
         let mut out = StackTree::new();
-        let Some(snapshot) = self.snapshot(
-            matchers,
-            from,
-            until,
-            crate::segment::TOP_LEVEL,
-            |st, first, end, ids| {
+        let Some(snapshot) =
+            self.snapshot(matchers, from, until, max_level, |st, first, end, ids| {
                 for_head(st, first, end, |_, id, tree| {
                     if ids.contains(&id) {
                         out.merge(tree);
                     }
                 });
-            },
-        ) else {
+            })
+        else {
             return Ok(out);
         };
+        let mut paths: FxHashMap<u32, u64> = FxHashMap::default();
         for source in &snapshot.sources {
             let Some(block) = self.load(&source.key)? else {
                 continue;
             };
-            let mut frames: Vec<Option<FrameId>> = Vec::new();
             for entry in block.entries() {
                 if snapshot.ids.contains(&entry.series) && source.wants(entry.position) {
                     block
-                        .merge_into(entry, &mut out, &mut frames)
+                        .add_into(entry, &mut paths)
                         .map_err(|e| StoreError::Damaged {
                             key: source.key.clone(),
                             source: e.into(),
@@ -173,6 +181,16 @@ impl Store {
                 }
             }
         }
+        let mut sorted: Vec<(u32, u64)> = paths.into_iter().collect();
+        sorted.sort_unstable();
+        self.dict
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .add_to_tree(sorted.iter().map(|(p, v)| (p, v)), &mut out)
+            .map_err(|e| StoreError::Damaged {
+                key: "symbols/".into(),
+                source: e.into(),
+            })?;
         Ok(out)
     }
 

@@ -4,13 +4,14 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::Duration;
 
 use embers_profile::StackTree;
 
 use crate::block::BlockWriter;
 use crate::cache::BlockCache;
+use crate::dict::{self, Dictionary};
 use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::head::Head;
@@ -87,6 +88,16 @@ pub(crate) struct PendingFlush {
     pub seq: u64,
     pub head: Head,
     pub catalog: Vec<(SeriesId, SeriesInfo)>,
+    /// The head converted to dictionary paths, made once so a retry writes the same bytes.
+    converted: Mutex<Option<Arc<Converted>>>,
+}
+
+/// A flush's objects, ready to write.
+#[derive(Debug)]
+struct Converted {
+    symbols: dict::Segment,
+    runs: Vec<(i64, i64, Vec<u8>)>,
+    trees: usize,
 }
 
 #[derive(Debug)]
@@ -123,6 +134,7 @@ pub struct Store {
     flush_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
     pub(crate) cache: BlockCache,
+    pub(crate) dict: RwLock<Dictionary>,
     /// Counters for metrics.
     pub stats: Stats,
 }
@@ -167,6 +179,26 @@ impl Store {
             for (id, info) in entries {
                 catalog.load(id, info);
             }
+        }
+        let mut dict = Dictionary::default();
+        for key in storage.list("symbols/")? {
+            let payload =
+                envelope::open(Kind::Symbols, &storage.get(&key)?, 1 << 31).map_err(|e| {
+                    StoreError::Damaged {
+                        key: key.clone(),
+                        source: e.into(),
+                    }
+                })?;
+            let segment =
+                dict::Segment::decode(&payload).map_err(|source| StoreError::DamagedCatalog {
+                    key: key.clone(),
+                    source,
+                })?;
+            dict.load(segment)
+                .map_err(|what| StoreError::DamagedCatalog {
+                    key: key.clone(),
+                    source: crate::varint::Corrupt { offset: 0, what },
+                })?;
         }
         let flushed = read_flushed(storage.as_ref())?;
         let mut manifest = Manifest::default();
@@ -237,6 +269,7 @@ impl Store {
             flush_lock: Mutex::new(()),
             compact_lock: Mutex::new(()),
             cache,
+            dict: RwLock::new(dict),
             config,
             stats: Stats::default(),
         })
@@ -359,6 +392,7 @@ impl Store {
                 seq,
                 head: std::mem::take(&mut st.head),
                 catalog,
+                converted: Mutex::new(None),
             });
             st.pending = Some(Arc::clone(&pending));
             pending
@@ -366,16 +400,13 @@ impl Store {
         self.write_flush(&pending)
     }
 
-    fn write_flush(&self, pending: &PendingFlush) -> Result<usize, StoreError> {
-        let seq = pending.seq;
-        let catalog_key = format!("series/{seq:020}.cat");
-        let mut payload = Vec::new();
-        encode_entries(
-            pending.catalog.iter().map(|(id, info)| (*id, info)),
-            &mut payload,
-        );
-        self.storage
-            .put(&catalog_key, &envelope::seal(Kind::Catalog, &payload, true))?;
+    /// Interns the head's trees into the dictionary and encodes the run objects.
+    fn convert(&self, pending: &PendingFlush) -> Arc<Converted> {
+        let mut slot = lock(&pending.converted);
+        if let Some(done) = slot.as_ref() {
+            return Arc::clone(done);
+        }
+        let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
         let mut runs = Vec::new();
         let mut trees = 0;
         for (first, last) in pending.head.runs() {
@@ -384,19 +415,56 @@ impl Store {
                 let mut ids: Vec<&SeriesId> = series.keys().collect();
                 ids.sort_unstable();
                 for id in ids {
-                    writer.add(*id, leaf, &series[id]);
+                    writer.add(*id, leaf, &dict.intern_tree(&series[id]));
                     trees += 1;
                 }
             }
-            let key = run_key(seq, first, last);
-            self.storage.put(&key, &writer.finish(0))?;
+            runs.push((first, last, writer.finish(0)));
+        }
+        let converted = Arc::new(Converted {
+            symbols: dict.unpersisted(),
+            runs,
+            trees,
+        });
+        *slot = Some(Arc::clone(&converted));
+        converted
+    }
+
+    fn write_flush(&self, pending: &PendingFlush) -> Result<usize, StoreError> {
+        let seq = pending.seq;
+        let converted = self.convert(pending);
+        // Catalog and dictionary first: run objects refer to both.
+        let catalog_key = format!("series/{seq:020}.cat");
+        let mut payload = Vec::new();
+        encode_entries(
+            pending.catalog.iter().map(|(id, info)| (*id, info)),
+            &mut payload,
+        );
+        self.storage
+            .put(&catalog_key, &envelope::seal(Kind::Catalog, &payload, true))?;
+        if !converted.symbols.is_empty() {
+            let key = format!("symbols/{seq:020}.sym");
+            self.storage.put(
+                &key,
+                &envelope::seal(Kind::Symbols, &converted.symbols.encode(), true),
+            )?;
+        }
+        self.dict
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mark_persisted(&converted.symbols);
+        let mut runs = Vec::new();
+        for (first, last, bytes) in &converted.runs {
+            let key = run_key(seq, *first, *last);
+            self.storage.put(&key, bytes)?;
             runs.push(Run {
                 key,
                 seq,
-                first,
-                last,
+                first: *first,
+                last: *last,
             });
         }
+        let trees = converted.trees;
         self.storage.put(
             FLUSHED_KEY,
             &envelope::seal(Kind::Catalog, &seq.to_le_bytes(), false),
@@ -452,6 +520,14 @@ impl Store {
     /// How often the maintenance loop should flush.
     pub fn flush_interval(&self) -> Duration {
         self.config.flush_interval
+    }
+
+    /// Distinct call paths in the dictionary.
+    pub fn dictionary_paths(&self) -> usize {
+        self.dict
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .paths()
     }
 
     /// Tree nodes held in memory, unflushed (an upper bound).

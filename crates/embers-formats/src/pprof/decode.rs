@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use embers_profile::{Frame, FrameId, Labels, Profile, ProfileMeta, ValueType};
+use embers_profile::{Frame, FrameId, Labels, Profile, ProfileMeta, StackTree, ValueType};
 use prost::Message;
 
 use super::proto;
@@ -69,6 +69,24 @@ pub fn decode_all(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Profile>, For
     (0..p.sample_type.len())
         .map(|i| decoder.profile(i))
         .collect()
+}
+
+/// One sample type of a profile as call trees, one per distinct set of sample labels.
+#[derive(Debug, Clone)]
+pub struct LabelledTrees {
+    /// What the values measure (and the profile's period and times).
+    pub meta: ProfileMeta,
+    /// Trees by sample labels; trees share the profile's whole symbol table.
+    pub trees: Vec<(Labels, StackTree)>,
+}
+
+/// Decodes every sample type straight into call trees grouped by sample labels: what a
+/// server stores, without building the per-sample [`Profile`] first (several times faster
+/// for ingest).
+pub fn decode_trees(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<LabelledTrees>, FormatError> {
+    let p = decode_proto(bytes, limits)?;
+    let decoder = Decoder::new(&p, limits)?;
+    (0..p.sample_type.len()).map(|i| decoder.trees(i)).collect()
 }
 
 /// Locations resolved once into frames, shared by every sample type.
@@ -176,6 +194,100 @@ impl<'a> Decoder<'a> {
             .and_then(|i| self.p.string_table.get(i))
             .map(String::as_str)
             .ok_or_else(|| bad(format!("string index {i} is out of range")))
+    }
+
+    fn sample_stack(
+        &self,
+        n: usize,
+        sample: &proto::Sample,
+        stack: &mut Vec<FrameId>,
+    ) -> Result<(), FormatError> {
+        stack.clear();
+        for id in sample.location_id.iter().rev() {
+            let frames = self
+                .locations
+                .get(id)
+                .ok_or_else(|| bad(format!("sample {n} names unknown location {id}")))?;
+            stack.extend_from_slice(frames);
+        }
+        if stack.len() > self.limits.max_stack_depth {
+            return Err(FormatError::TooLarge {
+                format: NAME,
+                what: "frames in one stack",
+                limit: self.limits.max_stack_depth,
+            });
+        }
+        Ok(())
+    }
+
+    fn sample_value(
+        &self,
+        n: usize,
+        sample: &proto::Sample,
+        index: usize,
+    ) -> Result<u64, FormatError> {
+        let p = self.p;
+        if sample.value.len() != p.sample_type.len() {
+            return Err(bad(format!(
+                "sample {n} has {} values for {} sample types",
+                sample.value.len(),
+                p.sample_type.len()
+            )));
+        }
+        u64::try_from(sample.value[index]).map_err(|_| {
+            bad(format!(
+                "sample {n} has a negative value {}",
+                sample.value[index]
+            ))
+        })
+    }
+
+    fn labels(&self, sample: &proto::Sample) -> Result<Labels, FormatError> {
+        let mut labels = Labels::new();
+        for label in &sample.label {
+            let key = self.string(label.key)?;
+            let value = if label.str != 0 {
+                self.string(label.str)?.to_owned()
+            } else {
+                label.num.to_string()
+            };
+            labels.set(key, value);
+        }
+        Ok(labels)
+    }
+
+    fn trees(&self, index: usize) -> Result<LabelledTrees, FormatError> {
+        let p = self.p;
+        let t = &p.sample_type[index];
+        let mut meta = self.template.meta.clone();
+        meta.sample_type = ValueType::new(self.string(t.r#type)?, self.string(t.unit)?);
+        // Group by the raw label indices first: hashing small integers, not strings.
+        let mut groups: HashMap<Vec<(i64, i64, i64)>, usize> = HashMap::new();
+        let mut trees: Vec<(Labels, StackTree)> = Vec::new();
+        let mut stack = Vec::new();
+        for (n, sample) in p.sample.iter().enumerate() {
+            let value = self.sample_value(n, sample, index)?;
+            if value == 0 {
+                continue;
+            }
+            self.sample_stack(n, sample, &mut stack)?;
+            let key: Vec<(i64, i64, i64)> =
+                sample.label.iter().map(|l| (l.key, l.str, l.num)).collect();
+            let group = match groups.get(&key) {
+                Some(&g) => g,
+                None => {
+                    let mut tree = StackTree::new();
+                    *tree.symbols_mut() = self.template.symbols.clone();
+                    // Stacks share prefixes; a node per location per sample is the bound.
+                    tree.reserve((p.sample.len() * 8).min(1 << 20));
+                    trees.push((self.labels(sample)?, tree));
+                    groups.insert(key, trees.len() - 1);
+                    trees.len() - 1
+                }
+            };
+            trees[group].1.add_stack(&stack, value);
+        }
+        Ok(LabelledTrees { meta, trees })
     }
 
     fn profile(&self, index: usize) -> Result<Profile, FormatError> {
