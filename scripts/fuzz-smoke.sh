@@ -13,10 +13,13 @@ seed() { mkdir -p "fuzz/corpus/$1"; cp "${@:2}" "fuzz/corpus/$1/" 2>/dev/null ||
 seed folded_parse examples/foobar/*.py
 printf '<module> (app.py:40);foo (app.py:22);work (app.py:17) 75\n' > fuzz/corpus/folded_parse/foobar.folded
 seed pprof_decode crates/embers-formats/tests/data/*.pb.gz
+mkdir -p fuzz/corpus/ingest_bodies fuzz/corpus/block_decode
+printf 'app.cpu{region="us-east-1", vehicle=~"car|bike"}' > fuzz/corpus/ingest_bodies/selector
+printf -- '--B0UNDARY\r\nContent-Disposition: form-data; name="profile"\r\n\r\nxyz\r\n--B0UNDARY--\r\n' > fuzz/corpus/ingest_bodies/multipart
 
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode; do
+for target in folded_parse pprof_decode tree_decode ingest_bodies block_decode; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"

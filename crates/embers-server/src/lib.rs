@@ -23,12 +23,12 @@ mod error;
 mod flamebearer;
 mod ingest;
 mod metrics;
-mod multipart;
+pub mod multipart;
 mod params;
 mod profile_type;
 mod querier;
 mod query;
-mod trie;
+pub mod trie;
 /// Protobuf messages of the Pyroscope push and query APIs (generated from
 /// `proto/pyroscope.proto`).
 #[rustfmt::skip]

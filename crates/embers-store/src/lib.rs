@@ -57,6 +57,7 @@ mod wal;
 
 pub use block::{BlockError, BlockReader, BlockWriter};
 pub use compact::CompactReport;
+pub use dict::Segment as DictionarySegment;
 pub use envelope::{EnvelopeError, FORMAT_VERSION, OLDEST_SUPPORTED};
 pub use error::StoreError;
 pub use segment::{leaf_of, leaves_for, plan, Block, FANOUT, LEAF_SECONDS, TOP_LEVEL};

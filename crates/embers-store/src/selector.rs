@@ -112,7 +112,15 @@ impl Matcher {
 
 impl fmt::Display for Matcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}{}{:?}", self.name, self.op.as_str(), self.value)
+        // Only `"` and `\` need escaping for our parser; everything else is kept as is.
+        write!(f, "{}{}\"", self.name, self.op.as_str())?;
+        for c in self.value.chars() {
+            if c == '"' || c == '\\' {
+                f.write_str("\\")?;
+            }
+            write!(f, "{c}")?;
+        }
+        f.write_str("\"")
     }
 }
 

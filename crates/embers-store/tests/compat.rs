@@ -1,0 +1,93 @@
+//! Format compatibility: a data directory written by format version 1 (objects, the
+//! dictionary, aggregates and an unflushed WAL record) must open and answer queries with
+//! this build. Regenerate with `EMBERS_REGENERATE_GOLDEN=1 cargo test -p embers-store
+//! --test compat` only when adding a new version's directory, never to paper over a change.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::path::{Path, PathBuf};
+
+use embers_profile::{Frame, Labels, StackTree};
+use embers_store::{Config, Put, Selector, SeriesKey, Store};
+
+const T0: i64 = 1_700_000_000;
+
+fn golden() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/v1-store")
+}
+
+/// The puts of the golden directory: 2 services × 200 leaves, then one more put.
+fn puts() -> Vec<Put> {
+    let mut out = Vec::new();
+    for i in 0..=200i64 {
+        for (service, weight) in [("api", 3u64), ("worker", 5)] {
+            let mut tree = StackTree::new();
+            let main = Frame::at("main", "app.py", Some(1));
+            let f = Frame::at(format!("handler_{}", i % 7), "app/views.py", Some(10 + (i % 7) as u32));
+            tree.add_frames([&main, &f], 10_000_000 * (weight + (i % 3) as u64));
+            tree.add_frames([&main], 10_000_000);
+            out.push(Put {
+                key: SeriesKey {
+                    profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+                    labels: Labels::from_pairs([("service_name", service), ("__name__", "process_cpu")]),
+                },
+                time: T0 + 10 * i,
+                tree,
+            });
+        }
+    }
+    out
+}
+
+fn expected(service: &str, from: i64, until: i64) -> StackTree {
+    let mut t = StackTree::new();
+    for p in puts() {
+        if p.key.labels.get("service_name") == Some(service) && p.time >= from && p.time < until {
+            t.merge(&p.tree);
+        }
+    }
+    t
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn version_1_directory_opens_and_answers() {
+    if std::env::var_os("EMBERS_REGENERATE_GOLDEN").is_some() {
+        let dir = golden();
+        let _ = std::fs::remove_dir_all(&dir);
+        let store = Store::open_dir(&dir, Config::default()).unwrap();
+        let mut all = puts();
+        let last = all.pop().unwrap();
+        for chunk in all.chunks(40) {
+            store.ingest(chunk.to_vec()).unwrap();
+            store.flush().unwrap();
+        }
+        store.compact(T0 + 20_000).unwrap();
+        store.ingest(vec![last]).unwrap(); // stays in the WAL
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&golden(), dir.path());
+    let store = Store::open_dir(dir.path(), Config::default()).unwrap();
+    let (series, runs, aggregates) = store.counts();
+    assert_eq!(series, 2);
+    assert!(runs > 0 && aggregates > 0, "the golden data has runs and aggregates");
+    for service in ["api", "worker"] {
+        let matchers = Selector::parse(&format!(r#"{{service_name="{service}"}}"#)).unwrap().matchers;
+        for (from, until) in [(T0, T0 + 2020), (T0 + 95, T0 + 1234), (T0 + 2000, T0 + 2010)] {
+            let got = store.merge(&matchers, from, until).unwrap();
+            let want = expected(service, from - from.rem_euclid(10), until + (10 - until.rem_euclid(10)) % 10);
+            assert_eq!(got.to_sorted_stacks(), want.to_sorted_stacks(), "{service} {from}..{until}");
+        }
+    }
+}
