@@ -224,8 +224,8 @@ fn query() {
     let days = 30;
     let leaves = days * 8640;
     let population = synthetic_profile(2000, 600, 11).tree();
-    let mut stacks: Vec<(Vec<embers_profile::FrameId>, u64)> = Vec::new();
-    population.for_each_stack(|s, v| stacks.push((s.to_vec(), v)));
+    let mut stacks: Vec<(Vec<embers_profile::Frame>, u64)> = Vec::new();
+    population.for_each_stack(|s, v| stacks.push((s.iter().map(|id| population.symbols().get(*id).clone()).collect(), v)));
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open_dir(
         dir.path(),
@@ -245,10 +245,9 @@ fn query() {
     let mut batch = Vec::new();
     for leaf in 0..leaves {
         let mut tree = StackTree::new();
-        *tree.symbols_mut() = population.symbols().clone();
         for _ in 0..150 {
             let (s, v) = &stacks[rng.range(0, stacks.len() as u64) as usize];
-            tree.add_stack(s, *v);
+            tree.add_frames(s.iter(), *v);
         }
         batch.push(Put {
             key: key.clone(),
@@ -258,6 +257,9 @@ fn query() {
         if batch.len() == 360 {
             store.ingest(std::mem::take(&mut batch)).expect("ingest");
             store.flush().expect("flush");
+        }
+        if leaf % 86_400 == 86_399 {
+            eprintln!("  loaded {} days in {:.0} s", (leaf + 1) / 8640, start.elapsed().as_secs_f64());
         }
     }
     store.ingest(batch).expect("ingest");
