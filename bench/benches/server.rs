@@ -225,7 +225,14 @@ fn query() {
     let leaves = days * 8640;
     let population = synthetic_profile(2000, 600, 11).tree();
     let mut stacks: Vec<(Vec<embers_profile::Frame>, u64)> = Vec::new();
-    population.for_each_stack(|s, v| stacks.push((s.iter().map(|id| population.symbols().get(*id).clone()).collect(), v)));
+    population.for_each_stack(|s, v| {
+        stacks.push((
+            s.iter()
+                .map(|id| population.symbols().get(*id).clone())
+                .collect(),
+            v,
+        ))
+    });
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open_dir(
         dir.path(),
@@ -259,7 +266,11 @@ fn query() {
             store.flush().expect("flush");
         }
         if leaf % 86_400 == 86_399 {
-            eprintln!("  loaded {} days in {:.0} s", (leaf + 1) / 8640, start.elapsed().as_secs_f64());
+            eprintln!(
+                "  loaded {} days in {:.0} s",
+                (leaf + 1) / 8640,
+                start.elapsed().as_secs_f64()
+            );
         }
     }
     store.ingest(batch).expect("ingest");
@@ -331,28 +342,59 @@ fn storage() {
                 .expect("valid"),
             )
             .expect("ingest");
-        if i % 6 == 5 {
-            store.flush().expect("flush");
-        }
+        store.flush().expect("flush"); // the server flushes every 10 s: one run per profile
     }
     store.flush().expect("flush");
     store.compact(t0 + 10 * n as i64 + 3600).expect("compact");
-    let size = |sub: &str| -> u64 { walk(&dir.path().join(sub)) };
-    let (runs, aggs, other) = (
-        size("l0"),
-        size("agg"),
-        size("series") + size("symbols") + size("meta"),
+    // Combined runs' originals are deleted a minute later; reopening (recovery) deletes
+    // them at once, which is the steady state.
+    drop(store);
+    let store = Store::open_dir(dir.path(), Config::default()).expect("reopen");
+    let (series, runs_objects, aggregate_objects) = store.counts();
+    drop(store);
+    let size = |sub: &str| -> (u64, u64) {
+        let p = dir.path().join(sub);
+        (walk(&p), allocated(&p))
+    };
+    let (runs, aggs) = (size("l0"), size("agg"));
+    let other = [size("series"), size("symbols"), size("meta"), size("wal")];
+    let other = (
+        other.iter().map(|x| x.0).sum::<u64>(),
+        other.iter().map(|x| x.1).sum::<u64>(),
     );
-    let total = runs + aggs + other;
+    let total = runs.0 + aggs.0 + other.0;
+    let total_allocated = runs.1 + aggs.1 + other.1;
+    let per = |x: u64| x as f64 / n as f64;
     println!(
-        "storage: {n} profiles of one app, {:.0} bytes sent per profile (gzipped pprof)",
+        "storage: {n} profiles of one app ({series} series), flushed after each, {:.0} bytes sent per profile (gzipped pprof)",
         sent as f64 / n as f64
     );
-    println!("  on disk per profile: {:.0} bytes = {:.1} % of sent (runs {:.0}, aggregates {:.0}, catalog+symbols {:.0})",
-        total as f64 / n as f64, total as f64 / sent as f64 * 100.0, runs as f64 / n as f64, aggs as f64 / n as f64, other as f64 / n as f64);
+    println!(
+        "  on disk per profile: {:.0} bytes = {:.1} % of sent (runs {:.0} in {runs_objects} objects, aggregates {:.0} in {aggregate_objects}, catalog+dictionary+WAL {:.0})",
+        per(total),
+        total as f64 / sent as f64 * 100.0,
+        per(runs.0),
+        per(aggs.0),
+        per(other.0)
+    );
+    println!(
+        "  allocated by the file system (du): {:.0} bytes per profile = {:.1} % of sent",
+        per(total_allocated),
+        total_allocated as f64 / sent as f64 * 100.0
+    );
 }
 
 fn walk(path: &std::path::Path) -> u64 {
+    walk_with(path, &|m| m.len())
+}
+
+/// Bytes the file system allocated (whole blocks), as `du` counts.
+fn allocated(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    walk_with(path, &|m| m.blocks() * 512)
+}
+
+fn walk_with(path: &std::path::Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -> u64 {
     let Ok(entries) = std::fs::read_dir(path) else {
         return 0;
     };
@@ -361,9 +403,9 @@ fn walk(path: &std::path::Path) -> u64 {
         .map(|e| {
             let m = e.metadata().expect("metadata");
             if m.is_dir() {
-                walk(&e.path())
+                walk_with(&e.path(), size)
             } else {
-                m.len()
+                size(&m)
             }
         })
         .sum()

@@ -25,6 +25,22 @@ pub struct Run {
     pub first: i64,
     /// Last leaf covered, inclusive.
     pub last: i64,
+    /// For a run combined from smaller ones by compaction: the lowest sequence number it
+    /// holds. It holds exactly the runs with a sequence number in `min_seq..=seq` that lie
+    /// within `first..=last`, so recovery knows which originals a crash left behind.
+    pub combined_from: Option<u64>,
+}
+
+impl Run {
+    /// Whether `self` is one of the runs `combined` was made from.
+    pub fn is_within(&self, combined: &Run) -> bool {
+        combined.combined_from.is_some_and(|min| {
+            self.key != combined.key
+                && (min..=combined.seq).contains(&self.seq)
+                && self.first >= combined.first
+                && self.last <= combined.last
+        })
+    }
 }
 
 /// An aggregate object.
@@ -41,23 +57,33 @@ pub fn run_key(seq: u64, first: i64, last: i64) -> String {
     format!("l0/{seq:020}-{first:012}-{last:012}.blk")
 }
 
+/// Key of a run combined from runs `min_seq..=seq` within `first..=last`.
+pub fn combined_key(seq: u64, first: i64, last: i64, min_seq: u64) -> String {
+    format!("l0/{seq:020}-{first:012}-{last:012}-{min_seq:020}.blk")
+}
+
 /// Key of the aggregate of `block` holding runs up to `seq`.
 pub fn aggregate_key(block: Block, seq: u64) -> String {
     format!("agg/{}/{:012}-{seq:020}.blk", block.level, block.index)
 }
 
-/// Parses a run key.
+/// Parses a run key (plain or combined).
 pub fn parse_run(key: &str) -> Option<Run> {
     let name = key.strip_prefix("l0/")?.strip_suffix(".blk")?;
     let mut parts = name.split('-');
     let seq = parts.next()?.parse().ok()?;
     let first = parts.next()?.parse().ok()?;
     let last = parts.next()?.parse().ok()?;
+    let combined_from = match parts.next() {
+        None => None,
+        Some(min) => Some(min.parse().ok()?),
+    };
     (parts.next().is_none() && first <= last).then(|| Run {
         key: key.to_owned(),
         seq,
         first,
         last,
+        combined_from,
     })
 }
 
@@ -83,8 +109,8 @@ pub fn parse_aggregate(key: &str) -> Option<(Block, Aggregate)> {
 /// Runs and aggregates, indexed for the planner.
 #[derive(Debug, Default)]
 pub struct Manifest {
-    /// By first leaf, then sequence number.
-    runs: BTreeMap<(i64, u64), Run>,
+    /// By first leaf, then sequence number and key (unique).
+    runs: BTreeMap<(i64, u64, String), Run>,
     /// The widest run, to bound overlap searches.
     max_span: i64,
     /// Per block above level 0: the newest run overlapping it.
@@ -104,7 +130,50 @@ impl Manifest {
                 *newest = (*newest).max(run.seq);
             }
         }
-        self.runs.insert((run.first, run.seq), run);
+        self.runs.insert((run.first, run.seq, run.key.clone()), run);
+    }
+
+    /// Runs as flushes wrote them (not combined yet).
+    pub fn plain_runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.values().filter(|r| r.combined_from.is_none())
+    }
+
+    /// Runs lying wholly within leaves `[first, end)`.
+    pub fn runs_within(&self, first: i64, end: i64) -> Vec<Run> {
+        self.runs
+            .range((first, 0, String::new())..(end, 0, String::new()))
+            .map(|(_, run)| run)
+            .filter(|run| run.last < end)
+            .cloned()
+            .collect()
+    }
+
+    /// Replaces `old` runs by the run combined from them.
+    pub fn replace_runs(&mut self, old: &[Run], combined: Run) {
+        for run in old {
+            self.runs.remove(&(run.first, run.seq, run.key.clone()));
+        }
+        self.add_run(combined);
+    }
+
+    /// After loading: forgets runs that a combined run already holds (a crash between
+    /// writing the combined run and deleting its originals), returning their keys.
+    pub fn drop_combined_originals(&mut self) -> Vec<String> {
+        let combined: Vec<Run> = self
+            .runs
+            .values()
+            .filter(|r| r.combined_from.is_some())
+            .cloned()
+            .collect();
+        let mut gone = Vec::new();
+        self.runs.retain(|_, run| {
+            let covered = combined.iter().any(|c| run.is_within(c));
+            if covered {
+                gone.push(run.key.clone());
+            }
+            !covered
+        });
+        gone
     }
 
     /// Registers an aggregate, returning the one it replaces.
@@ -118,7 +187,7 @@ impl Manifest {
     /// Runs overlapping leaves `[first, end)`.
     pub fn runs_overlapping(&self, first: i64, end: i64) -> impl Iterator<Item = &Run> {
         self.runs
-            .range((first.saturating_sub(self.max_span), 0)..(end, 0))
+            .range((first.saturating_sub(self.max_span), 0, String::new())..(end, 0, String::new()))
             .map(|(_, run)| run)
             .filter(move |run| run.last >= first)
     }
@@ -208,6 +277,7 @@ mod tests {
             seq: 1,
             first: 100,
             last: 101,
+            combined_from: None,
         });
         let b1 = Block {
             level: 1,
@@ -236,6 +306,7 @@ mod tests {
             seq: 2,
             first: 105,
             last: 105,
+            combined_from: None,
         });
         assert!(!m.usable(b1));
         assert_eq!(m.runs_overlapping(101, 106).count(), 2);

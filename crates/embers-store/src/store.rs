@@ -209,6 +209,9 @@ impl Store {
                 _ => storage.delete(&key)?,
             }
         }
+        for key in manifest.drop_combined_originals() {
+            storage.delete(&key)?;
+        }
         for key in storage.list("agg/")? {
             match parse_aggregate(&key) {
                 Some((block, agg)) => {
@@ -462,6 +465,7 @@ impl Store {
                 seq,
                 first: *first,
                 last: *last,
+                combined_from: None,
             });
         }
         let trees = converted.trees;

@@ -22,13 +22,20 @@ fn puts() -> Vec<Put> {
         for (service, weight) in [("api", 3u64), ("worker", 5)] {
             let mut tree = StackTree::new();
             let main = Frame::at("main", "app.py", Some(1));
-            let f = Frame::at(format!("handler_{}", i % 7), "app/views.py", Some(10 + (i % 7) as u32));
+            let f = Frame::at(
+                format!("handler_{}", i % 7),
+                "app/views.py",
+                Some(10 + (i % 7) as u32),
+            );
             tree.add_frames([&main, &f], 10_000_000 * (weight + (i % 3) as u64));
             tree.add_frames([&main], 10_000_000);
             out.push(Put {
                 key: SeriesKey {
                     profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
-                    labels: Labels::from_pairs([("service_name", service), ("__name__", "process_cpu")]),
+                    labels: Labels::from_pairs([
+                        ("service_name", service),
+                        ("__name__", "process_cpu"),
+                    ]),
                 },
                 time: T0 + 10 * i,
                 tree,
@@ -81,13 +88,30 @@ fn version_1_directory_opens_and_answers() {
     let store = Store::open_dir(dir.path(), Config::default()).unwrap();
     let (series, runs, aggregates) = store.counts();
     assert_eq!(series, 2);
-    assert!(runs > 0 && aggregates > 0, "the golden data has runs and aggregates");
+    assert!(
+        runs > 0 && aggregates > 0,
+        "the golden data has runs and aggregates"
+    );
     for service in ["api", "worker"] {
-        let matchers = Selector::parse(&format!(r#"{{service_name="{service}"}}"#)).unwrap().matchers;
-        for (from, until) in [(T0, T0 + 2020), (T0 + 95, T0 + 1234), (T0 + 2000, T0 + 2010)] {
+        let matchers = Selector::parse(&format!(r#"{{service_name="{service}"}}"#))
+            .unwrap()
+            .matchers;
+        for (from, until) in [
+            (T0, T0 + 2020),
+            (T0 + 95, T0 + 1234),
+            (T0 + 2000, T0 + 2010),
+        ] {
             let got = store.merge(&matchers, from, until).unwrap();
-            let want = expected(service, from - from.rem_euclid(10), until + (10 - until.rem_euclid(10)) % 10);
-            assert_eq!(got.to_sorted_stacks(), want.to_sorted_stacks(), "{service} {from}..{until}");
+            let want = expected(
+                service,
+                from - from.rem_euclid(10),
+                until + (10 - until.rem_euclid(10)) % 10,
+            );
+            assert_eq!(
+                got.to_sorted_stacks(),
+                want.to_sorted_stacks(),
+                "{service} {from}..{until}"
+            );
         }
     }
 }
