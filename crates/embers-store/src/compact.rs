@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use embers_profile::FxHashMap;
 
-use crate::block::BlockWriter;
+use crate::block::{BlockReader, BlockWriter, Entry};
 use crate::error::StoreError;
 use crate::manifest::{aggregate_key, combined_key, Aggregate, Run};
 use crate::query::sources;
@@ -66,29 +66,15 @@ impl Store {
             block.level,
             Some(block),
         );
-        let mut trees: BTreeMap<SeriesId, FxHashMap<u32, u64>> = BTreeMap::new();
+        let mut trees: BTreeMap<(i64, SeriesId), FxHashMap<u32, u64>> = BTreeMap::new();
         for source in &srcs {
             let Some(reader) = self.load(&source.key)? else {
                 continue;
             };
-            for entry in reader.entries() {
-                if source.wants(entry.position) {
-                    let paths = trees.entry(entry.series).or_default();
-                    reader
-                        .add_into(entry, paths)
-                        .map_err(|e| StoreError::Damaged {
-                            key: source.key.clone(),
-                            source: e.into(),
-                        })?;
-                }
-            }
+            let group = |e: &Entry| source.wants(e.position).then_some((block.index, e.series));
+            accumulate(&reader, &source.key, group, &mut trees)?;
         }
-        let mut writer = BlockWriter::default();
-        for (series, paths) in trees {
-            let mut pairs: Vec<(u32, u64)> = paths.into_iter().collect();
-            pairs.sort_unstable();
-            writer.add(series, block.index, &pairs);
-        }
+        let writer = write_entries(trees);
         let key = aggregate_key(block, newest);
         self.storage.put(&key, &writer.finish(block.level))?;
         self.stats.compactions.fetch_add(1, Ordering::Relaxed);
@@ -126,28 +112,18 @@ impl Store {
             let mut trees: BTreeMap<(i64, SeriesId), FxHashMap<u32, u64>> = BTreeMap::new();
             for run in &runs {
                 let bytes = self.storage.get(&run.key)?;
-                let reader = crate::block::BlockReader::open(&bytes).map_err(|source| {
-                    StoreError::Damaged {
-                        key: run.key.clone(),
-                        source,
-                    }
+                let reader = BlockReader::open(&bytes).map_err(|source| StoreError::Damaged {
+                    key: run.key.clone(),
+                    source,
                 })?;
-                for entry in reader.entries() {
-                    let paths = trees.entry((entry.position, entry.series)).or_default();
-                    reader
-                        .add_into(entry, paths)
-                        .map_err(|e| StoreError::Damaged {
-                            key: run.key.clone(),
-                            source: e.into(),
-                        })?;
-                }
+                accumulate(
+                    &reader,
+                    &run.key,
+                    |e| Some((e.position, e.series)),
+                    &mut trees,
+                )?;
             }
-            let mut writer = BlockWriter::default();
-            for ((position, series), paths) in trees {
-                let mut pairs: Vec<(u32, u64)> = paths.into_iter().collect();
-                pairs.sort_unstable();
-                writer.add(series, position, &pairs);
-            }
+            let writer = write_entries(trees);
             let seq = runs.iter().map(|r| r.seq).max().unwrap_or(0);
             let min_seq = runs
                 .iter()
@@ -205,4 +181,36 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Adds the pairs of every entry of `reader` that `group` maps to a (position, series)
+/// into that group's map.
+fn accumulate(
+    reader: &BlockReader,
+    key: &str,
+    group: impl Fn(&Entry) -> Option<(i64, SeriesId)>,
+    into: &mut BTreeMap<(i64, SeriesId), FxHashMap<u32, u64>>,
+) -> Result<(), StoreError> {
+    for entry in reader.entries() {
+        if let Some(g) = group(entry) {
+            reader
+                .add_into(entry, into.entry(g).or_default())
+                .map_err(|e| StoreError::Damaged {
+                    key: key.to_owned(),
+                    source: e.into(),
+                })?;
+        }
+    }
+    Ok(())
+}
+
+/// A block of the accumulated trees, one entry per (position, series).
+fn write_entries(trees: BTreeMap<(i64, SeriesId), FxHashMap<u32, u64>>) -> BlockWriter {
+    let mut writer = BlockWriter::default();
+    for ((position, series), paths) in trees {
+        let mut pairs: Vec<(u32, u64)> = paths.into_iter().collect();
+        pairs.sort_unstable();
+        writer.add(series, position, &pairs);
+    }
+    writer
 }

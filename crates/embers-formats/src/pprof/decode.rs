@@ -267,10 +267,10 @@ impl<'a> Decoder<'a> {
         let mut stack = Vec::new();
         for (n, sample) in p.sample.iter().enumerate() {
             let value = self.sample_value(n, sample, index)?;
+            self.sample_stack(n, sample, &mut stack)?;
             if value == 0 {
                 continue;
             }
-            self.sample_stack(n, sample, &mut stack)?;
             let key: Vec<(i64, i64, i64)> =
                 sample.label.iter().map(|l| (l.key, l.str, l.num)).collect();
             let group = match groups.get(&key) {
@@ -297,45 +297,9 @@ impl<'a> Decoder<'a> {
         profile.meta.sample_type = ValueType::new(self.string(t.r#type)?, self.string(t.unit)?);
         let mut stack = Vec::new();
         for (n, sample) in p.sample.iter().enumerate() {
-            if sample.value.len() != p.sample_type.len() {
-                return Err(bad(format!(
-                    "sample {n} has {} values for {} sample types",
-                    sample.value.len(),
-                    p.sample_type.len()
-                )));
-            }
-            let value = u64::try_from(sample.value[index]).map_err(|_| {
-                bad(format!(
-                    "sample {n} has a negative value {}",
-                    sample.value[index]
-                ))
-            })?;
-            stack.clear();
-            for id in sample.location_id.iter().rev() {
-                let frames = self
-                    .locations
-                    .get(id)
-                    .ok_or_else(|| bad(format!("sample {n} names unknown location {id}")))?;
-                stack.extend_from_slice(frames);
-            }
-            if stack.len() > self.limits.max_stack_depth {
-                return Err(FormatError::TooLarge {
-                    format: NAME,
-                    what: "frames in one stack",
-                    limit: self.limits.max_stack_depth,
-                });
-            }
-            let mut labels = Labels::new();
-            for label in &sample.label {
-                let key = self.string(label.key)?;
-                let value = if label.str != 0 {
-                    self.string(label.str)?.to_owned()
-                } else {
-                    label.num.to_string()
-                };
-                labels.set(key, value);
-            }
-            profile.add(stack.clone(), labels, value);
+            let value = self.sample_value(n, sample, index)?;
+            self.sample_stack(n, sample, &mut stack)?;
+            profile.add(stack.clone(), self.labels(sample)?, value);
         }
         Ok(profile)
     }
