@@ -420,6 +420,23 @@ fn main() {
     if run("ingest") {
         ingest();
     }
+    if which.iter().any(|w| w == "decode-loop") {
+        // For profilers (`perf record`): the ingest decode path alone, in a loop.
+        let body = client_pprof(1);
+        let limits = IngestLimits::default();
+        for _ in 0..3000 {
+            std::hint::black_box(
+                pprof_puts(
+                    &body,
+                    &base_labels(),
+                    Some("process_cpu"),
+                    1_700_000_000,
+                    &limits,
+                )
+                .expect("valid"),
+            );
+        }
+    }
     if run("storage") {
         storage();
     }

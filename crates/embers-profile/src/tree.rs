@@ -62,6 +62,9 @@ pub struct StackTree {
     symbols: SymbolTable,
     nodes: Vec<Node>,
     edges: FxHashMap<(NodeId, FrameId), NodeId>,
+    /// False after a bulk build ([`StackTree::from_stacks`]), which links nodes without
+    /// the edge map; the first lookup that needs it rebuilds it.
+    edges_complete: bool,
 }
 
 impl Default for StackTree {
@@ -80,14 +83,8 @@ impl StackTree {
             symbols: SymbolTable::new(),
             nodes: vec![Node::new(None)],
             edges: FxHashMap::default(),
+            edges_complete: true,
         }
-    }
-
-    /// Makes room for `nodes` more nodes, so building a tree of known size does not
-    /// rehash its edge map over and over.
-    pub fn reserve(&mut self, nodes: usize) {
-        self.nodes.reserve(nodes);
-        self.edges.reserve(nodes);
     }
 
     /// The frames this tree's nodes refer to.
@@ -137,11 +134,80 @@ impl StackTree {
 
     /// The child of `parent` for `frame`, if there is one.
     pub fn child(&self, parent: NodeId, frame: FrameId) -> Option<NodeId> {
-        self.edges.get(&(parent, frame)).copied()
+        if self.edges_complete {
+            self.edges.get(&(parent, frame)).copied()
+        } else {
+            self.children(parent)
+                .find(|&c| self.nodes[c.0 as usize].frame == Some(frame))
+        }
+    }
+
+    fn complete_edges(&mut self) {
+        if self.edges_complete {
+            return;
+        }
+        self.edges.clear();
+        self.edges.reserve(self.nodes.len());
+        for (i, node) in self.nodes.iter().enumerate() {
+            let mut c = node.first_child;
+            while c != 0 {
+                let child = &self.nodes[c as usize];
+                let frame = child.frame.expect("children have frames");
+                self.edges.insert((NodeId(i as u32), frame), NodeId(c));
+                c = child.next_sibling;
+            }
+        }
+        self.edges_complete = true;
+    }
+
+    /// Builds a tree from `(stack, value)` pairs (frame ids of `symbols`, root first) in
+    /// one pass over them sorted, sharing each stack's prefix with the previous one: no
+    /// hash lookups per frame, which made tree building the largest cost of ingest. The
+    /// edge map is rebuilt only if the tree is later merged into.
+    pub fn from_stacks(symbols: SymbolTable, stacks: &mut [(&[FrameId], u64)]) -> StackTree {
+        stacks.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut tree = StackTree {
+            symbols,
+            edges_complete: false,
+            ..StackTree::new()
+        };
+        // path[i]: node of the previous stack at depth i + 1.
+        let mut path: Vec<u32> = Vec::new();
+        let mut previous: &[FrameId] = &[];
+        for &(stack, value) in stacks.iter() {
+            let common = stack
+                .iter()
+                .zip(previous)
+                .take_while(|(a, b)| a == b)
+                .count();
+            path.truncate(common);
+            for &frame in &stack[common..] {
+                let parent = path.last().copied().unwrap_or(0);
+                let child = tree.nodes.len() as u32;
+                tree.nodes.push(Node::new(Some(frame)));
+                let p = &mut tree.nodes[parent as usize];
+                let previous_last = std::mem::replace(&mut p.last_child, child);
+                if previous_last == 0 {
+                    p.first_child = child;
+                } else {
+                    tree.nodes[previous_last as usize].next_sibling = child;
+                }
+                path.push(child);
+            }
+            tree.nodes[0].total += value;
+            for &node in &path {
+                tree.nodes[node as usize].total += value;
+            }
+            let last = path.last().copied().unwrap_or(0) as usize;
+            tree.nodes[last].self_value += value;
+            previous = stack;
+        }
+        tree
     }
 
     /// The child of `parent` for `frame`, created (with no value) if it does not exist.
     pub fn child_or_insert(&mut self, parent: NodeId, frame: FrameId) -> NodeId {
+        self.complete_edges();
         if let Some(&child) = self.edges.get(&(parent, frame)) {
             return child;
         }
@@ -309,6 +375,49 @@ impl StackTree {
         });
         out.sort();
         out
+    }
+}
+
+#[cfg(test)]
+mod bulk_tests {
+    use super::*;
+
+    #[test]
+    fn bulk_build_equals_incremental_build_and_merges_afterwards() {
+        let mut symbols = SymbolTable::new();
+        let ids: Vec<FrameId> = ["main", "foo", "bar", "baz"]
+            .iter()
+            .map(|n| symbols.intern(&Frame::named(*n)))
+            .collect();
+        let (m, f, b, z) = (ids[0], ids[1], ids[2], ids[3]);
+        let stacks: Vec<(Vec<FrameId>, u64)> = vec![
+            (vec![m, f], 5),
+            (vec![m, b, z], 2),
+            (vec![m], 1),
+            (vec![m, f], 3),
+            (vec![z], 4),
+            (vec![], 7),
+        ];
+        let mut incremental = StackTree::new();
+        *incremental.symbols_mut() = symbols.clone();
+        for (s, v) in &stacks {
+            incremental.add_stack(s, *v);
+        }
+        let mut refs: Vec<(&[FrameId], u64)> =
+            stacks.iter().map(|(s, v)| (s.as_slice(), *v)).collect();
+        let mut bulk = StackTree::from_stacks(symbols, &mut refs);
+        assert_eq!(bulk.to_sorted_stacks(), incremental.to_sorted_stacks());
+        assert_eq!(bulk.total(), 22);
+        assert_eq!(bulk.node_count(), incremental.node_count());
+        assert!(bulk.child(StackTree::ROOT, m).is_some());
+        bulk.add_stack(&[m, f], 1);
+        bulk.merge(&incremental);
+        assert_eq!(bulk.total(), 45);
+        assert_eq!(
+            bulk.node_count(),
+            incremental.node_count(),
+            "no duplicate children after merging"
+        );
     }
 }
 

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use embers_profile::{Frame, FrameId, Labels, Profile, ProfileMeta, StackTree, ValueType};
+use embers_profile::{
+    Frame, FrameId, FxHashMap, Labels, Profile, ProfileMeta, StackTree, ValueType,
+};
 use prost::Message;
 
 use super::proto;
@@ -89,13 +91,53 @@ pub fn decode_trees(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<LabelledTre
     (0..p.sample_type.len()).map(|i| decoder.trees(i)).collect()
 }
 
+/// Location id → its frames. Profilers number locations 1..n, so a vector indexed by id
+/// serves nearly every profile; other ids go to a hash map. Every sample looks up each
+/// of its locations, which made this lookup a hot spot of ingest.
+struct Locations {
+    dense: Vec<Option<Vec<FrameId>>>,
+    sparse: FxHashMap<u64, Vec<FrameId>>,
+}
+
+impl Locations {
+    fn new(count: usize) -> Self {
+        Locations {
+            dense: Vec::with_capacity(count + 1),
+            sparse: FxHashMap::default(),
+        }
+    }
+
+    fn insert(&mut self, id: u64, frames: Vec<FrameId>) {
+        let limit = (self.dense.capacity().max(16) * 2) as u64;
+        match usize::try_from(id) {
+            Ok(i) if id < limit => {
+                if self.dense.len() <= i {
+                    self.dense.resize(i + 1, None);
+                }
+                self.dense[i] = Some(frames);
+            }
+            _ => {
+                self.sparse.insert(id, frames);
+            }
+        }
+    }
+
+    fn get(&self, id: &u64) -> Option<&Vec<FrameId>> {
+        usize::try_from(*id)
+            .ok()
+            .and_then(|i| self.dense.get(i))
+            .and_then(Option::as_ref)
+            .or_else(|| self.sparse.get(id))
+    }
+}
+
 /// Locations resolved once into frames, shared by every sample type.
 struct Decoder<'a> {
     p: &'a proto::Profile,
     limits: &'a ReadLimits,
     template: Profile,
     /// Location id → its frames, root-most first.
-    locations: HashMap<u64, Vec<FrameId>>,
+    locations: Locations,
 }
 
 impl<'a> Decoder<'a> {
@@ -145,7 +187,7 @@ impl<'a> Decoder<'a> {
             duration_nanos: p.duration_nanos,
             ..ProfileMeta::default()
         });
-        let mut locations = HashMap::with_capacity(p.location.len());
+        let mut locations = Locations::new(p.location.len());
         for loc in &p.location {
             let module = match loc.mapping_id {
                 0 => None,
@@ -262,8 +304,10 @@ impl<'a> Decoder<'a> {
         let mut meta = self.template.meta.clone();
         meta.sample_type = ValueType::new(self.string(t.r#type)?, self.string(t.unit)?);
         // Group by the raw label indices first: hashing small integers, not strings.
-        let mut groups: HashMap<Vec<(i64, i64, i64)>, usize> = HashMap::new();
-        let mut trees: Vec<(Labels, StackTree)> = Vec::new();
+        let mut groups: FxHashMap<Vec<(i64, i64, i64)>, usize> = FxHashMap::default();
+        // Per group: its labels, and its stacks as (start, end, value) into `frames`.
+        let mut grouped: Vec<(Labels, Vec<(usize, usize, u64)>)> = Vec::new();
+        let mut frames: Vec<FrameId> = Vec::new();
         let mut stack = Vec::new();
         for (n, sample) in p.sample.iter().enumerate() {
             let value = self.sample_value(n, sample, index)?;
@@ -276,17 +320,26 @@ impl<'a> Decoder<'a> {
             let group = match groups.get(&key) {
                 Some(&g) => g,
                 None => {
-                    let mut tree = StackTree::new();
-                    *tree.symbols_mut() = self.template.symbols.clone();
-                    // Stacks share prefixes; a node per location per sample is the bound.
-                    tree.reserve((p.sample.len() * 8).min(1 << 20));
-                    trees.push((self.labels(sample)?, tree));
-                    groups.insert(key, trees.len() - 1);
-                    trees.len() - 1
+                    grouped.push((self.labels(sample)?, Vec::new()));
+                    groups.insert(key, grouped.len() - 1);
+                    grouped.len() - 1
                 }
             };
-            trees[group].1.add_stack(&stack, value);
+            let start = frames.len();
+            frames.extend_from_slice(&stack);
+            grouped[group].1.push((start, frames.len(), value));
         }
+        let trees = grouped
+            .into_iter()
+            .map(|(labels, spans)| {
+                let mut stacks: Vec<(&[FrameId], u64)> =
+                    spans.iter().map(|&(a, b, v)| (&frames[a..b], v)).collect();
+                (
+                    labels,
+                    StackTree::from_stacks(self.template.symbols.clone(), &mut stacks),
+                )
+            })
+            .collect();
         Ok(LabelledTrees { meta, trees })
     }
 
