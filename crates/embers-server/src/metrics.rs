@@ -205,9 +205,9 @@ impl Metrics {
         );
         gauge(
             &mut out,
-            "embers_store_head_nodes",
-            "Tree nodes in memory, not flushed yet.",
-            store.head_nodes() as u64,
+            "embers_store_head_pairs",
+            "Call-path values in memory, not flushed yet.",
+            store.head_pairs() as u64,
         );
         out
     }

@@ -149,20 +149,53 @@ impl Dictionary {
         out
     }
 
-    /// Entries added since the last [`Dictionary::mark_persisted`].
-    pub fn unpersisted(&self) -> Segment {
-        let (frames, paths) = self.persisted;
+    /// Numbers of frames and paths: the ids the next entries will get.
+    pub fn len(&self) -> (usize, usize) {
+        (self.frames.len(), self.paths.len())
+    }
+
+    /// The entries from ids `from` up to `to` (each `(frames, paths)`).
+    pub fn segment(&self, from: (usize, usize), to: (usize, usize)) -> Segment {
         Segment {
-            first_frame: frames,
+            first_frame: from.0,
             frames: self
                 .frames
                 .iter()
-                .skip(frames)
+                .skip(from.0)
+                .take(to.0.saturating_sub(from.0))
                 .map(|(_, f)| f.clone())
                 .collect(),
-            first_path: paths,
-            paths: self.paths[paths..].to_vec(),
+            first_path: from.1,
+            paths: self.paths[from.1.min(to.1)..to.1].to_vec(),
         }
+    }
+
+    /// Numbers of frames and paths already persisted.
+    pub fn persisted(&self) -> (usize, usize) {
+        self.persisted
+    }
+
+    /// Re-applies entries a WAL record logged. Entries already present (persisted by a
+    /// flush that then crashed before the WAL was dropped) are skipped; a gap is damage.
+    pub fn apply_logged(&mut self, segment: Segment) -> Result<(), &'static str> {
+        let (frames, paths) = self.len();
+        if segment.first_frame > frames || segment.first_path > paths {
+            return Err("a WAL record refers to dictionary entries that were never logged");
+        }
+        let skip_frames = frames - segment.first_frame;
+        let skip_paths = paths - segment.first_path;
+        for frame in segment.frames.into_iter().skip(skip_frames) {
+            self.frames.intern_owned(frame);
+        }
+        for (parent, frame) in segment.paths.into_iter().skip(skip_paths) {
+            if parent as usize >= self.paths.len() || frame as usize >= self.frames.len() {
+                return Err("dictionary path refers to an unknown parent or frame");
+            }
+            let id = self.paths.len() as u32;
+            self.index.insert((parent, frame), id);
+            self.paths.push((parent, frame));
+        }
+        Ok(())
     }
 
     /// Records that entries up to `segment`'s end are persisted.
@@ -238,14 +271,19 @@ mod tests {
         d.add_to_tree(&map, &mut back).unwrap();
         assert_eq!(back.to_sorted_stacks(), t.to_sorted_stacks());
 
-        let segment = d.unpersisted();
+        let segment = d.segment(d.persisted(), d.len());
         let mut loaded = Dictionary::default();
         loaded
             .load(Segment::decode(&segment.encode()).unwrap())
             .unwrap();
         assert_eq!(loaded.intern_tree(&t), pairs);
         d.mark_persisted(&segment);
-        assert!(d.unpersisted().is_empty());
+        assert!(d.segment(d.persisted(), d.len()).is_empty());
+        // A WAL record logging entries a flush already persisted is skipped, not doubled.
+        let mut replayed = Dictionary::default();
+        replayed.load(segment.clone()).unwrap();
+        replayed.apply_logged(segment.clone()).unwrap();
+        assert_eq!(replayed.len(), d.len());
         let mut gap = segment.clone();
         gap.first_path += 1;
         assert!(Dictionary::default().load(gap).is_err());

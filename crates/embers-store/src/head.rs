@@ -1,27 +1,67 @@
-//! The head: trees acknowledged since the last flush, in memory (and in the WAL).
+//! The head: what was acknowledged since the last flush, in memory (and in the WAL), as
+//! `(call path id, value)` pairs sorted by path: a few bytes per distinct stack, where a
+//! call tree would take tens of bytes per node.
 
 use std::collections::{BTreeMap, HashMap};
 
-use embers_profile::StackTree;
-
 use crate::series::SeriesId;
+
+/// Sorted `(path, value)` pairs of one tree.
+pub type Pairs = Vec<(u32, u64)>;
 
 /// Trees by leaf, then series.
 #[derive(Debug, Default)]
 pub struct Head {
-    leaves: BTreeMap<i64, HashMap<SeriesId, StackTree>>,
-    nodes: usize,
+    leaves: BTreeMap<i64, HashMap<SeriesId, Pairs>>,
+    pairs: usize,
+}
+
+/// Adds sorted `more` into sorted `into`, summing equal paths.
+fn merge_sorted(into: &mut Pairs, more: &[(u32, u64)]) {
+    let mut out = Vec::with_capacity(into.len() + more.len());
+    let (mut a, mut b) = (into.iter().peekable(), more.iter().peekable());
+    loop {
+        match (a.peek(), b.peek()) {
+            (Some(&&(pa, va)), Some(&&(pb, vb))) => {
+                if pa == pb {
+                    out.push((pa, va + vb));
+                    a.next();
+                    b.next();
+                } else if pa < pb {
+                    out.push((pa, va));
+                    a.next();
+                } else {
+                    out.push((pb, vb));
+                    b.next();
+                }
+            }
+            (Some(&&x), None) => {
+                out.push(x);
+                a.next();
+            }
+            (None, Some(&&x)) => {
+                out.push(x);
+                b.next();
+            }
+            (None, None) => break,
+        }
+    }
+    *into = out;
 }
 
 impl Head {
-    /// Adds `tree` for `series` at `leaf`, taking it as is when it is the first.
-    pub fn add(&mut self, leaf: i64, series: SeriesId, tree: StackTree) {
+    /// Adds the pairs of `series` at `leaf`.
+    pub fn add(&mut self, leaf: i64, series: SeriesId, pairs: Pairs) {
         let at = self.leaves.entry(leaf).or_default();
-        self.nodes += tree.node_count();
         match at.get_mut(&series) {
-            Some(existing) => existing.merge(&tree),
+            Some(existing) => {
+                self.pairs -= existing.len();
+                merge_sorted(existing, &pairs);
+                self.pairs += existing.len();
+            }
             None => {
-                at.insert(series, tree);
+                self.pairs += pairs.len();
+                at.insert(series, pairs);
             }
         }
     }
@@ -31,9 +71,9 @@ impl Head {
         self.leaves.is_empty()
     }
 
-    /// Roughly how many tree nodes are held (an upper bound), to decide early flushes.
-    pub fn nodes(&self) -> usize {
-        self.nodes
+    /// How many pairs are held, for memory metrics.
+    pub fn pairs(&self) -> usize {
+        self.pairs
     }
 
     /// Trees of leaves in `[first, end)`.
@@ -41,7 +81,7 @@ impl Head {
         &self,
         first: i64,
         end: i64,
-    ) -> impl Iterator<Item = (i64, &HashMap<SeriesId, StackTree>)> {
+    ) -> impl Iterator<Item = (i64, &HashMap<SeriesId, Pairs>)> {
         self.leaves
             .range(first..end.max(first))
             .map(|(l, t)| (*l, t))
@@ -62,5 +102,30 @@ impl Head {
     /// Drops leaves before `first_kept` (retention).
     pub fn expire(&mut self, first_kept: i64) {
         self.leaves = self.leaves.split_off(&first_kept);
+        self.pairs = self
+            .leaves
+            .values()
+            .flat_map(|s| s.values())
+            .map(Vec::len)
+            .sum();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn adds_merge_sorted_pairs() {
+        let mut head = Head::default();
+        head.add(5, SeriesId(1), vec![(1, 10), (4, 1)]);
+        head.add(5, SeriesId(1), vec![(0, 2), (4, 2), (9, 3)]);
+        head.add(7, SeriesId(1), vec![(1, 1)]);
+        let (_, trees) = head.range(5, 6).next().unwrap();
+        assert_eq!(trees[&SeriesId(1)], vec![(0, 2), (1, 10), (4, 3), (9, 3)]);
+        assert_eq!(head.pairs(), 5);
+        assert_eq!(head.runs(), vec![(5, 5), (7, 7)]);
+        head.expire(6);
+        assert_eq!(head.pairs(), 1);
     }
 }

@@ -11,6 +11,7 @@ use embers_profile::{FxHashMap, StackTree};
 
 use crate::block::BlockReader;
 use crate::error::StoreError;
+use crate::head::Pairs;
 use crate::manifest::Manifest;
 use crate::segment::{leaves_for, plan, Block};
 use crate::selector::Matcher;
@@ -154,18 +155,20 @@ impl Store {
         max_level: u8,
     ) -> Result<StackTree, StoreError> {
         let mut out = StackTree::new();
+        let mut paths: FxHashMap<u32, u64> = FxHashMap::default();
         let Some(snapshot) =
             self.snapshot(matchers, from, until, max_level, |st, first, end, ids| {
-                for_head(st, first, end, |_, id, tree| {
+                for_head(st, first, end, |_, id, pairs| {
                     if ids.contains(&id) {
-                        out.merge(tree);
+                        for &(path, value) in pairs {
+                            *paths.entry(path).or_insert(0) += value;
+                        }
                     }
                 });
             })
         else {
             return Ok(out);
         };
-        let mut paths: FxHashMap<u32, u64> = FxHashMap::default();
         for source in &snapshot.sources {
             let Some(block) = self.load(&source.key)? else {
                 continue;
@@ -220,9 +223,9 @@ impl Store {
         };
         let Some(snapshot) =
             self.snapshot(matchers, from, until, max_level, |st, first, end, ids| {
-                for_head(st, first, end, |leaf, id, tree| {
+                for_head(st, first, end, |leaf, id, pairs| {
                     if ids.contains(&id) {
-                        add(&mut out, id, leaf, tree.total());
+                        add(&mut out, id, leaf, pairs.iter().map(|p| p.1).sum());
                     }
                 });
             })
@@ -296,7 +299,7 @@ impl Store {
 
 /// Calls `f` for every unflushed tree in leaves `[first, end)`: the head and a flush in
 /// progress.
-fn for_head(st: &State, first: i64, end: i64, mut f: impl FnMut(i64, SeriesId, &StackTree)) {
+fn for_head(st: &State, first: i64, end: i64, mut f: impl FnMut(i64, SeriesId, &Pairs)) {
     let pending = st.pending.as_ref().map(|p| &p.head);
     for head in std::iter::once(&st.head).chain(pending) {
         for (leaf, trees) in head.range(first, end) {

@@ -22,7 +22,6 @@ use crate::series::{
     SeriesInfo, SeriesKey, SERVICE_NAME,
 };
 use crate::storage::{FileStorage, Storage, StorageError};
-use crate::tree_codec::{decode_tree, encode_tree, TreeLimits};
 use crate::varint::{put_uvarint, Reader};
 use crate::wal::{self, Segment};
 
@@ -88,16 +87,8 @@ pub(crate) struct PendingFlush {
     pub seq: u64,
     pub head: Head,
     pub catalog: Vec<(SeriesId, SeriesInfo)>,
-    /// The head converted to dictionary paths, made once so a retry writes the same bytes.
-    converted: Mutex<Option<Arc<Converted>>>,
-}
-
-/// A flush's objects, ready to write.
-#[derive(Debug)]
-struct Converted {
+    /// Dictionary entries the head's pairs use that no flush has persisted yet.
     symbols: dict::Segment,
-    runs: Vec<(i64, i64, Vec<u8>)>,
-    trees: usize,
 }
 
 #[derive(Debug)]
@@ -239,12 +230,16 @@ impl Store {
                 );
             }
             for record in replay.records {
-                for put in decode_record(&record)
-                    .map_err(|e| StoreError::Wal(std::io::Error::other(e.to_string())))?
-                {
-                    let leaf = leaf_of(put.time);
-                    let id = catalog.touch(&put.key, leaf);
-                    head.add(leaf, id, put.tree);
+                let damaged = |what: String| {
+                    StoreError::Wal(std::io::Error::other(format!("WAL segment {seq}: {what}")))
+                };
+                let (segment, puts) = decode_record(&record).map_err(|e| damaged(e.to_string()))?;
+                dict.apply_logged(segment)
+                    .map_err(|e| damaged(e.to_owned()))?;
+                for (key, time, pairs) in puts {
+                    let leaf = leaf_of(time);
+                    let id = catalog.touch(&key, leaf);
+                    head.add(leaf, id, pairs);
                 }
             }
         }
@@ -290,15 +285,27 @@ impl Store {
                 bad.time
             )));
         }
-        let record = encode_record(&puts);
         let ticket = {
             let mut st = lock(&self.state);
             self.check_limits(&st, &puts)?;
+            // Paths are interned under the state lock so that WAL records log new
+            // dictionary entries in the order ids were given: replay gives the same ids.
+            let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
+            let before = dict.len();
+            let mut logged = Vec::with_capacity(puts.len());
             for put in puts {
                 let leaf = leaf_of(put.time);
-                let id = st.catalog.touch(&put.key, leaf);
-                st.head.add(leaf, id, put.tree);
+                let pairs = dict.intern_tree(&put.tree);
+                st.catalog.touch(&put.key, leaf);
+                logged.push((put.key, put.time, pairs));
                 self.stats.puts.fetch_add(1, Ordering::Relaxed);
+            }
+            let record = encode_record(&dict.segment(before, dict.len()), &logged);
+            drop(dict);
+            for (key, time, pairs) in logged {
+                let leaf = leaf_of(time);
+                let id = st.catalog.id(&key).expect("touched above");
+                st.head.add(leaf, id, pairs);
             }
             wal::frame(&record, &mut st.wal_buf);
             st.staged += 1;
@@ -391,11 +398,15 @@ impl Store {
                 .into_iter()
                 .filter_map(|id| st.catalog.get(id).map(|info| (id, info.clone())))
                 .collect();
+            let symbols = {
+                let dict = self.dict.read().unwrap_or_else(PoisonError::into_inner);
+                dict.segment(dict.persisted(), dict.len())
+            };
             let pending = Arc::new(PendingFlush {
                 seq,
                 head: std::mem::take(&mut st.head),
                 catalog,
-                converted: Mutex::new(None),
+                symbols,
             });
             st.pending = Some(Arc::clone(&pending));
             pending
@@ -403,39 +414,28 @@ impl Store {
         self.write_flush(&pending)
     }
 
-    /// Interns the head's trees into the dictionary and encodes the run objects.
-    fn convert(&self, pending: &PendingFlush) -> Arc<Converted> {
-        let mut slot = lock(&pending.converted);
-        if let Some(done) = slot.as_ref() {
-            return Arc::clone(done);
-        }
-        let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
+    /// The run objects of a flushed head: one per run of consecutive leaves.
+    fn encode_runs(head: &Head) -> (Vec<(i64, i64, Vec<u8>)>, usize) {
         let mut runs = Vec::new();
         let mut trees = 0;
-        for (first, last) in pending.head.runs() {
+        for (first, last) in head.runs() {
             let mut writer = BlockWriter::default();
-            for (leaf, series) in pending.head.range(first, last + 1) {
+            for (leaf, series) in head.range(first, last + 1) {
                 let mut ids: Vec<&SeriesId> = series.keys().collect();
                 ids.sort_unstable();
                 for id in ids {
-                    writer.add(*id, leaf, &dict.intern_tree(&series[id]));
+                    writer.add(*id, leaf, &series[id]);
                     trees += 1;
                 }
             }
             runs.push((first, last, writer.finish(0)));
         }
-        let converted = Arc::new(Converted {
-            symbols: dict.unpersisted(),
-            runs,
-            trees,
-        });
-        *slot = Some(Arc::clone(&converted));
-        converted
+        (runs, trees)
     }
 
     fn write_flush(&self, pending: &PendingFlush) -> Result<usize, StoreError> {
         let seq = pending.seq;
-        let converted = self.convert(pending);
+        let (runs_bytes, trees) = Self::encode_runs(&pending.head);
         // Catalog and dictionary first: run objects refer to both.
         let catalog_key = format!("series/{seq:020}.cat");
         let mut payload = Vec::new();
@@ -445,19 +445,19 @@ impl Store {
         );
         self.storage
             .put(&catalog_key, &envelope::seal(Kind::Catalog, &payload, true))?;
-        if !converted.symbols.is_empty() {
+        if !pending.symbols.is_empty() {
             let key = format!("symbols/{seq:020}.sym");
             self.storage.put(
                 &key,
-                &envelope::seal(Kind::Symbols, &converted.symbols.encode(), true),
+                &envelope::seal(Kind::Symbols, &pending.symbols.encode(), true),
             )?;
         }
         self.dict
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .mark_persisted(&converted.symbols);
+            .mark_persisted(&pending.symbols);
         let mut runs = Vec::new();
-        for (first, last, bytes) in &converted.runs {
+        for (first, last, bytes) in &runs_bytes {
             let key = run_key(seq, *first, *last);
             self.storage.put(&key, bytes)?;
             runs.push(Run {
@@ -468,7 +468,7 @@ impl Store {
                 combined_from: None,
             });
         }
-        let trees = converted.trees;
+
         self.storage.put(
             FLUSHED_KEY,
             &envelope::seal(Kind::Catalog, &seq.to_le_bytes(), false),
@@ -534,9 +534,9 @@ impl Store {
             .paths()
     }
 
-    /// Tree nodes held in memory, unflushed (an upper bound).
-    pub fn head_nodes(&self) -> usize {
-        lock(&self.state).head.nodes()
+    /// `(path, value)` pairs held in memory, not flushed yet.
+    pub fn head_pairs(&self) -> usize {
+        lock(&self.state).head.pairs()
     }
 
     /// Number of series, run objects and aggregate objects.
@@ -573,29 +573,52 @@ fn read_flushed(storage: &dyn Storage) -> Result<u64, StoreError> {
     }
 }
 
-/// WAL record: n, then per put: series key, time (zigzag), tree.
-fn encode_record(puts: &[Put]) -> Vec<u8> {
+/// A logged put: series, Unix seconds, sorted path pairs.
+type Logged = (SeriesKey, i64, crate::head::Pairs);
+
+/// WAL record: the dictionary entries this ingest created (length-prefixed segment), then
+/// n puts, each: series key, time (zigzag), pair count, pairs (path-id delta, value).
+fn encode_record(new_entries: &dict::Segment, puts: &[Logged]) -> Vec<u8> {
     let mut out = Vec::new();
+    let segment = new_entries.encode();
+    put_uvarint(&mut out, segment.len() as u64);
+    out.extend_from_slice(&segment);
     put_uvarint(&mut out, puts.len() as u64);
-    for put in puts {
-        encode_key(&put.key, &mut out);
-        put_uvarint(&mut out, zigzag(put.time));
-        encode_tree(&put.tree, &mut out);
+    for (key, time, pairs) in puts {
+        encode_key(key, &mut out);
+        put_uvarint(&mut out, zigzag(*time));
+        put_uvarint(&mut out, pairs.len() as u64);
+        let mut previous = 0;
+        for &(path, value) in pairs {
+            put_uvarint(&mut out, u64::from(path - previous));
+            put_uvarint(&mut out, value);
+            previous = path;
+        }
     }
     out
 }
 
-fn decode_record(bytes: &[u8]) -> Result<Vec<Put>, crate::varint::Corrupt> {
+fn decode_record(bytes: &[u8]) -> Result<(dict::Segment, Vec<Logged>), crate::varint::Corrupt> {
     let mut r = Reader::new(bytes);
+    let len = r.len(bytes.len(), "dictionary entries longer than the record")?;
+    let segment = dict::Segment::decode(r.bytes(len)?)?;
     let n = r.len(bytes.len(), "too many puts")?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         let key = decode_key(&mut r)?;
         let time = unzigzag(r.uvarint()?);
-        let rest = &bytes[bytes.len() - r.remaining()..];
-        let (tree, used) = decode_tree(rest, &TreeLimits::default())?;
-        r.bytes(used)?;
-        out.push(Put { key, time, tree });
+        let count = r.len(bytes.len(), "too many pairs")?;
+        let mut pairs = Vec::with_capacity(count);
+        let mut path = 0u32;
+        for _ in 0..count {
+            let delta =
+                u32::try_from(r.uvarint()?).map_err(|_| r.corrupt("path id out of range"))?;
+            path = path
+                .checked_add(delta)
+                .ok_or_else(|| r.corrupt("path id out of range"))?;
+            pairs.push((path, r.uvarint()?));
+        }
+        out.push((key, time, pairs));
     }
-    Ok(out)
+    Ok((segment, out))
 }

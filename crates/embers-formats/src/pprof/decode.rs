@@ -306,7 +306,8 @@ impl<'a> Decoder<'a> {
         // Group by the raw label indices first: hashing small integers, not strings.
         let mut groups: FxHashMap<Vec<(i64, i64, i64)>, usize> = FxHashMap::default();
         // Per group: its labels, and its stacks as (start, end, value) into `frames`.
-        let mut grouped: Vec<(Labels, Vec<(usize, usize, u64)>)> = Vec::new();
+        type Spans = Vec<(usize, usize, u64)>;
+        let mut grouped: Vec<(Labels, Spans)> = Vec::new();
         let mut frames: Vec<FrameId> = Vec::new();
         let mut stack = Vec::new();
         for (n, sample) in p.sample.iter().enumerate() {
