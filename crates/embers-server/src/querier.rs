@@ -104,6 +104,20 @@ fn all_matchers(list: &[String]) -> Result<Vec<Vec<Matcher>>, ApiError> {
     list.iter().map(|s| selector_matchers(s)).collect()
 }
 
+/// The sorted union of `f` over each selector of a request (one empty selector if none).
+fn union_over(
+    selectors: &[String],
+    f: impl Fn(&[Matcher]) -> Vec<String>,
+) -> Result<Vec<String>, ApiError> {
+    let mut out = Vec::new();
+    for m in all_matchers(selectors)? {
+        out.extend(f(&m));
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+}
+
 fn labels_json(labels: &[wire::LabelPair]) -> Value {
     Value::Array(
         labels
@@ -249,12 +263,7 @@ async fn dispatch(
                 end: int(&j.end),
             })?;
             let (from, until) = range_ms(req.start, req.end);
-            let mut names = Vec::new();
-            for m in all_matchers(&req.matchers)? {
-                names.extend(store.label_names(&m, from, until));
-            }
-            names.sort();
-            names.dedup();
+            let names = union_over(&req.matchers, |m| store.label_names(m, from, until))?;
             Ok(reply(
                 wire::LabelNamesResponse { names },
                 json,
@@ -269,12 +278,9 @@ async fn dispatch(
                 end: int(&j.end),
             })?;
             let (from, until) = range_ms(req.start, req.end);
-            let mut names = Vec::new();
-            for m in all_matchers(&req.matchers)? {
-                names.extend(store.label_values(&req.name, &m, from, until));
-            }
-            names.sort();
-            names.dedup();
+            let names = union_over(&req.matchers, |m| {
+                store.label_values(&req.name, m, from, until)
+            })?;
             Ok(reply(
                 wire::LabelValuesResponse { names },
                 json,
