@@ -7,8 +7,10 @@
 //!
 //! Tests that run a busy target take [`exclusive_cpu`] and so run one at a time, and start
 //! each target only when it is recorded: on two cores, several CPU-bound processes at once
-//! skew what is measured. rbspy's fixed 10 ms schedule read Ruby's foo at 78–86 % while a
-//! second busy Ruby ran beside it, against 73.8–77.2 % alone and a true 75.0 %.
+//! skew what is measured. Ruby is paced like Python (stratified instants): while rbspy
+//! kept its own 10 ms grid, 20 s recordings of Ruby's foo read as far off as 63.4 % and
+//! 79.5 % against a true 75.0 %; paced, six runs read 73.0–76.6 %. A failed share check prints the interpreter, the
+//! target's CPU time and `record`'s summary, to tell a sampler fault from a starved target.
 
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
@@ -31,6 +33,7 @@ fn examples() -> PathBuf {
 /// A running target, killed when the test ends, however it ends.
 struct Target {
     child: Child,
+    program: String,
 }
 
 impl Target {
@@ -47,7 +50,10 @@ impl Target {
             .read_line(&mut line)
             .expect("read ready line");
         assert!(line.starts_with("ready"), "unexpected first line {line:?}");
-        Target { child }
+        Target {
+            child,
+            program: program.to_owned(),
+        }
     }
 
     fn python(args: &[&str]) -> Target {
@@ -87,12 +93,42 @@ fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Records `target` and returns the shares of samples under foo and under bar.
-fn record_shares(target: &Target, seconds: &str, out: &Path) -> (f64, f64, u64) {
+/// On-CPU and run-queue-wait nanoseconds of `pid` so far (`/proc/PID/schedstat`).
+fn schedstat(pid: &str) -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?;
+    let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+    Some((fields.next()??, fields.next()??))
+}
+
+/// What a share check prints when it fails: enough to tell a sampler bug from a machine
+/// that starved the target (the interpreter, the target's CPU time, `record`'s summary).
+fn recording_context(target: &Target, before: Option<(u64, u64)>, result: &Output) -> String {
+    let pid = target.pid();
+    let version = Command::new(&target.program)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cpu = match (before, schedstat(&pid)) {
+        (Some((run0, wait0)), Some((run1, wait1))) => format!(
+            "target on CPU {:.2} s, waiting for a CPU {:.2} s",
+            (run1 - run0) as f64 / 1e9,
+            (wait1 - wait0) as f64 / 1e9
+        ),
+        _ => "target CPU time unknown".to_owned(),
+    };
+    format!("{version}; {cpu}; record said: {}", stderr(result).trim())
+}
+
+/// Records `target` and returns the shares of samples under foo and under bar, and what
+/// to print if a check on them fails.
+fn record_shares(target: &Target, seconds: &str, out: &Path) -> (f64, f64, u64, String) {
+    let pid = target.pid();
+    let cpu_before = schedstat(&pid);
     let result = embers(&[
         "record",
         "--pid",
-        &target.pid(),
+        &pid,
         "--duration",
         seconds,
         "--rate",
@@ -119,35 +155,41 @@ fn record_shares(target: &Target, seconds: &str, out: &Path) -> (f64, f64, u64) 
         }
     }
     assert!(total > 0, "no samples in {text}");
-    (foo as f64 / total as f64, bar as f64 / total as f64, total)
+    let context = recording_context(target, cpu_before, &result);
+    (
+        foo as f64 / total as f64,
+        bar as f64 / total as f64,
+        total,
+        context,
+    )
 }
 
 /// `before` and `after` start their targets only when recorded: two busy targets at once
 /// on two cores skew the measurement (see the module comment).
 fn check_seed_000(before: impl FnOnce() -> Target, after: impl FnOnce() -> Target, dir: &Path) {
     let before = before();
-    let (foo, bar, n) = record_shares(&before, "20", &dir.join("before.folded"));
+    let (foo, bar, n, context) = record_shares(&before, "20", &dir.join("before.folded"));
     drop(before);
     eprintln!(
-        "foo {:.1} %, bar {:.1} % of {n} samples",
+        "foo {:.1} %, bar {:.1} % of {n} samples ({context})",
         foo * 100.0,
         bar * 100.0
     );
     assert!(
         (foo - 0.75).abs() <= 0.03,
-        "foo {:.1} % of {n} samples",
+        "foo {:.1} % of {n} samples ({context})",
         foo * 100.0
     );
     assert!(
         (bar - 0.25).abs() <= 0.03,
-        "bar {:.1} % of {n} samples",
+        "bar {:.1} % of {n} samples ({context})",
         bar * 100.0
     );
     assert!(n >= 1500, "only {n} samples in 20 s at 100 Hz");
 
     // foo cut to work(8000): 8 / 33 of the time, about 24 %.
     let after = after();
-    let (foo_after, bar_after, _) = record_shares(&after, "5", &dir.join("after.folded"));
+    let (foo_after, bar_after, _, _) = record_shares(&after, "5", &dir.join("after.folded"));
     assert!(
         foo_after < foo - 0.3,
         "foo fell from {foo:.2} only to {foo_after:.2}"
