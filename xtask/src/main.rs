@@ -16,8 +16,8 @@ const GENERATED: &[(&str, &str)] = &[
         "crates/embers-formats/src/pprof/proto.rs",
     ),
     (
-        "crates/embers-server/proto/pyroscope.proto",
-        "crates/embers-server/src/wire.rs",
+        "crates/embers-formats/proto/pyroscope.proto",
+        "crates/embers-formats/src/wire.rs",
     ),
 ];
 

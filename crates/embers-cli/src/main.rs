@@ -31,6 +31,8 @@ enum Command {
     Diff(commands::diff::DiffArgs),
     /// Run the server: Pyroscope-compatible ingest, the embedded store, the query API.
     Server(commands::server::ServerArgs),
+    /// Profile processes continuously and push tagged 10 s windows to a server.
+    Agent(commands::agent::AgentArgs),
     /// Fetch the merged profile of a selector over a time range from a server.
     Query(commands::query::QueryArgs),
 }
@@ -44,6 +46,7 @@ fn main() -> ExitCode {
         Command::Diff(args) => commands::diff::run(args),
         Command::Server(args) => commands::server::run(args),
         Command::Query(args) => commands::query::run(args),
+        Command::Agent(args) => commands::agent::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -24,33 +24,15 @@ pub enum LangArg {
     Ruby,
 }
 
-/// Arguments of `embers record`.
+/// How to sample: shared by `record` and `agent`.
 #[derive(Debug, Args)]
-#[command(
-    after_help = "Exit codes: 0 done; 1 error; 2 the profile was written but is incomplete \
-    (the target exited before --duration ended)."
-)]
-pub struct RecordArgs {
-    /// Attach to this process.
-    #[arg(
-        short,
-        long,
-        conflicts_with = "command",
-        required_unless_present = "command"
-    )]
-    pub pid: Option<u32>,
-    /// Launch this command and profile it (after `--`).
-    #[arg(last = true, value_name = "COMMAND")]
-    pub command: Vec<String>,
+pub struct SamplingArgs {
     /// The target's interpreter.
     #[arg(long, value_enum, default_value_t = LangArg::Auto)]
     pub lang: LangArg,
     /// Samples per second.
     #[arg(short, long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rate: u32,
-    /// Stop after this many seconds (default: until Ctrl-C or the target exits).
-    #[arg(short, long, value_name = "SECONDS")]
-    pub duration: Option<f64>,
     /// Keep samples of idle threads (by default, like Pyflame's -x, they are dropped).
     #[arg(long)]
     pub idle: bool,
@@ -69,6 +51,52 @@ pub struct RecordArgs {
     /// Aggregate by function: drop line numbers.
     #[arg(long)]
     pub function: bool,
+}
+
+impl SamplingArgs {
+    /// The sampler settings these flags ask for (no duration).
+    pub fn config(&self) -> embers_sampler::Config {
+        embers_sampler::Config {
+            rate_hz: self.rate,
+            duration: None,
+            include_idle: self.idle,
+            threads: self.threads,
+            gil_only: self.gil,
+            subprocesses: self.subprocesses,
+            nonblocking: self.nonblocking,
+            function_only: self.function,
+            lang: match self.lang {
+                LangArg::Auto => Lang::Auto,
+                LangArg::Python => Lang::Python,
+                LangArg::Ruby => Lang::Ruby,
+            },
+        }
+    }
+}
+
+/// Arguments of `embers record`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Exit codes: 0 done; 1 error; 2 the profile was written but is incomplete \
+    (the target exited before --duration ended)."
+)]
+pub struct RecordArgs {
+    /// Attach to this process.
+    #[arg(
+        short,
+        long,
+        conflicts_with = "command",
+        required_unless_present = "command"
+    )]
+    pub pid: Option<u32>,
+    /// Launch this command and profile it (after `--`).
+    #[arg(last = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+    /// Stop after this many seconds (default: until Ctrl-C or the target exits).
+    #[arg(short, long, value_name = "SECONDS")]
+    pub duration: Option<f64>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -83,25 +111,14 @@ impl RecordArgs {
             None => None,
         };
         Ok(embers_sampler::Config {
-            rate_hz: self.rate,
             duration,
-            include_idle: self.idle,
-            threads: self.threads,
-            gil_only: self.gil,
-            subprocesses: self.subprocesses,
-            nonblocking: self.nonblocking,
-            function_only: self.function,
-            lang: match self.lang {
-                LangArg::Auto => Lang::Auto,
-                LangArg::Python => Lang::Python,
-                LangArg::Ruby => Lang::Ruby,
-            },
+            ..self.sampling.config()
         })
     }
 }
 
 /// A launched target, killed if we stop before it does.
-struct Launched(Child);
+pub(crate) struct Launched(pub(crate) Child);
 
 impl Drop for Launched {
     fn drop(&mut self) {
@@ -115,25 +132,14 @@ impl Drop for Launched {
 /// Records, writes the output, and reports how it went.
 pub fn run(args: RecordArgs) -> anyhow::Result<()> {
     let mut config = args.config()?;
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .context("installing the Ctrl-C handler")?;
-    }
+    let stop = stop_on_signal()?;
     let mut launched = None;
     let pid = match args.pid {
         Some(pid) => pid,
         None => {
-            let child = Command::new(&args.command[0])
-                .args(&args.command[1..])
-                .spawn()
-                .with_context(|| format!("launching {}", args.command[0]))?;
-            let pid = child.id();
-            launched = Some(Launched(child));
-            if config.lang == Lang::Auto {
-                config.lang = wait_for_interpreter(pid)?;
-            }
+            let child = launch(&args.command, &mut config.lang)?;
+            let pid = child.0.id();
+            launched = Some(child);
             pid
         }
     };
@@ -164,6 +170,28 @@ pub fn run(args: RecordArgs) -> anyhow::Result<()> {
         .into());
     }
     Ok(())
+}
+
+/// A flag set by SIGINT (Ctrl-C) or SIGTERM.
+pub(crate) fn stop_on_signal() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst))
+        .context("installing the SIGINT/SIGTERM handler")?;
+    Ok(stop)
+}
+
+/// Launches `command` and, if `lang` is `Auto`, waits until it runs an interpreter.
+pub(crate) fn launch(command: &[String], lang: &mut Lang) -> anyhow::Result<Launched> {
+    let child = Command::new(&command[0])
+        .args(&command[1..])
+        .spawn()
+        .with_context(|| format!("launching {}", command[0]))?;
+    let launched = Launched(child);
+    if *lang == Lang::Auto {
+        *lang = wait_for_interpreter(launched.0.id())?;
+    }
+    Ok(launched)
 }
 
 /// A launched command may start as a wrapper (a pyenv shim, `env`, a shell script) that

@@ -23,6 +23,11 @@ mod format;
 pub mod pprof;
 pub mod speedscope;
 pub mod svg;
+/// Protobuf messages of the Pyroscope push and query APIs (generated from
+/// `proto/pyroscope.proto`): the server reads them, the agent writes them.
+#[rustfmt::skip]
+#[allow(clippy::all, missing_docs, missing_debug_implementations)]
+pub mod wire;
 
 pub use error::FormatError;
 pub use format::Format;

@@ -382,7 +382,7 @@ struct JsonSample {
     #[serde(default, alias = "raw_profile")]
     raw_profile: String,
     #[serde(default, rename = "ID")]
-    _id: String,
+    id: String,
 }
 
 fn push_request(
@@ -411,7 +411,7 @@ fn push_request(
                             .decode(x.raw_profile.as_bytes())
                             .map(|raw_profile| wire::RawSample {
                                 raw_profile,
-                                id: x._id,
+                                id: x.id,
                             })
                             .map_err(|e| {
                                 ApiError::unprocessable(format!("rawProfile is not base64: {e}"))
@@ -452,7 +452,7 @@ pub async fn push(
     body: Bytes,
 ) -> Result<axum::response::Response, ApiError> {
     let timer = state.metrics.start();
-    let puts = match push_puts(&state, &headers, &body) {
+    let (ids, puts) = match push_puts(&state, &headers, &body) {
         Ok(p) => p,
         Err(e) => {
             state.metrics.ingest_error();
@@ -461,7 +461,7 @@ pub async fn push(
     };
     let count = puts.len();
     let store = state.store.clone();
-    tokio::task::spawn_blocking(move || store.ingest(puts))
+    tokio::task::spawn_blocking(move || store.ingest_once(&ids, puts))
         .await
         .map_err(|e| ApiError::internal(e.to_string()).connect())?
         .map_err(|e| ApiError::from(e).connect())?;
@@ -481,11 +481,18 @@ pub async fn push(
     })
 }
 
-fn push_puts(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<Put>, ApiError> {
+/// The puts of a push, and the IDs its samples carry: a client that retries a push sends
+/// the same IDs, and the store keeps the data once.
+fn push_puts(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Vec<String>, Vec<Put>), ApiError> {
     let limits = &state.limits;
     let request = push_request(headers, body, limits)?;
     let now = now();
     let mut puts = Vec::new();
+    let mut ids = Vec::new();
     for series in request.series {
         let mut base = Labels::new();
         let mut name = None;
@@ -505,6 +512,9 @@ fn push_puts(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<P
             base.set(SERVICE_NAME, "unknown_service");
         }
         for sample in series.samples {
+            if !sample.id.is_empty() {
+                ids.push(sample.id);
+            }
             puts.extend(pprof_puts(
                 &sample.raw_profile,
                 &base,
@@ -514,5 +524,5 @@ fn push_puts(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<Vec<P
             )?);
         }
     }
-    Ok(puts)
+    Ok((ids, puts))
 }

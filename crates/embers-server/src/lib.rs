@@ -29,11 +29,9 @@ mod profile_type;
 mod querier;
 mod query;
 pub mod trie;
-/// Protobuf messages of the Pyroscope push and query APIs (generated from
-/// `proto/pyroscope.proto`).
-#[rustfmt::skip]
-#[allow(clippy::all, missing_docs, missing_debug_implementations)]
-pub mod wire;
+/// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
+/// the agent shares).
+pub use embers_formats::wire;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -184,6 +184,12 @@ impl Metrics {
             "Objects deleted (retention, superseded).",
             load(&s.expired_objects),
         );
+        counter(
+            &mut out,
+            "embers_store_duplicate_writes_total",
+            "Pushes acknowledged as retries of one already stored (same sample ID).",
+            load(&s.duplicates),
+        );
         let (series, runs, aggs) = store.counts();
         gauge(
             &mut out,

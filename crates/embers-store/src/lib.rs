@@ -46,6 +46,7 @@ mod error;
 mod head;
 mod manifest;
 mod query;
+mod seen;
 mod segment;
 mod selector;
 mod series;
@@ -64,6 +65,6 @@ pub use segment::{leaf_of, leaves_for, plan, Block, FANOUT, LEAF_SECONDS, TOP_LE
 pub use selector::{MatchOp, Matcher, Selector, SelectorError};
 pub use series::{SeriesId, SeriesKey, NAME, PROFILE_TYPE, SERVICE_NAME};
 pub use storage::{FaultyStorage, FileStorage, MemoryStorage, Storage, StorageError};
-pub use store::{Config, Put, Stats, Store};
+pub use store::{Config, Ingested, Put, Stats, Store};
 pub use tree_codec::{decode_tree, encode_tree, TreeLimits};
 pub use varint::Corrupt;

@@ -16,6 +16,7 @@ use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::head::Head;
 use crate::manifest::{parse_aggregate, parse_run, run_key, Manifest, Run};
+use crate::seen::{self, Seen};
 use crate::segment::leaf_of;
 use crate::series::{
     decode_entries, decode_key, encode_entries, encode_key, unzigzag, zigzag, Catalog, SeriesId,
@@ -39,6 +40,9 @@ pub struct Config {
     pub max_series_per_service: usize,
     /// Bytes of decoded blocks kept in memory for queries.
     pub cache_bytes: usize,
+    /// How long a request ID is remembered after its write was accepted: a retry with
+    /// the same ID within this window is acknowledged without storing twice.
+    pub dedup_window: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +53,7 @@ impl Default for Config {
             compaction_delay: Duration::from_secs(30),
             max_series_per_service: 10_000,
             cache_bytes: 256 << 20,
+            dedup_window: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -79,6 +84,8 @@ pub struct Stats {
     pub compactions: AtomicU64,
     /// Objects deleted by retention.
     pub expired_objects: AtomicU64,
+    /// Writes acknowledged as retries of one already stored (same request ID).
+    pub duplicates: AtomicU64,
 }
 
 /// A flush whose objects are being (or failed to be) written; queries still see it.
@@ -105,6 +112,17 @@ pub(crate) struct State {
     pub graveyard: Vec<(std::time::Instant, String)>,
     /// Leaves before this are expired.
     pub first_kept: i64,
+    /// Request IDs of accepted writes, for deduplicating retries.
+    pub seen: Seen,
+}
+
+/// What [`Store::ingest_once`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ingested {
+    /// The puts were stored.
+    Stored,
+    /// A write with one of these IDs was accepted before: nothing was stored again.
+    Duplicate,
 }
 
 #[derive(Debug)]
@@ -214,6 +232,7 @@ impl Store {
             }
         }
         let mut head = Head::default();
+        let mut seen = Seen::default();
         let mut last_seq = flushed;
         for seq in wal::segments(&wal_dir).map_err(StoreError::Wal)? {
             last_seq = last_seq.max(seq);
@@ -233,7 +252,11 @@ impl Store {
                 let damaged = |what: String| {
                     StoreError::Wal(std::io::Error::other(format!("WAL segment {seq}: {what}")))
                 };
-                let (segment, puts) = decode_record(&record).map_err(|e| damaged(e.to_string()))?;
+                let (segment, puts, ids) =
+                    decode_record(&record).map_err(|e| damaged(e.to_string()))?;
+                for (id, at) in ids {
+                    seen.remember(&id, at);
+                }
                 dict.apply_logged(segment)
                     .map_err(|e| damaged(e.to_owned()))?;
                 for (key, time, pairs) in puts {
@@ -258,6 +281,7 @@ impl Store {
                 catalog_objects,
                 graveyard: Vec::new(),
                 first_kept: i64::MIN,
+                seen,
             }),
             wal: Mutex::new(WalWriter {
                 segment,
@@ -276,8 +300,15 @@ impl Store {
     /// Stores `puts` durably: when this returns `Ok`, they survive a crash. All or none of
     /// them are accepted.
     pub fn ingest(&self, puts: Vec<Put>) -> Result<(), StoreError> {
+        self.ingest_once(&[], puts).map(|_| ())
+    }
+
+    /// [`Store::ingest`] for a write its client names with `ids` (say, one per profile
+    /// window): if a write naming any of them was accepted within the dedup window, this
+    /// one is a retry, and returns [`Ingested::Duplicate`] once that write is durable.
+    pub fn ingest_once(&self, ids: &[String], puts: Vec<Put>) -> Result<Ingested, StoreError> {
         if puts.is_empty() {
-            return Ok(());
+            return Ok(Ingested::Stored);
         }
         if let Some(bad) = puts.iter().find(|p| p.time < 0) {
             return Err(StoreError::Invalid(format!(
@@ -287,6 +318,13 @@ impl Store {
         }
         let ticket = {
             let mut st = lock(&self.state);
+            if ids.iter().any(|id| st.seen.contains(id)) {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                // The first write may still be on its way to disk: wait for it.
+                let staged = st.staged;
+                drop(st);
+                return self.commit(staged).map(|()| Ingested::Duplicate);
+            }
             self.check_limits(&st, &puts)?;
             // Paths are interned under the state lock so that WAL records log new
             // dictionary entries in the order ids were given: replay gives the same ids.
@@ -300,7 +338,15 @@ impl Store {
                 logged.push((put.key, put.time, pairs));
                 self.stats.puts.fetch_add(1, Ordering::Relaxed);
             }
-            let record = encode_record(&dict.segment(before, dict.len()), &logged);
+            let now = unix_now();
+            for id in ids {
+                st.seen.remember(id, now);
+            }
+            let record = encode_record(
+                &dict.segment(before, dict.len()),
+                &logged,
+                ids.iter().map(|id| (id.as_str(), now)),
+            );
             drop(dict);
             for (key, time, pairs) in logged {
                 let leaf = leaf_of(time);
@@ -311,7 +357,7 @@ impl Store {
             st.staged += 1;
             st.staged
         };
-        self.commit(ticket)
+        self.commit(ticket).map(|()| Ingested::Stored)
     }
 
     fn check_limits(&self, st: &State, puts: &[Put]) -> Result<(), StoreError> {
@@ -390,8 +436,24 @@ impl Store {
             let buf = std::mem::take(&mut st.wal_buf);
             let upto = st.staged;
             self.write_wal(&mut w, &buf, upto)?;
-            let next =
+            let mut next =
                 Segment::create(&self.wal_dir, w.segment.seq + 1).map_err(StoreError::Wal)?;
+            // The IDs still remembered open the new segment: the records they came with
+            // go away once this flush is done.
+            let window = i64::try_from(self.config.dedup_window.as_secs()).unwrap_or(i64::MAX);
+            st.seen.forget_before(unix_now().saturating_sub(window));
+            if st.seen.len() > 0 {
+                let nothing_new = {
+                    let dict = self.dict.read().unwrap_or_else(PoisonError::into_inner);
+                    dict.segment(dict.len(), dict.len())
+                };
+                let mut framed = Vec::new();
+                wal::frame(
+                    &encode_record(&nothing_new, &[], st.seen.entries()),
+                    &mut framed,
+                );
+                next.write_durably(&framed).map_err(StoreError::Wal)?;
+            }
             let seq = std::mem::replace(&mut w.segment, next).seq;
             let dirty = st.catalog.take_dirty();
             let catalog = dirty
@@ -577,8 +639,13 @@ fn read_flushed(storage: &dyn Storage) -> Result<u64, StoreError> {
 type Logged = (SeriesKey, i64, crate::head::Pairs);
 
 /// WAL record: the dictionary entries this ingest created (length-prefixed segment), then
-/// n puts, each: series key, time (zigzag), pair count, pairs (path-id delta, value).
-fn encode_record(new_entries: &dict::Segment, puts: &[Logged]) -> Vec<u8> {
+/// n puts, each: series key, time (zigzag), pair count, pairs (path-id delta, value); then,
+/// if the write had any, its request IDs ([`seen::encode`]).
+fn encode_record<'a>(
+    new_entries: &dict::Segment,
+    puts: &[Logged],
+    ids: impl ExactSizeIterator<Item = (&'a str, i64)>,
+) -> Vec<u8> {
     let mut out = Vec::new();
     let segment = new_entries.encode();
     put_uvarint(&mut out, segment.len() as u64);
@@ -595,10 +662,15 @@ fn encode_record(new_entries: &dict::Segment, puts: &[Logged]) -> Vec<u8> {
             previous = path;
         }
     }
+    if ids.len() > 0 {
+        seen::encode(ids, &mut out);
+    }
     out
 }
 
-fn decode_record(bytes: &[u8]) -> Result<(dict::Segment, Vec<Logged>), crate::varint::Corrupt> {
+type Record = (dict::Segment, Vec<Logged>, Vec<(String, i64)>);
+
+fn decode_record(bytes: &[u8]) -> Result<Record, crate::varint::Corrupt> {
     let mut r = Reader::new(bytes);
     let len = r.len(bytes.len(), "dictionary entries longer than the record")?;
     let segment = dict::Segment::decode(r.bytes(len)?)?;
@@ -620,5 +692,16 @@ fn decode_record(bytes: &[u8]) -> Result<(dict::Segment, Vec<Logged>), crate::va
         }
         out.push((key, time, pairs));
     }
-    Ok((segment, out))
+    let ids = if r.remaining() > 0 {
+        seen::decode(&mut r, bytes.len())?
+    } else {
+        Vec::new()
+    };
+    Ok((segment, out, ids))
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }

@@ -412,3 +412,59 @@ fn ingest_and_queries_run_concurrently() {
         .load(std::sync::atomic::Ordering::Relaxed);
     assert!(syncs <= 1200 + 20, "one fsync per group at most: {syncs}");
 }
+
+#[test]
+fn a_retried_write_is_stored_once_across_flushes_and_restarts() {
+    use embers_store::Ingested;
+    let storage = MemoryStorage::default();
+    let wal = tempfile::tempdir().unwrap();
+    let mut rng = Rng(7);
+    let tree = random_tree(&mut rng);
+    let put = || {
+        vec![Put {
+            key: key("app", "eu"),
+            time: T0,
+            tree: tree.clone(),
+        }]
+    };
+    let ids = |id: &str| vec![id.to_owned()];
+    let total = |store: &Store| store.merge(&selector("{}"), T0, T0 + 10).unwrap().total();
+    let store = open(&storage, wal.path());
+    assert_eq!(
+        store.ingest_once(&ids("w1"), put()).unwrap(),
+        Ingested::Stored
+    );
+    assert_eq!(
+        store.ingest_once(&ids("w1"), put()).unwrap(),
+        Ingested::Duplicate
+    );
+    drop(store);
+    // From the WAL record.
+    let store = open(&storage, wal.path());
+    assert_eq!(
+        store.ingest_once(&ids("w1"), put()).unwrap(),
+        Ingested::Duplicate
+    );
+    store.flush().unwrap();
+    drop(store);
+    // From the record that opens the WAL segment after the flush.
+    let store = open(&storage, wal.path());
+    assert_eq!(
+        store.ingest_once(&ids("w1"), put()).unwrap(),
+        Ingested::Duplicate
+    );
+    assert_eq!(
+        store.ingest_once(&ids("w2"), put()).unwrap(),
+        Ingested::Stored
+    );
+    store.flush().unwrap();
+    drop(store);
+    let store = open(&storage, wal.path());
+    assert_eq!(total(&store), 2 * tree.total());
+    for id in ["w1", "w2"] {
+        assert_eq!(
+            store.ingest_once(&ids(id), put()).unwrap(),
+            Ingested::Duplicate
+        );
+    }
+}

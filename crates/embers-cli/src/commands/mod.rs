@@ -1,5 +1,6 @@
-//! Commands other than `record`: files, the server, queries.
+//! Commands other than `record`: files, the server, the agent, queries.
 
+pub mod agent;
 pub mod convert;
 pub mod diff;
 pub mod flamegraph;

@@ -72,7 +72,7 @@ impl ServerArgs {
     }
 }
 
-fn init_logging(format: &str) -> anyhow::Result<()> {
+pub(crate) fn init_logging(format: &str) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -19,8 +19,13 @@ pub struct ServerHandle {
 impl ServerHandle {
     /// Starts a server on `data_dir`, waiting until it listens.
     pub fn start(data_dir: &Path, extra: &[&str]) -> ServerHandle {
+        ServerHandle::start_at("127.0.0.1:0", data_dir, extra)
+    }
+
+    /// Starts a server listening on `listen` (to come back on the same port).
+    pub fn start_at(listen: &str, data_dir: &Path, extra: &[&str]) -> ServerHandle {
         let mut child = Command::new(env!("CARGO_BIN_EXE_embers"))
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["server", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .env("RUST_LOG", "info")
