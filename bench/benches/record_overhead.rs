@@ -5,36 +5,18 @@
 //! Needs the py-spy CLI (`pip install py-spy==0.4.3`, the version embers links).
 //! Run: `cargo bench -p embers-bench --bench record_overhead`
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
+
+use embers_bench::process::{
+    cycles_from_env, median, real_pyspy, reap_profiler, release_embers, FixedWork,
+};
 
 const ROUNDS: usize = 5;
 
 /// foo/bar cycles per run: 4,500 take about 10 s here, long enough that the profilers'
 /// CPU (a few hundred ms, counted in 10 ms ticks) is measured to about ±3 %.
-fn cycles() -> u32 {
-    std::env::var("EMBERS_BENCH_CYCLES")
-        .ok()
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(4500)
-}
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// CPU seconds (user + system) of all waited-for children so far (/proc/self/stat fields
-/// cutime and cstime, in clock ticks of 1/100 s on Linux).
-fn children_cpu() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
-    let after = stat.rsplit_once(')').expect("stat format").1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    // After the command name: state is field 3, so cutime (16) and cstime (17) sit at 13 and 14.
-    let ticks: f64 =
-        fields[13].parse::<f64>().unwrap_or(0.0) + fields[14].parse::<f64>().unwrap_or(0.0);
-    ticks / 100.0
-}
+const CYCLES: u32 = 4500;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Profiler {
@@ -49,19 +31,8 @@ struct Run {
 }
 
 fn run(profiler: Profiler, embers: &Path, pyspy: &Path, out_dir: &Path) -> Run {
-    let script = root().join("bench/workloads/fixed_work.py");
-    let mut target = Command::new("python3")
-        .arg(&script)
-        .args(["--cycles", &cycles().to_string()])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    let mut lines = BufReader::new(target.stdout.take().expect("stdout")).lines();
-    let ready = lines.next().expect("ready line").expect("utf-8");
-    let pid = ready
-        .strip_prefix("ready ")
-        .expect("ready <pid>")
-        .to_owned();
+    let target = FixedWork::start(cycles_from_env(CYCLES), 1);
+    let pid = target.pid.clone();
     let mut prof = match profiler {
         Profiler::None => None,
         Profiler::Embers => Some(
@@ -84,21 +55,8 @@ fn run(profiler: Profiler, embers: &Path, pyspy: &Path, out_dir: &Path) -> Run {
                 .expect("py-spy runs"),
         ),
     };
-    let elapsed = lines
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.strip_prefix("elapsed ")
-                .map(|s| s.parse::<f64>().expect("seconds"))
-        })
-        .expect("elapsed line");
-    target.wait().expect("target ends");
-    // Reap the target first: the counter then holds its CPU, and what it gains next is the
-    // profiler's alone.
-    let after_target = children_cpu();
-    if let Some(p) = prof.as_mut() {
-        p.wait().expect("profiler ends with its target");
-    }
-    let profiler_cpu = children_cpu() - after_target;
+    let elapsed = target.finish();
+    let profiler_cpu = prof.as_mut().map_or(0.0, reap_profiler);
 
     Run {
         target_seconds: elapsed,
@@ -106,51 +64,8 @@ fn run(profiler: Profiler, embers: &Path, pyspy: &Path, out_dir: &Path) -> Run {
     }
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn real_pyspy() -> Option<PathBuf> {
-    // pyenv installs a shell shim; time the real binary, not bash.
-    let out = Command::new("pyenv")
-        .args(["which", "py-spy"])
-        .output()
-        .ok();
-    let from_pyenv = out
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    let path = from_pyenv.or_else(|| {
-        let o = Command::new("sh")
-            .args(["-c", "command -v py-spy"])
-            .output()
-            .ok()?;
-        o.status
-            .success()
-            .then(|| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-    })?;
-    Some(PathBuf::from(path))
-}
-
 fn main() {
-    let status = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "embers-cli",
-            "--bin",
-            "embers",
-        ])
-        .current_dir(root())
-        .status()
-        .expect("cargo runs");
-    assert!(
-        status.success(),
-        "building the release embers binary failed"
-    );
-    let embers = root().join("target/release/embers");
+    let embers = release_embers();
     let Some(pyspy) = real_pyspy() else {
         eprintln!("py-spy is not installed: pip install py-spy==0.4.3");
         std::process::exit(1);

@@ -1,6 +1,8 @@
 //! Shared pieces of the Embers benchmarks: realistic synthetic profiles and a tiny timing
 //! harness that reports medians and ratios against a baseline run in the same process.
 
+pub mod process;
+
 use std::time::{Duration, Instant};
 
 use embers_profile::{Frame, Labels, Profile, ProfileMeta};

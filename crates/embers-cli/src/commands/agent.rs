@@ -35,6 +35,12 @@ pub struct AgentArgs {
     pub command: Vec<String>,
     #[command(flatten)]
     pub sampling: SamplingArgs,
+    /// Pause the target while reading each sample's stacks. The agent reads them without
+    /// pausing by default (`--nonblocking` is implied): pausing every thread 100 times a
+    /// second slows a many-threaded target by tens of percent (BENCHMARKS.md), too much
+    /// for always-on profiling; the price is a rare torn stack.
+    #[arg(long, conflicts_with = "nonblocking")]
+    pub lock_process: bool,
     /// Seconds per window: one profile per target is pushed this often.
     #[arg(long, default_value_t = 10, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub upload_interval: u64,
@@ -109,6 +115,7 @@ impl AgentArgs {
         };
         c.tenant_id.clone_from(&self.tenant_id);
         c.sampler = self.sampling.config();
+        c.sampler.nonblocking = !self.lock_process;
         c.tag_pid = self.sampling.subprocesses || self.pgrep.is_some() || self.pids.len() > 1;
         c.flush_timeout = Duration::from_secs(self.flush_timeout);
         c.log_every = Duration::from_secs(self.log_every.max(1));
