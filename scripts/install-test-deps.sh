@@ -4,7 +4,8 @@
 #   valgrind         callgrind_annotate reads our callgrind output
 #   chromium         the real browser for SVG and UI tests (driven by playwright-core)
 #   protobuf-compiler protoc, for `cargo run -p xtask -- protogen --check`
-#   e2e/node_modules playwright-core and the speedscope schema validator, from npm
+#   e2e/node_modules playwright-core, the speedscope schema validator and typescript
+#                    (type-checks the web UI), from npm
 #   py-spy (PyPI)    the baseline the record benchmark compares against
 #   pyroscope-io     (PyPI) the real Python client, pushing to `embers server` in tests
 set -euo pipefail

@@ -7,7 +7,8 @@
 //! - query: `GET /render`, `/render-diff`, `/labels`, `/label-values`, `/series`,
 //!   `/apps` (each also under `/pyroscope/`), Connect
 //!   `POST /querier.v1.QuerierService/{method}`;
-//! - operations: `/healthz`, `/ready`, `/metrics`.
+//! - operations: `/healthz`, `/ready`, `/metrics`;
+//! - the web UI: `GET /` and its files under `/ui/` (see [`ui`]).
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
@@ -29,6 +30,7 @@ mod profile_type;
 mod querier;
 mod query;
 pub mod trie;
+pub mod ui;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
 /// the agent shares).
 pub use embers_formats::wire;
@@ -74,7 +76,9 @@ pub fn router(store: Arc<Store>, config: &ServerConfig) -> Router {
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(|| async { "ready\n" }))
-        .route("/metrics", get(metrics_text));
+        .route("/metrics", get(metrics_text))
+        .route("/", get(ui::index))
+        .route("/ui/{*path}", get(ui::file));
     for prefix in ["", "/pyroscope"] {
         app = app
             .route(&format!("{prefix}/ingest"), post(ingest::legacy))

@@ -184,6 +184,12 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
         }
     };
     if let Some((codec, content_type)) = codec {
+        if codec == Format::Svg && r.tree.total() == 0 {
+            // Not a server fault: there is nothing to draw (other formats write empty files).
+            return Err(ApiError::unprocessable(format!(
+                "no samples for {query} in this range: nothing to draw"
+            )));
+        }
         let bytes = encode(&r.tree, codec, profile_type.as_deref(), &query)?;
         return Ok(([("content-type", content_type)], bytes).into_response());
     }
