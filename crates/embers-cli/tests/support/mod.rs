@@ -114,6 +114,23 @@ pub fn post(url: &str, content_type: &str, body: &[u8]) -> (u16, String) {
     (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
 }
 
+/// POST that may fail at the transport level: the status and body, or the I/O error kind.
+pub fn try_post(
+    url: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(u16, String), std::io::ErrorKind> {
+    match agent()
+        .post(url)
+        .header("content-type", content_type)
+        .send(body)
+    {
+        Ok(mut r) => Ok((r.status().as_u16(), r.body_mut().read_to_string().unwrap())),
+        Err(ureq::Error::Io(e)) => Err(e.kind()),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
 /// Percent-encodes a query value.
 pub fn enc(s: &str) -> String {
     s.bytes()
