@@ -35,6 +35,8 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     /// Fetch the merged profile of a selector over a time range from a server.
     Query(commands::query::QueryArgs),
+    /// Run seed 003's rideshare example against an embedded server, with the web UI.
+    Demo(commands::demo::DemoArgs),
 }
 
 fn main() -> ExitCode {
@@ -47,6 +49,7 @@ fn main() -> ExitCode {
         Command::Server(args) => commands::server::run(args),
         Command::Query(args) => commands::query::run(args),
         Command::Agent(args) => commands::agent::run(args),
+        Command::Demo(args) => commands::demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

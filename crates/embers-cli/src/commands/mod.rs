@@ -1,7 +1,8 @@
-//! Commands other than `record`: files, the server, the agent, queries.
+//! Commands other than `record`: files, the server, the agent, queries, the demo.
 
 pub mod agent;
 pub mod convert;
+pub mod demo;
 pub mod diff;
 pub mod flamegraph;
 pub mod query;
