@@ -1,9 +1,10 @@
 """Mock load for the rideshare servers: each server gets its /bike, /scooter and /car
 orders in turn, one request at a time, until stopped.
 
-    python3 load.py http://127.0.0.1:PORT1 http://127.0.0.1:PORT2 ...
+    python3 load.py [--exit-with-parent] http://127.0.0.1:PORT1 http://127.0.0.1:PORT2 ...
 """
 
+import os
 import sys
 import threading
 import time
@@ -23,6 +24,16 @@ def drive(base):
 
 def main():
     bases = sys.argv[1:]
+    if bases[:1] == ["--exit-with-parent"]:
+        bases = bases[1:]
+        parent = os.getppid()
+
+        def watch():
+            while os.getppid() == parent:
+                time.sleep(0.5)
+            os._exit(0)
+
+        threading.Thread(target=watch, daemon=True).start()
     if not bases:
         sys.exit("usage: load.py SERVER_URL...")
     for base in bases:

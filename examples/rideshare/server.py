@@ -20,6 +20,8 @@ Prints "listening PORT" once it accepts requests.
 import argparse
 import contextlib
 import http.server
+import os
+import threading
 import time
 
 SEARCH_RADIUS = {"bike": 1, "scooter": 2, "car": 4}
@@ -93,6 +95,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+def exit_with_parent():
+    """Exits when the process that started us is gone (`embers demo` may be killed
+    without a chance to stop its children)."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def main():
     global REGION, PHASE_SECONDS, tag
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -100,7 +115,10 @@ def main():
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--pyroscope", metavar="SERVER_URL")
     parser.add_argument("--phase-seconds", type=float, default=30.0)
+    parser.add_argument("--exit-with-parent", action="store_true")
     args = parser.parse_args()
+    if args.exit_with_parent:
+        exit_with_parent()
     REGION, PHASE_SECONDS = args.region, args.phase_seconds
     if args.pyroscope:
         import pyroscope

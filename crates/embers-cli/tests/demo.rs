@@ -17,6 +17,26 @@ const PHASE: u64 = 30;
 
 struct Demo(Child);
 
+impl Demo {
+    /// SIGTERM, as a user's Ctrl-C would: the demo stops what it started and exits 0.
+    fn stop(mut self) {
+        let pid = self.0.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let status = self.0.wait().unwrap();
+        assert!(status.success(), "embers demo exited with {status}");
+    }
+}
+
+/// Processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains(needle))
+        .collect()
+}
+
 impl Drop for Demo {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -58,6 +78,14 @@ fn demo_shows_regions_vehicles_and_the_slow_region() {
     let stdout = child.stdout.take().unwrap();
     let demo = Demo(child);
     let mut lines = BufReader::new(stdout).lines();
+    let services: Vec<String> = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| l.strip_prefix("services ").map(str::to_owned))
+        .expect("the demo prints its services")
+        .split(' ')
+        .map(str::to_owned)
+        .collect();
     let ui = lines
         .by_ref()
         .map_while(Result::ok)
@@ -140,5 +168,98 @@ fn demo_shows_regions_vehicles_and_the_slow_region() {
     );
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     assert!(mean(&high) > mean(&low) + 0.15, "high {high:?} low {low:?}");
-    drop(demo);
+
+    // Stopped, the demo leaves nothing running: no service pushing to `base`, no load
+    // generator driving the services.
+    demo.stop();
+    let left = || -> Vec<String> {
+        let mut all = processes_with(&base);
+        all.extend(services.iter().flat_map(|s| processes_with(s)));
+        all
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !left().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(left(), Vec::<String>::new(), "left running");
+}
+
+/// The Ruby flavour of one region, profiled from outside by `embers agent` (rbspy).
+#[test]
+fn ruby_rideshare_profiled_by_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::ServerHandle::start(dir.path(), &[]);
+    let rideshare = support::repo().join("examples/rideshare");
+    let mut ruby = Command::new("ruby")
+        .arg(rideshare.join("server.rb"))
+        .args(["--region", "eu-west-1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("ruby runs (scripts/install-test-deps.sh installs it)");
+    let mut lines = BufReader::new(ruby.stdout.take().unwrap()).lines();
+    let port = lines
+        .next()
+        .unwrap()
+        .unwrap()
+        .strip_prefix("listening ")
+        .unwrap()
+        .to_owned();
+    let ruby = Demo(ruby);
+    let load = Demo(
+        Command::new("python3")
+            .arg(rideshare.join("load.py"))
+            .arg(format!("http://127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let agent = Demo(
+        Command::new(env!("CARGO_BIN_EXE_embers"))
+            .args([
+                "agent",
+                "--server",
+                &server.url(""),
+                "--app",
+                "ride-sharing-app",
+            ])
+            .args([
+                "--tag",
+                "region=eu-west-1",
+                "--pid",
+                &ruby.0.id().to_string(),
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    // Until 20 s of the service's CPU have arrived (two or three windows).
+    let from = now() - 60;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let query = "ride-sharing-app.cpu{region=\"eu-west-1\"}";
+    let mut s = stacks(&server.url(""), query, from, now() + 60);
+    while s.values().sum::<f64>() < 20e9 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(500));
+        s = stacks(&server.url(""), query, from, now() + 60);
+    }
+    let cpu = |f: &str| -> f64 {
+        s.iter()
+            .filter(|(k, _)| k.contains(f))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    let (bike, scooter, car) = (cpu("order_bike"), cpu("order_scooter"), cpu("order_car"));
+    eprintln!(
+        "Ruby, CPU seconds: bike {:.1}, scooter {:.1}, car {:.1}",
+        bike / 1e9,
+        scooter / 1e9,
+        car / 1e9
+    );
+    assert!(
+        bike > 0.0 && scooter > 1.5 * bike && car > 1.5 * scooter,
+        "{s:?}"
+    );
+    assert!(
+        s.keys().any(|k| k.contains("server.rb")),
+        "Ruby frames carry their file: {s:?}"
+    );
+    drop((agent, load, ruby));
 }

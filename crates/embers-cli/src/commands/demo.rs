@@ -84,6 +84,8 @@ fn start_service(
     let mut cmd = Command::new("python3");
     cmd.arg(dir.join("server.py"))
         .args(["--region", region, "--phase-seconds", &phase.to_string()])
+        // Should the demo be killed outright, its services go with it.
+        .arg("--exit-with-parent")
         .stdin(Stdio::null())
         .stdout(Stdio::piped());
     if let Some(url) = pyroscope {
@@ -165,6 +167,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let load = Command::new("python3")
         .arg(scripts.join("load.py"))
+        .arg("--exit-with-parent")
         .args(&bases)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -186,6 +189,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
              the dynamic vehicle tag)"
         );
     }
+    println!("services {}", bases.join(" "));
     println!("  the first profiles arrive within 10-20 s; then open:");
     println!("ui {url}/?app={APP}&view=explore&groupBy=region&from=now-5m");
     println!("  Ctrl-C stops everything the demo started.");
