@@ -1,7 +1,8 @@
 """Mock load for the rideshare servers: each server gets its /bike, /scooter and /car
-orders in turn, one request at a time, until stopped.
+orders in turn, one every --interval seconds (0: back to back), until stopped. Paced
+load leaves CPU to spare, so a region that works harder shows on the timeline.
 
-    python3 load.py [--exit-with-parent] http://127.0.0.1:PORT1 http://127.0.0.1:PORT2 ...
+    python3 load.py [--interval 0.1] [--exit-with-parent] http://127.0.0.1:PORT1 ...
 """
 
 import os
@@ -12,7 +13,8 @@ import urllib.error
 import urllib.request
 
 
-def drive(base):
+def drive(base, interval):
+    next_order = time.monotonic()
     while True:
         for vehicle in ("bike", "scooter", "car"):
             try:
@@ -20,10 +22,16 @@ def drive(base):
                     r.read()
             except (urllib.error.URLError, ConnectionError, TimeoutError):
                 time.sleep(0.5)  # the server is starting or going away
+            next_order = max(next_order + interval, time.monotonic() - 1.0)
+            time.sleep(max(0.0, next_order - time.monotonic()))
 
 
 def main():
     bases = sys.argv[1:]
+    interval = 0.1
+    if bases[:1] == ["--interval"]:
+        interval = float(bases[1])
+        bases = bases[2:]
     if bases[:1] == ["--exit-with-parent"]:
         bases = bases[1:]
         parent = os.getppid()
@@ -37,7 +45,7 @@ def main():
     if not bases:
         sys.exit("usage: load.py SERVER_URL...")
     for base in bases:
-        threading.Thread(target=drive, args=(base,), daemon=True).start()
+        threading.Thread(target=drive, args=(base, interval), daemon=True).start()
     print(f"load on {len(bases)} servers", flush=True)
     try:
         while True:

@@ -169,6 +169,23 @@ fn demo_shows_regions_vehicles_and_the_slow_region() {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     assert!(mean(&high) > mean(&low) + 0.15, "high {high:?} low {low:?}");
 
+    // Screenshots of every view over this data, for the README (docs/images/ holds the
+    // committed copies).
+    let shots = support::repo().join("test-artifacts/ui-demo");
+    let out = Command::new("node")
+        .arg(support::repo().join("e2e/screenshots.mjs"))
+        .arg(&base)
+        .arg(started.to_string())
+        .arg((now() + 5).to_string())
+        .arg(&shots)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // Stopped, the demo leaves nothing running: no service pushing to `base`, no load
     // generator driving the services.
     demo.stop();
@@ -208,6 +225,7 @@ fn ruby_rideshare_profiled_by_the_agent() {
     let load = Demo(
         Command::new("python3")
             .arg(rideshare.join("load.py"))
+            .args(["--interval", "0"]) // back to back: 20 s of CPU sooner
             .arg(format!("http://127.0.0.1:{port}"))
             .stdout(Stdio::null())
             .spawn()

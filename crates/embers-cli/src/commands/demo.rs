@@ -81,8 +81,11 @@ fn start_service(
     pyroscope: Option<&str>,
     phase: u64,
 ) -> anyhow::Result<(Child, u16)> {
+    // Run from the scripts' parent with a relative path: frames then read
+    // `rideshare/server.py`, not a temporary directory.
     let mut cmd = Command::new("python3");
-    cmd.arg(dir.join("server.py"))
+    cmd.current_dir(dir.parent().unwrap_or(dir))
+        .arg("rideshare/server.py")
         .args(["--region", region, "--phase-seconds", &phase.to_string()])
         // Should the demo be killed outright, its services go with it.
         .arg("--exit-with-parent")
@@ -166,7 +169,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
     let load = Command::new("python3")
-        .arg(scripts.join("load.py"))
+        .current_dir(temp.path())
+        .arg("rideshare/load.py")
         .arg("--exit-with-parent")
         .args(&bases)
         .stdin(Stdio::null())
