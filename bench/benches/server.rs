@@ -12,31 +12,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use embers_bench::{median_time, synthetic_profile, Rng};
+use embers_bench::{client_pprof, median_time, synthetic_profile, Rng};
 use embers_formats::ReadLimits;
-use embers_profile::{Labels, Profile, ProfileMeta, StackTree, ValueType};
+use embers_profile::{Labels, StackTree};
 use embers_server::{pprof_puts, IngestLimits};
 use embers_store::{Config, Put, Selector, Store};
-
-/// A 10 s CPU profile of ~500 distinct stacks of depth 10..50 (mean ≈ 30), as a client
-/// sends it: gzipped pprof. `seed` varies the sample weights, not the code shape.
-fn client_pprof(seed: u64) -> Vec<u8> {
-    let shape = synthetic_profile(500, 400, 7);
-    let mut rng = Rng::new(seed);
-    let mut p = Profile::new(ProfileMeta {
-        sample_type: ValueType::new("cpu", "nanoseconds"),
-        period_type: Some(ValueType::new("cpu", "nanoseconds")),
-        period: 10_000_000,
-        ..ProfileMeta::default()
-    });
-    p.symbols = shape.symbols.clone();
-    for s in shape.samples() {
-        p.add(s.stack.clone(), Labels::new(), 10_000_000 * rng.range(1, 5));
-    }
-    let mut out = Vec::new();
-    embers_formats::pprof::encode(&p, &mut out).expect("encoding to memory");
-    out
-}
 
 fn base_labels() -> Labels {
     Labels::from_pairs([("service_name", "bench-app"), ("region", "us-east-1")])

@@ -5,7 +5,7 @@ pub mod process;
 
 use std::time::{Duration, Instant};
 
-use embers_profile::{Frame, Labels, Profile, ProfileMeta};
+use embers_profile::{Frame, Labels, Profile, ProfileMeta, ValueType};
 
 /// A deterministic pseudo-random generator (SplitMix64), so every run sees the same data.
 #[derive(Debug, Clone)]
@@ -79,4 +79,24 @@ pub fn median_time(runs: usize, mut f: impl FnMut()) -> Duration {
 /// Megabytes per second for `bytes` processed in `time`.
 pub fn mb_per_s(bytes: usize, time: Duration) -> f64 {
     bytes as f64 / 1e6 / time.as_secs_f64()
+}
+
+/// A 10 s CPU profile of ~500 distinct stacks of depth 10..50 (mean ≈ 30), as a client
+/// sends it: gzipped pprof. `seed` varies the sample weights, not the code shape.
+pub fn client_pprof(seed: u64) -> Vec<u8> {
+    let shape = synthetic_profile(500, 400, 7);
+    let mut rng = Rng::new(seed);
+    let mut p = Profile::new(ProfileMeta {
+        sample_type: ValueType::new("cpu", "nanoseconds"),
+        period_type: Some(ValueType::new("cpu", "nanoseconds")),
+        period: 10_000_000,
+        ..ProfileMeta::default()
+    });
+    p.symbols = shape.symbols.clone();
+    for s in shape.samples() {
+        p.add(s.stack.clone(), Labels::new(), 10_000_000 * rng.range(1, 5));
+    }
+    let mut out = Vec::new();
+    embers_formats::pprof::encode(&p, &mut out).expect("encoding to memory");
+    out
 }
