@@ -7,19 +7,14 @@
 use std::time::Instant;
 
 use embers_bench::client_pprof;
-use embers_bench::process::{release_embers, vm_hwm_kb, Server};
+use embers_bench::process::{release_embers, status_kb, vm_hwm_kb, Server};
 
 const SERVICES: usize = 10;
 const HOURS: u64 = 6;
 
-/// `VmRSS` of a live process, in KiB.
+/// `VmRSS` of the live server, in KiB.
 fn vm_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS")
+    status_kb(pid, "VmRSS").expect("the server is running")
 }
 
 fn mib(kb: u64) -> f64 {

@@ -115,10 +115,15 @@ impl PeakRss {
 
 /// `VmHWM` of a live process in KiB; `None` once it is gone (or a zombie without memory).
 pub fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    status_kb(pid, "VmHWM")
+}
+
+/// A KiB field of /proc/PID/status (`VmRSS`, `VmHWM`, …); `None` if the process is gone.
+pub fn status_kb(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 

@@ -5,7 +5,6 @@ load leaves CPU to spare, so a region that works harder shows on the timeline.
     python3 load.py [--interval 0.1] [--exit-with-parent] http://127.0.0.1:PORT1 ...
 """
 
-import os
 import sys
 import threading
 import time
@@ -34,14 +33,9 @@ def main():
         bases = bases[2:]
     if bases[:1] == ["--exit-with-parent"]:
         bases = bases[1:]
-        parent = os.getppid()
+        from server import exit_with_parent  # the service beside this script
 
-        def watch():
-            while os.getppid() == parent:
-                time.sleep(0.5)
-            os._exit(0)
-
-        threading.Thread(target=watch, daemon=True).start()
+        exit_with_parent()
     if not bases:
         sys.exit("usage: load.py SERVER_URL...")
     for base in bases:

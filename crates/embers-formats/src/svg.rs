@@ -57,7 +57,7 @@ fn render(opt: &mut Options<'_>, lines: &[String], out: &mut dyn Write) -> Resul
     if lines.is_empty() {
         return Err(FormatError::malformed(
             "svg",
-            "the profile has no samples to draw",
+            "the profile has no samples: nothing to draw",
         ));
     }
     flamegraph::from_lines(opt, lines.iter().map(String::as_str), out).map_err(FormatError::Io)

@@ -142,8 +142,12 @@ pub fn encode(
         title: Some(title.to_owned()),
         ..WriteOptions::default()
     };
-    embers_formats::write(&profile, format, &options, &mut out)
-        .map_err(|e| ApiError::internal(e.to_string()))?;
+    // A profile the format cannot hold (an empty one has no SVG) is the query's answer,
+    // not a server fault; only failing to write is.
+    embers_formats::write(&profile, format, &options, &mut out).map_err(|e| match e {
+        embers_formats::FormatError::Io(_) => ApiError::internal(e.to_string()),
+        other => ApiError::unprocessable(other.to_string()),
+    })?;
     Ok(out)
 }
 
@@ -184,12 +188,6 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
         }
     };
     if let Some((codec, content_type)) = codec {
-        if codec == Format::Svg && r.tree.total() == 0 {
-            // Not a server fault: there is nothing to draw (other formats write empty files).
-            return Err(ApiError::unprocessable(format!(
-                "no samples for {query} in this range: nothing to draw"
-            )));
-        }
         let bytes = encode(&r.tree, codec, profile_type.as_deref(), &query)?;
         return Ok(([("content-type", content_type)], bytes).into_response());
     }

@@ -127,10 +127,10 @@ export function children(g) {
  * says no ancestor has the same name (so totals of recursive functions count once).
  * @param {Graph} g
  * @param {(id: number, outermost: boolean) => void} visit
+ * @param {number[][]} [kids] children lists, when the caller has them already
  */
-function walk(g, visit) {
+function walk(g, visit, kids = children(g)) {
   if (!g.nodes.length) return;
-  const kids = children(g);
   /** @type {Map<number, number>} */
   const onPath = new Map();
   /** @type {[number, boolean][]} */
@@ -224,7 +224,7 @@ export function sandwich(g, name) {
         todo.push([k, c]);
       }
     }
-  });
+  }, kids);
   return { callers: fromTree(callers, g.names, g.units), callees: fromTree(callees, g.names, g.units) };
 }
 
