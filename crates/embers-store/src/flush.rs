@@ -1,0 +1,179 @@
+//! Flush: write the head as run objects, then drop the WAL segments it came from.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, PoisonError};
+
+use crate::block::BlockWriter;
+use crate::envelope::{self, Kind};
+use crate::error::StoreError;
+use crate::head::Head;
+use crate::manifest::{run_key, Run};
+use crate::record::encode_record;
+use crate::series::{encode_entries, SeriesId};
+use crate::store::{lock, unix_now, PendingFlush, Store, FLUSHED_KEY};
+use crate::wal::{self, Segment};
+
+impl Store {
+    /// Writes the head into run objects and drops the WAL segments it came from. Returns
+    /// how many trees were written. Safe to call at any time, also concurrently with
+    /// ingest and queries; a failed flush is retried by the next one.
+    pub fn flush(&self) -> Result<usize, StoreError> {
+        let _one_at_a_time = lock(&self.flush_lock);
+        let retry = lock(&self.state).pending.clone();
+        if let Some(pending) = retry {
+            self.write_flush(&pending)?;
+        }
+        let pending = {
+            let mut w = lock(&self.wal);
+            if w.failed {
+                return Err(StoreError::Failed);
+            }
+            let mut st = lock(&self.state);
+            if st.head.is_empty() {
+                return Ok(0);
+            }
+            let buf = std::mem::take(&mut st.wal_buf);
+            let upto = st.staged;
+            self.write_wal(&mut w, &buf, upto)?;
+            let mut next =
+                Segment::create(&self.wal_dir, w.segment.seq + 1).map_err(StoreError::Wal)?;
+            // The IDs still remembered open the new segment: the records they came with
+            // go away once this flush is done.
+            let window = i64::try_from(self.config.dedup_window.as_secs()).unwrap_or(i64::MAX);
+            st.seen.forget_before(unix_now().saturating_sub(window));
+            if st.seen.len() > 0 {
+                let nothing_new = {
+                    let dict = self.dict.read().unwrap_or_else(PoisonError::into_inner);
+                    dict.segment(dict.len(), dict.len())
+                };
+                let mut framed = Vec::new();
+                wal::frame(
+                    &encode_record(&nothing_new, &[], st.seen.entries()),
+                    &mut framed,
+                );
+                next.write_durably(&framed).map_err(StoreError::Wal)?;
+            }
+            let seq = std::mem::replace(&mut w.segment, next).seq;
+            let dirty = st.catalog.take_dirty();
+            let catalog = dirty
+                .into_iter()
+                .filter_map(|id| st.catalog.get(id).map(|info| (id, info.clone())))
+                .collect();
+            let symbols = {
+                let dict = self.dict.read().unwrap_or_else(PoisonError::into_inner);
+                dict.segment(dict.persisted(), dict.len())
+            };
+            let pending = Arc::new(PendingFlush {
+                seq,
+                head: std::mem::take(&mut st.head),
+                catalog,
+                symbols,
+            });
+            st.pending = Some(Arc::clone(&pending));
+            pending
+        };
+        self.write_flush(&pending)
+    }
+
+    /// The run objects of a flushed head: one per run of consecutive leaves.
+    fn encode_runs(head: &Head) -> (Vec<(i64, i64, Vec<u8>)>, usize) {
+        let mut runs = Vec::new();
+        let mut trees = 0;
+        for (first, last) in head.runs() {
+            let mut writer = BlockWriter::default();
+            for (leaf, series) in head.range(first, last + 1) {
+                let mut ids: Vec<&SeriesId> = series.keys().collect();
+                ids.sort_unstable();
+                for id in ids {
+                    writer.add(*id, leaf, &series[id]);
+                    trees += 1;
+                }
+            }
+            runs.push((first, last, writer.finish(0)));
+        }
+        (runs, trees)
+    }
+
+    fn write_flush(&self, pending: &PendingFlush) -> Result<usize, StoreError> {
+        let seq = pending.seq;
+        let (runs_bytes, trees) = Self::encode_runs(&pending.head);
+        // Catalog and dictionary first: run objects refer to both.
+        let catalog_key = format!("series/{seq:020}.cat");
+        let mut payload = Vec::new();
+        encode_entries(
+            pending.catalog.iter().map(|(id, info)| (*id, info)),
+            &mut payload,
+        );
+        self.storage
+            .put(&catalog_key, &envelope::seal(Kind::Catalog, &payload, true))?;
+        if !pending.symbols.is_empty() {
+            let key = format!("symbols/{seq:020}.sym");
+            self.storage.put(
+                &key,
+                &envelope::seal(Kind::Symbols, &pending.symbols.encode(), true),
+            )?;
+        }
+        self.dict
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .mark_persisted(&pending.symbols);
+        let mut runs = Vec::new();
+        for (first, last, bytes) in &runs_bytes {
+            let key = run_key(seq, *first, *last);
+            self.storage.put(&key, bytes)?;
+            runs.push(Run {
+                key,
+                seq,
+                first: *first,
+                last: *last,
+                combined_from: None,
+            });
+        }
+
+        self.storage.put(
+            FLUSHED_KEY,
+            &envelope::seal(Kind::Catalog, &seq.to_le_bytes(), false),
+        )?;
+        {
+            let mut st = lock(&self.state);
+            for run in runs {
+                st.manifest.add_run(run);
+            }
+            st.pending = None;
+            st.catalog_objects.push(catalog_key);
+        }
+        for old in wal::segments(&self.wal_dir).map_err(StoreError::Wal)? {
+            if old <= seq {
+                wal::remove(&self.wal_dir, old).map_err(StoreError::Wal)?;
+            }
+        }
+        self.rewrite_catalog_if_fragmented(seq)?;
+        self.stats.flushes.fetch_add(1, Ordering::Relaxed);
+        Ok(trees)
+    }
+
+    /// Many small catalog objects slow start-up; past 64, write one with every entry
+    /// and delete the others.
+    fn rewrite_catalog_if_fragmented(&self, seq: u64) -> Result<(), StoreError> {
+        let (payload, old) = {
+            let st = lock(&self.state);
+            if st.catalog_objects.len() <= 64 {
+                return Ok(());
+            }
+            let mut payload = Vec::new();
+            let all = st.catalog.all();
+            encode_entries(all.into_iter(), &mut payload);
+            (payload, st.catalog_objects.clone())
+        };
+        let key = format!("series/{seq:020}-full.cat");
+        self.storage
+            .put(&key, &envelope::seal(Kind::Catalog, &payload, true))?;
+        for k in &old {
+            self.storage.delete(k)?;
+        }
+        let mut st = lock(&self.state);
+        st.catalog_objects.retain(|k| !old.contains(k));
+        st.catalog_objects.push(key);
+        Ok(())
+    }
+}

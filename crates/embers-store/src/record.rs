@@ -1,0 +1,71 @@
+//! The WAL record codec: what one ingest request logs.
+
+use crate::dict::{self};
+use crate::seen::{self};
+use crate::series::{decode_key, encode_key, unzigzag, zigzag, SeriesKey};
+use crate::varint::{put_uvarint, Reader};
+
+/// A logged put: series, Unix seconds, sorted path pairs.
+pub(crate) type Logged = (SeriesKey, i64, crate::head::Pairs);
+
+/// WAL record: the dictionary entries this ingest created (length-prefixed segment), then
+/// n puts, each: series key, time (zigzag), pair count, pairs (path-id delta, value); then,
+/// if the write had any, its request IDs ([`seen::encode`]).
+pub(crate) fn encode_record<'a>(
+    new_entries: &dict::Segment,
+    puts: &[Logged],
+    ids: impl ExactSizeIterator<Item = (&'a str, i64)>,
+) -> Vec<u8> {
+    let mut out = Vec::new();
+    let segment = new_entries.encode();
+    put_uvarint(&mut out, segment.len() as u64);
+    out.extend_from_slice(&segment);
+    put_uvarint(&mut out, puts.len() as u64);
+    for (key, time, pairs) in puts {
+        encode_key(key, &mut out);
+        put_uvarint(&mut out, zigzag(*time));
+        put_uvarint(&mut out, pairs.len() as u64);
+        let mut previous = 0;
+        for &(path, value) in pairs {
+            put_uvarint(&mut out, u64::from(path - previous));
+            put_uvarint(&mut out, value);
+            previous = path;
+        }
+    }
+    if ids.len() > 0 {
+        seen::encode(ids, &mut out);
+    }
+    out
+}
+
+type Record = (dict::Segment, Vec<Logged>, Vec<(String, i64)>);
+
+pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, crate::varint::Corrupt> {
+    let mut r = Reader::new(bytes);
+    let len = r.len(bytes.len(), "dictionary entries longer than the record")?;
+    let segment = dict::Segment::decode(r.bytes(len)?)?;
+    let n = r.len(bytes.len(), "too many puts")?;
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let key = decode_key(&mut r)?;
+        let time = unzigzag(r.uvarint()?);
+        let count = r.len(bytes.len(), "too many pairs")?;
+        let mut pairs = Vec::with_capacity(count);
+        let mut path = 0u32;
+        for _ in 0..count {
+            let delta =
+                u32::try_from(r.uvarint()?).map_err(|_| r.corrupt("path id out of range"))?;
+            path = path
+                .checked_add(delta)
+                .ok_or_else(|| r.corrupt("path id out of range"))?;
+            pairs.push((path, r.uvarint()?));
+        }
+        out.push((key, time, pairs));
+    }
+    let ids = if r.remaining() > 0 {
+        seen::decode(&mut r, bytes.len())?
+    } else {
+        Vec::new()
+    };
+    Ok((segment, out, ids))
+}
