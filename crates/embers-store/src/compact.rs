@@ -69,6 +69,9 @@ impl Store {
         let mut trees: BTreeMap<(i64, SeriesId), FxHashMap<u32, u64>> = BTreeMap::new();
         for source in &srcs {
             let Some(reader) = self.load(&source.key)? else {
+                if source.leaves.is_none() {
+                    return Ok(()); // a child aggregate went (quarantined): next pass re-plans
+                }
                 continue;
             };
             let group = |e: &Entry| source.wants(e.position).then_some((block.index, e.series));
@@ -103,7 +106,7 @@ impl Store {
                 .collect()
         };
         let mut combined = 0;
-        for block in blocks {
+        'blocks: for block in blocks {
             let (first, end) = block.leaves();
             let runs = lock(&self.state).manifest.runs_within(first, end);
             if runs.len() < 2 {
@@ -111,11 +114,9 @@ impl Store {
             }
             let mut trees: BTreeMap<(i64, SeriesId), FxHashMap<u32, u64>> = BTreeMap::new();
             for run in &runs {
-                let bytes = self.storage.get(&run.key)?;
-                let reader = BlockReader::open(&bytes).map_err(|source| StoreError::Damaged {
-                    key: run.key.clone(),
-                    source,
-                })?;
+                let Some(reader) = self.open_block(&run.key)? else {
+                    continue 'blocks; // damaged (now quarantined): combine next pass
+                };
                 accumulate(
                     &reader,
                     &run.key,

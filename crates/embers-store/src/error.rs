@@ -36,6 +36,11 @@ pub enum StoreError {
     /// The input cannot be stored (a time before 1970, …).
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// Another process (a running server, `embers fsck`) holds the data directory.
+    #[error(
+        "the data directory is in use by another process (it holds the lock {0:?}); stop it first"
+    )]
+    Locked(std::path::PathBuf),
     /// An earlier WAL write failed; the store refuses writes until restarted, since it
     /// can no longer promise durability.
     #[error(

@@ -156,24 +156,39 @@ impl Manifest {
         self.add_run(combined);
     }
 
-    /// After loading: forgets runs that a combined run already holds (a crash between
-    /// writing the combined run and deleting its originals), returning their keys.
-    pub fn drop_combined_originals(&mut self) -> Vec<String> {
-        let combined: Vec<Run> = self
+    /// After loading: runs that a combined run already holds (a crash came between
+    /// writing the combined run and deleting its originals), each with that combined run.
+    /// Recovery deletes an original only once the combined run has been read back whole.
+    pub fn combined_originals(&self) -> Vec<(Run, String)> {
+        let combined: Vec<&Run> = self
             .runs
             .values()
             .filter(|r| r.combined_from.is_some())
-            .cloned()
             .collect();
-        let mut gone = Vec::new();
-        self.runs.retain(|_, run| {
-            let covered = combined.iter().any(|c| run.is_within(c));
-            if covered {
-                gone.push(run.key.clone());
-            }
-            !covered
-        });
-        gone
+        self.runs
+            .values()
+            .filter_map(|run| {
+                combined
+                    .iter()
+                    .find(|c| run.is_within(c))
+                    .map(|c| (run.clone(), c.key.clone()))
+            })
+            .collect()
+    }
+
+    /// Forgets the run or aggregate stored under `key` (it was quarantined); returns
+    /// whether it was known. A forgotten aggregate makes its block unusable, so the
+    /// planner descends to finer blocks and compaction builds it again.
+    pub fn forget(&mut self, key: &str) -> bool {
+        let before = self.runs.len() + self.aggregates.len();
+        self.runs.retain(|_, run| run.key != key);
+        self.aggregates.retain(|_, agg| agg.key != key);
+        before != self.runs.len() + self.aggregates.len()
+    }
+
+    /// Every run, in leaf order.
+    pub fn runs(&self) -> impl Iterator<Item = &Run> {
+        self.runs.values()
     }
 
     /// Registers an aggregate, returning the one it replaces.

@@ -171,16 +171,20 @@ impl Store {
         };
         for source in &snapshot.sources {
             let Some(block) = self.load(&source.key)? else {
+                if source.leaves.is_none() {
+                    // An aggregate went (quarantined as damaged, or superseded): plan
+                    // again, so the finer blocks below it answer.
+                    return self.merge_with_max_level(matchers, from, until, max_level);
+                }
                 continue;
             };
             for entry in block.entries() {
                 if snapshot.ids.contains(&entry.series) && source.wants(entry.position) {
-                    block
-                        .add_into(entry, &mut paths)
-                        .map_err(|e| StoreError::Damaged {
-                            key: source.key.clone(),
-                            source: e.into(),
-                        })?;
+                    if let Err(e) = block.add_into(entry, &mut paths) {
+                        // Part of it may be added already: plan again without it.
+                        self.quarantine_damaged(&source.key, &e.to_string());
+                        return self.merge_with_max_level(matchers, from, until, max_level);
+                    }
                 }
             }
         }
@@ -234,6 +238,9 @@ impl Store {
         };
         for source in &snapshot.sources {
             let Some(block) = self.load(&source.key)? else {
+                if source.leaves.is_none() {
+                    return self.totals(matchers, from, until, step_leaves); // see merge
+                }
                 continue;
             };
             for entry in block.entries() {
@@ -276,22 +283,15 @@ impl Store {
     }
 
     /// Opens the object under `key` through the cache; `None` if it was deleted since the
-    /// snapshot (retention or a superseded aggregate).
+    /// snapshot (retention or a superseded aggregate) or is damaged (then quarantined).
     pub(crate) fn load(&self, key: &str) -> Result<Option<Arc<BlockReader>>, StoreError> {
         if let Some(block) = self.cache.get(key) {
             return Ok(Some(block));
         }
-        let bytes = match self.storage.get(key) {
-            Ok(bytes) => bytes,
-            Err(crate::storage::StorageError::NotFound(_)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        let Some(block) = self.open_block(key)? else {
+            return Ok(None);
         };
-        let block = Arc::new(
-            BlockReader::open(&bytes).map_err(|source| StoreError::Damaged {
-                key: key.to_owned(),
-                source,
-            })?,
-        );
+        let block = Arc::new(block);
         self.cache.insert(key, Arc::clone(&block), block.size());
         Ok(Some(block))
     }

@@ -1,97 +1,160 @@
-//! Opening a store: load the catalog, dictionary and object names, and replay the WAL.
+//! Opening a store: load the catalog, dictionary and object names, check what a crash
+//! or damage left, and replay the WAL.
+//!
+//! Recovery never deletes what it does not understand. It deletes only what it can show
+//! to be redundant: runs of a flush that did not finish (every WAL segment their data
+//! came from is still there and is replayed), originals of a combined run that was read
+//! back whole, and aggregates superseded by a newer one of the same block. Objects with
+//! names it does not know, and objects that fail their envelope or decode, are moved to
+//! quarantine (`quarantine.rs`) with a log line each. A missing or damaged `meta/flushed`
+//! is rebuilt from the object names and the WAL segments present ([`rebuild_flushed`]).
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use embers_profile::FxHashMap;
+
+use crate::block::BlockReader;
 use crate::cache::BlockCache;
 use crate::dict::{self, Dictionary};
 use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::head::Head;
+use crate::lock::{DirLock, LOCK_FILE};
 use crate::manifest::{parse_aggregate, parse_run, Manifest};
+use crate::quarantine::{Quarantine, QUARANTINE_PREFIX};
 use crate::record::decode_record;
 use crate::seen::Seen;
 use crate::segment::leaf_of;
-use crate::series::{decode_entries, Catalog};
+use crate::series::{decode_entries, Catalog, SeriesId};
 use crate::storage::{FileStorage, Storage, StorageError};
 use crate::store::{Config, State, Stats, Store, WalWriter, FLUSHED_KEY};
 use crate::wal::{self, Segment};
 
 impl Store {
-    /// Opens (or creates) a store in `dir`: objects under it, the WAL in `dir/wal`.
+    /// Opens (or creates) a store in `dir`: objects under it, the WAL in `dir/wal`. The
+    /// store holds the directory's lock (`embers.lock`) while open, so a second server
+    /// or `embers fsck` cannot work on it meanwhile ([`StoreError::Locked`]).
     pub fn open_dir(dir: impl AsRef<Path>, config: Config) -> Result<Store, StoreError> {
         let dir = dir.as_ref();
+        let lock = DirLock::acquire(dir)?;
         let storage = Arc::new(FileStorage::open(dir)?);
-        Store::open(storage, dir.join("wal"), config)
+        let mut store = Store::open(storage, dir.join("wal"), config)?;
+        store.dir_lock = Some(lock);
+        Ok(store)
     }
 
     /// Opens a store on `storage` with its WAL in `wal_dir`, recovering what a crash left:
-    /// objects of an unfinished flush are removed and the WAL is replayed.
+    /// objects of an unfinished flush are removed and the WAL is replayed; damaged and
+    /// unknown objects are quarantined, and the store opens on everything else.
     pub fn open(
         storage: Arc<dyn Storage>,
         wal_dir: PathBuf,
         config: Config,
     ) -> Result<Store, StoreError> {
         std::fs::create_dir_all(&wal_dir).map_err(StoreError::Wal)?;
+        let stats = Stats::default();
+        let quarantine = Quarantine::load(storage.as_ref())?;
+        let isolate =
+            |key: &str, reason: &str| quarantine.isolate(storage.as_ref(), &stats, key, reason);
+        for (key, reason) in unknown_objects(storage.as_ref())? {
+            isolate(&key, reason)?;
+        }
+        let catalog_keys = storage.list("series/")?;
         let mut catalog = Catalog::default();
-        let catalog_objects = storage.list("series/")?;
-        for key in &catalog_objects {
-            let payload =
-                envelope::open(Kind::Catalog, &storage.get(key)?, 1 << 30).map_err(|e| {
-                    StoreError::Damaged {
-                        key: key.clone(),
-                        source: e.into(),
+        let mut catalog_objects = Vec::new();
+        let mut lost_catalogs = Vec::new();
+        for key in &catalog_keys {
+            match read_catalog(storage.as_ref(), key)? {
+                Ok(entries) => {
+                    for (id, info) in entries {
+                        catalog.load(id, info);
                     }
-                })?;
-            let entries =
-                decode_entries(&payload).map_err(|source| StoreError::DamagedCatalog {
-                    key: key.clone(),
-                    source,
-                })?;
-            for (id, info) in entries {
-                catalog.load(id, info);
+                    catalog_objects.push(key.clone());
+                }
+                Err(reason) => {
+                    isolate(key, &reason)?;
+                    lost_catalogs.push(key.clone());
+                }
             }
         }
-        let mut dict = Dictionary::default();
-        for key in storage.list("symbols/")? {
-            let payload =
-                envelope::open(Kind::Symbols, &storage.get(&key)?, 1 << 31).map_err(|e| {
-                    StoreError::Damaged {
-                        key: key.clone(),
-                        source: e.into(),
-                    }
-                })?;
-            let segment =
-                dict::Segment::decode(&payload).map_err(|source| StoreError::DamagedCatalog {
-                    key: key.clone(),
-                    source,
-                })?;
-            dict.load(segment)
-                .map_err(|what| StoreError::DamagedCatalog {
-                    key: key.clone(),
-                    source: crate::varint::Corrupt { offset: 0, what },
-                })?;
-        }
-        let flushed = read_flushed(storage.as_ref())?;
+        let mut dict = load_dictionary(storage.as_ref())?;
+        let wal_segments = wal::segments(&wal_dir).map_err(StoreError::Wal)?;
+        let run_keys = storage.list("l0/")?;
+        let mut flushed = match read_flushed(storage.as_ref())? {
+            Ok(Some(flushed)) => Some(flushed),
+            Ok(None) if run_keys.is_empty() && catalog_keys.is_empty() => Some(0), // a new store
+            Ok(None) => None,
+            Err(reason) => {
+                isolate(FLUSHED_KEY, &reason)?;
+                None
+            }
+        };
+        let mut rewrite_flushed = flushed.is_none();
+        let known = flushed.unwrap_or_else(|| {
+            let flushes: BTreeSet<u64> = catalog_keys
+                .iter()
+                .filter_map(|k| catalog_seq(k))
+                .chain(run_keys.iter().filter_map(|k| parse_run(k).map(|r| r.seq)))
+                .collect();
+            let rebuilt = rebuild_flushed(&flushes, &wal_segments);
+            tracing::error!(
+                flushed = rebuilt,
+                "meta/flushed was missing or damaged; rebuilt it from the object names and the WAL segments present"
+            );
+            rebuilt
+        });
         let mut manifest = Manifest::default();
-        for key in storage.list("l0/")? {
-            match parse_run(&key) {
-                Some(run) if run.seq <= flushed => manifest.add_run(run),
-                // From a flush that did not finish: its data is still in the WAL.
-                _ => storage.delete(&key)?,
+        for run in run_keys.iter().filter_map(|k| parse_run(k)) {
+            if run.seq <= known {
+                manifest.add_run(run);
+            } else if wal_segments.contains(&run.seq) {
+                tracing::info!(object = run.key.as_str(), "removing a run of a flush that did not finish; its data is replayed from the WAL");
+                storage.delete(&run.key)?;
+            } else {
+                // Its WAL segment is gone, which happens only after its flush finished:
+                // the run holds data found nowhere else.
+                tracing::warn!(object = run.key.as_str(), flushed = known, "keeping a run newer than meta/flushed whose WAL segment is gone; meta/flushed is raised");
+                flushed = Some(flushed.unwrap_or(known).max(run.seq));
+                rewrite_flushed = true;
+                manifest.add_run(run);
             }
         }
-        for key in manifest.drop_combined_originals() {
-            storage.delete(&key)?;
+        let flushed = flushed.unwrap_or(known).max(known);
+        if rewrite_flushed {
+            storage.put(
+                FLUSHED_KEY,
+                &envelope::seal(Kind::Catalog, &flushed.to_le_bytes(), false),
+            )?;
+        }
+        let mut checked: HashMap<String, bool> = HashMap::new();
+        for (original, combined) in manifest.combined_originals() {
+            let whole = match checked.get(&combined) {
+                Some(&whole) => whole,
+                None => {
+                    let whole = match check_block(storage.as_ref(), &combined)? {
+                        Ok(_) => true,
+                        Err(reason) => {
+                            isolate(&combined, &reason)?;
+                            manifest.forget(&combined);
+                            false
+                        }
+                    };
+                    checked.insert(combined.clone(), whole);
+                    whole
+                }
+            };
+            if whole {
+                manifest.forget(&original.key);
+                storage.delete(&original.key)?;
+            }
         }
         for key in storage.list("agg/")? {
-            match parse_aggregate(&key) {
-                Some((block, agg)) => {
-                    if let Some(old) = manifest.add_aggregate(block, agg) {
-                        storage.delete(&old.key)?;
-                    }
+            if let Some((block, agg)) = parse_aggregate(&key) {
+                if let Some(old) = manifest.add_aggregate(block, agg) {
+                    storage.delete(&old.key)?;
                 }
-                None => storage.delete(&key)?,
             }
         }
         let mut head = Head::default();
@@ -129,6 +192,9 @@ impl Store {
                 }
             }
         }
+        if !lost_catalogs.is_empty() {
+            report_lost_series(&catalog, &lost_catalogs);
+        }
         let segment = Segment::create(&wal_dir, last_seq + 1).map_err(StoreError::Wal)?;
         let cache = BlockCache::new(config.cache_bytes);
         Ok(Store {
@@ -156,33 +222,175 @@ impl Store {
             cache,
             dict: RwLock::new(dict),
             config,
-            stats: Stats::default(),
+            stats,
+            quarantine,
+            dir_lock: None,
         })
     }
 }
 
-fn read_flushed(storage: &dyn Storage) -> Result<u64, StoreError> {
-    match storage.get(FLUSHED_KEY) {
-        Ok(bytes) => {
-            let payload =
-                envelope::open(Kind::Catalog, &bytes, 64).map_err(|e| StoreError::Damaged {
-                    key: FLUSHED_KEY.into(),
-                    source: e.into(),
-                })?;
-            let raw: [u8; 8] = payload
-                .as_slice()
-                .try_into()
-                .map_err(|_| StoreError::Damaged {
-                    key: FLUSHED_KEY.into(),
-                    source: crate::varint::Corrupt {
-                        offset: 0,
-                        what: "expected 8 bytes",
-                    }
-                    .into(),
-                })?;
-            Ok(u64::from_le_bytes(raw))
+/// The payload of `key` through its envelope, or why it cannot be read.
+fn open_object(
+    storage: &dyn Storage,
+    key: &str,
+    kind: Kind,
+    max: usize,
+) -> Result<Result<Vec<u8>, String>, StorageError> {
+    Ok(envelope::open(kind, &storage.get(key)?, max).map_err(|e| e.to_string()))
+}
+
+/// The entries of catalog object `key`, or why it cannot be read.
+pub(crate) fn read_catalog(
+    storage: &dyn Storage,
+    key: &str,
+) -> Result<Result<Vec<(SeriesId, crate::series::SeriesInfo)>, String>, StorageError> {
+    Ok(open_object(storage, key, Kind::Catalog, 1 << 30)?
+        .and_then(|payload| decode_entries(&payload).map_err(|e| e.to_string())))
+}
+
+/// `meta/flushed`: `Ok(None)` when missing, `Err(reason)` when damaged.
+pub(crate) fn read_flushed(
+    storage: &dyn Storage,
+) -> Result<Result<Option<u64>, String>, StorageError> {
+    match open_object(storage, FLUSHED_KEY, Kind::Catalog, 64) {
+        Ok(payload) => Ok(payload.and_then(|p| {
+            <[u8; 8]>::try_from(p.as_slice())
+                .map(|raw| Some(u64::from_le_bytes(raw)))
+                .map_err(|_| "expected 8 bytes".to_owned())
+        })),
+        Err(StorageError::NotFound(_)) => Ok(Ok(None)),
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads block `key` whole (envelope, index and every pair), or says why it cannot be.
+pub(crate) fn check_block(
+    storage: &dyn Storage,
+    key: &str,
+) -> Result<Result<BlockReader, String>, StorageError> {
+    let block = match BlockReader::open(&storage.get(key)?) {
+        Ok(block) => block,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    let mut scratch = FxHashMap::default();
+    for entry in block.entries() {
+        if let Err(e) = block.add_into(entry, &mut scratch) {
+            return Ok(Err(e.to_string()));
         }
-        Err(StorageError::NotFound(_)) => Ok(0),
-        Err(e) => Err(e.into()),
+        scratch.clear();
+    }
+    Ok(Ok(block))
+}
+
+/// The flush sequence number in a catalog object's name (`series/<seq>.cat`, or
+/// `series/<seq>-full.cat` for a full rewrite).
+pub(crate) fn catalog_seq(key: &str) -> Option<u64> {
+    let name = key.strip_prefix("series/")?.strip_suffix(".cat")?;
+    name.strip_suffix("-full").unwrap_or(name).parse().ok()
+}
+
+/// Objects under the store's own prefixes whose names it does not know, with why.
+/// Keys outside them (the lock file, files a person put there) are not the store's to
+/// move; `symbols/` names are checked by the dictionary loader.
+pub(crate) fn unknown_objects(
+    storage: &dyn Storage,
+) -> Result<Vec<(String, &'static str)>, StorageError> {
+    Ok(storage
+        .list("")?
+        .into_iter()
+        .filter_map(|key| {
+            let reason = if key.starts_with("l0/") {
+                parse_run(&key).is_none().then_some("not a run object name")
+            } else if key.starts_with("agg/") {
+                parse_aggregate(&key)
+                    .is_none()
+                    .then_some("not an aggregate object name")
+            } else if key.starts_with("series/") {
+                catalog_seq(&key)
+                    .is_none()
+                    .then_some("not a catalog object name")
+            } else if key.starts_with("meta/") {
+                (key != FLUSHED_KEY).then_some("not a metadata object this store knows")
+            } else {
+                None
+            };
+            reason.map(|r| (key, r))
+        })
+        .filter(|(key, _)| !key.starts_with(QUARANTINE_PREFIX) && key != LOCK_FILE)
+        .collect())
+}
+
+/// The last finished flush, when `meta/flushed` is missing or damaged, from the flush
+/// sequence numbers that object names show (`flushes`: catalogs and runs) and the WAL
+/// segments present (`wal`, ascending).
+///
+/// Why this is right: flush `s` writes its catalog first, then its runs, then
+/// `meta/flushed = s`, and only then deletes the WAL segments `≤ s`, oldest first. Its
+/// data came from the segments after the previous flush `p`, `p+1..=s`, and segment
+/// numbers are consecutive, so the segments present are one range `w..`. Let `s` be the
+/// newest flush named by any object. If `s < w`, its segments are gone, so it finished:
+/// the answer is `s`. Otherwise segment `s` is present; if also `w ≤ p + 1`, every
+/// segment flush `s` read is present, so whether it finished or not its runs are
+/// redundant (the WAL replays them): the answer is `p`. If instead `w > p + 1`, some of
+/// its segments were deleted, which happens only after it finished: the answer is `s`.
+/// No other answer is safe: an `s` too low would replay data its runs already hold
+/// only if its segments are present (they are then dropped as redundant), and an answer
+/// too high would skip WAL data no run holds.
+pub(crate) fn rebuild_flushed(flushes: &BTreeSet<u64>, wal: &[u64]) -> u64 {
+    let Some(&newest) = flushes.last() else {
+        return 0;
+    };
+    match wal.first() {
+        Some(&oldest) if oldest <= newest => {
+            let previous = flushes.range(..newest).next_back().copied().unwrap_or(0);
+            if oldest <= previous + 1 {
+                previous
+            } else {
+                newest
+            }
+        }
+        _ => newest,
+    }
+}
+
+/// Loads the dictionary segments in order.
+fn load_dictionary(storage: &dyn Storage) -> Result<Dictionary, StoreError> {
+    let mut dict = Dictionary::default();
+    for key in storage.list("symbols/")? {
+        let payload = envelope::open(Kind::Symbols, &storage.get(&key)?, 1 << 31).map_err(|e| {
+            StoreError::Damaged {
+                key: key.clone(),
+                source: e.into(),
+            }
+        })?;
+        let segment =
+            dict::Segment::decode(&payload).map_err(|source| StoreError::DamagedCatalog {
+                key: key.clone(),
+                source,
+            })?;
+        dict.load(segment)
+            .map_err(|what| StoreError::DamagedCatalog {
+                key: key.clone(),
+                source: crate::varint::Corrupt { offset: 0, what },
+            })?;
+    }
+    Ok(dict)
+}
+
+/// After a catalog object was quarantined: which series lost their entry. Catalog
+/// entries are written again by every flush that touches a series and by the periodic
+/// full rewrite, so usually none did; a series id below the highest known one without
+/// an entry did (or expired by retention). Its data stays in the blocks but no selector
+/// can reach it; `embers fsck` lists where.
+fn report_lost_series(catalog: &Catalog, lost: &[String]) {
+    let all = catalog.all();
+    let top = all.keys().next_back().map_or(0, |id| id.0 + 1);
+    let missing: Vec<u32> = (0..top)
+        .filter(|i| !all.contains_key(&SeriesId(*i)))
+        .collect();
+    if missing.is_empty() {
+        tracing::warn!(objects = ?lost, "quarantined catalog objects; every series is still named by a later catalog object, nothing is lost");
+    } else {
+        tracing::error!(objects = ?lost, series_ids = ?missing, "quarantined catalog objects; these series ids have no catalog entry any more (lost with them, or expired): their data cannot be queried; `embers fsck` lists where it is");
     }
 }

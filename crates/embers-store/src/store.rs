@@ -80,6 +80,12 @@ pub struct Stats {
     pub expired_objects: AtomicU64,
     /// Writes acknowledged as retries of one already stored (same request ID).
     pub duplicates: AtomicU64,
+    /// Objects moved to quarantine (damaged or unknown), at start-up or by a read.
+    pub quarantined: AtomicU64,
+    /// Blocks found damaged by a read (then quarantined; the read answered from the rest).
+    pub damaged_reads: AtomicU64,
+    /// Reads answered with a warning that data in their range may be missing.
+    pub degraded_reads: AtomicU64,
 }
 
 /// A flush whose objects are being (or failed to be) written; queries still see it.
@@ -140,6 +146,8 @@ pub struct Store {
     pub(crate) dict: RwLock<Dictionary>,
     /// Counters for metrics.
     pub stats: Stats,
+    pub(crate) quarantine: crate::quarantine::Quarantine,
+    pub(crate) dir_lock: Option<crate::lock::DirLock>,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

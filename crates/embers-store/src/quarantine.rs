@@ -1,0 +1,179 @@
+//! Quarantine: what the store cannot use is moved aside and reported, never deleted.
+//!
+//! An object that fails its envelope or decode, or whose name the store does not
+//! understand, goes to `quarantine/<unix seconds>/<original key>` (copied, then the
+//! original deleted, through the [`Storage`] trait, so it works on any backend). One
+//! loud log line says what and why, `Stats::quarantined` counts it, and
+//! [`Store::quarantined`] lists it (also what earlier starts moved). A person can
+//! inspect the bytes, and put an object back by moving it to its original key.
+//!
+//! A quarantined *run* held the only copy of its leaves (unless an aggregate above
+//! still covers them), so queries over those leaves carry a warning
+//! ([`Store::damage_warnings`]). A quarantined aggregate loses nothing: the planner
+//! descends to the finer blocks below it and compaction builds it again.
+
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use crate::block::BlockReader;
+use crate::error::StoreError;
+use crate::manifest::parse_run;
+use crate::segment::{leaves_for, LEAF_SECONDS};
+use crate::storage::{Storage, StorageError};
+use crate::store::{lock, unix_now, Stats, Store};
+
+/// Where quarantined objects go.
+pub const QUARANTINE_PREFIX: &str = "quarantine/";
+
+/// An object moved to quarantine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Quarantined {
+    /// Its original key.
+    pub key: String,
+    /// Where it is now.
+    pub moved_to: String,
+    /// Why it was moved.
+    pub reason: String,
+}
+
+impl Quarantined {
+    /// For a run object, the leaves (inclusive) whose data it held: data there may be
+    /// missing from queries. `None` for other objects, whose loss costs no data.
+    pub fn lost_leaves(&self) -> Option<(i64, i64)> {
+        parse_run(&self.key).map(|run| (run.first, run.last))
+    }
+}
+
+/// What this store moved aside, and what earlier starts had.
+#[derive(Debug)]
+pub(crate) struct Quarantine {
+    stamp: i64,
+    moved: Mutex<Vec<Quarantined>>,
+}
+
+impl Quarantine {
+    /// Lists what earlier starts quarantined.
+    pub(crate) fn load(storage: &dyn Storage) -> Result<Quarantine, StorageError> {
+        let earlier = storage
+            .list(QUARANTINE_PREFIX)?
+            .into_iter()
+            .filter_map(|moved_to| {
+                let rest = moved_to.strip_prefix(QUARANTINE_PREFIX)?;
+                let (_, key) = rest.split_once('/')?;
+                Some(Quarantined {
+                    key: key.to_owned(),
+                    reason: "quarantined by an earlier start".into(),
+                    moved_to,
+                })
+            })
+            .collect();
+        Ok(Quarantine {
+            stamp: unix_now(),
+            moved: Mutex::new(earlier),
+        })
+    }
+
+    /// Moves `key` aside; `Ok(false)` if it was gone already (another reader moved it).
+    pub(crate) fn isolate(
+        &self,
+        storage: &dyn Storage,
+        stats: &Stats,
+        key: &str,
+        reason: &str,
+    ) -> Result<bool, StorageError> {
+        let bytes = match storage.get(key) {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound(_)) => return Ok(false),
+            Err(e) => return Err(e),
+        };
+        let moved_to = format!("{QUARANTINE_PREFIX}{}/{key}", self.stamp);
+        storage.put(&moved_to, &bytes)?;
+        storage.delete(key)?;
+        tracing::error!(
+            object = key,
+            reason,
+            moved_to = moved_to.as_str(),
+            "QUARANTINED a stored object the store cannot use (moved aside, not deleted)"
+        );
+        stats.quarantined.fetch_add(1, Ordering::Relaxed);
+        lock(&self.moved).push(Quarantined {
+            key: key.to_owned(),
+            moved_to,
+            reason: reason.to_owned(),
+        });
+        Ok(true)
+    }
+
+    pub(crate) fn all(&self) -> Vec<Quarantined> {
+        lock(&self.moved).clone()
+    }
+}
+
+impl Store {
+    /// Objects in quarantine: moved by this process or found from earlier starts.
+    pub fn quarantined(&self) -> Vec<Quarantined> {
+        self.quarantine.all()
+    }
+
+    /// Why the answer for Unix seconds `[from, until)` may be incomplete: one message per
+    /// quarantined run whose leaves overlap the range. Empty when nothing is missing.
+    /// Call it after the read (a read may quarantine what it found damaged).
+    pub fn damage_warnings(&self, from: i64, until: i64) -> Vec<String> {
+        let (first, end) = leaves_for(from, until);
+        let out: Vec<String> = self
+            .quarantine
+            .all()
+            .into_iter()
+            .filter_map(|q| {
+                let (a, b) = q.lost_leaves()?;
+                (a < end && b >= first).then(|| {
+                    format!(
+                        "data in Unix seconds {}..{} may be missing: object {} is damaged ({}) and was moved to {}",
+                        a * LEAF_SECONDS,
+                        (b + 1) * LEAF_SECONDS,
+                        q.key,
+                        q.reason,
+                        q.moved_to
+                    )
+                })
+            })
+            .collect();
+        if !out.is_empty() {
+            self.stats.degraded_reads.fetch_add(1, Ordering::Relaxed);
+        }
+        out
+    }
+
+    /// Reads and opens the block under `key`, bypassing the cache. `None` if it is gone
+    /// (deleted since a plan was made) or damaged: a damaged block is quarantined and
+    /// forgotten by the planner, so callers answer from the rest.
+    pub(crate) fn open_block(&self, key: &str) -> Result<Option<BlockReader>, StoreError> {
+        let bytes = match self.storage.get(key) {
+            Ok(bytes) => bytes,
+            Err(StorageError::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        match BlockReader::open(&bytes) {
+            Ok(block) => Ok(Some(block)),
+            Err(e) => {
+                self.quarantine_damaged(key, &e.to_string());
+                Ok(None)
+            }
+        }
+    }
+
+    /// Moves a block found damaged while reading to quarantine and out of the plan.
+    pub(crate) fn quarantine_damaged(&self, key: &str, reason: &str) {
+        self.stats.damaged_reads.fetch_add(1, Ordering::Relaxed);
+        lock(&self.state).manifest.forget(key);
+        self.cache.remove(key);
+        if let Err(e) = self
+            .quarantine
+            .isolate(self.storage.as_ref(), &self.stats, key, reason)
+        {
+            // The planner no longer reads it; the next start finds it again.
+            tracing::error!(object = key, reason, error = %e, "a damaged object could not be moved to quarantine");
+        }
+    }
+}
