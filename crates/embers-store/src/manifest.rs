@@ -186,11 +186,6 @@ impl Manifest {
         before != self.runs.len() + self.aggregates.len()
     }
 
-    /// Every run, in leaf order.
-    pub fn runs(&self) -> impl Iterator<Item = &Run> {
-        self.runs.values()
-    }
-
     /// Registers an aggregate, returning the one it replaces.
     pub fn add_aggregate(&mut self, block: Block, agg: Aggregate) -> Option<Aggregate> {
         match self.aggregates.get(&block) {

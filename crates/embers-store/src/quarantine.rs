@@ -24,6 +24,11 @@ use crate::store::{lock, unix_now, Stats, Store};
 
 /// Where quarantined objects go.
 pub const QUARANTINE_PREFIX: &str = "quarantine/";
+/// Beside each quarantined object, a text object saying why (read back at start-up).
+const REASON_SUFFIX: &str = ".reason";
+/// First line of the reason when the object's data is still held by other objects.
+const HELD: &str = "data held elsewhere: yes";
+const NOT_HELD: &str = "data held elsewhere: no";
 
 /// An object moved to quarantine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,13 +40,18 @@ pub struct Quarantined {
     pub moved_to: String,
     /// Why it was moved.
     pub reason: String,
+    /// Whether its data is still held by other objects (a combined run whose originals
+    /// are kept), so nothing is missing.
+    pub held_elsewhere: bool,
 }
 
 impl Quarantined {
     /// For a run object, the leaves (inclusive) whose data it held: data there may be
     /// missing from queries. `None` for other objects, whose loss costs no data.
     pub fn lost_leaves(&self) -> Option<(i64, i64)> {
-        parse_run(&self.key).map(|run| (run.first, run.last))
+        parse_run(&self.key)
+            .filter(|_| !self.held_elsewhere)
+            .map(|run| (run.first, run.last))
     }
 }
 
@@ -55,19 +65,29 @@ pub(crate) struct Quarantine {
 impl Quarantine {
     /// Lists what earlier starts quarantined.
     pub(crate) fn load(storage: &dyn Storage) -> Result<Quarantine, StorageError> {
-        let earlier = storage
-            .list(QUARANTINE_PREFIX)?
-            .into_iter()
-            .filter_map(|moved_to| {
-                let rest = moved_to.strip_prefix(QUARANTINE_PREFIX)?;
-                let (_, key) = rest.split_once('/')?;
-                Some(Quarantined {
-                    key: key.to_owned(),
-                    reason: "quarantined by an earlier start".into(),
-                    moved_to,
-                })
-            })
-            .collect();
+        let mut earlier = Vec::new();
+        for moved_to in storage.list(QUARANTINE_PREFIX)? {
+            if moved_to.ends_with(REASON_SUFFIX) {
+                continue;
+            }
+            let Some((_, key)) = moved_to
+                .strip_prefix(QUARANTINE_PREFIX)
+                .and_then(|rest| rest.split_once('/'))
+            else {
+                continue;
+            };
+            let why = storage
+                .get(&format!("{moved_to}{REASON_SUFFIX}"))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            let (held, reason) = why.split_once('\n').unwrap_or(("", why.as_str()));
+            earlier.push(Quarantined {
+                key: key.to_owned(),
+                reason: format!("found by an earlier start: {}", reason.trim_end()),
+                held_elsewhere: held == HELD,
+                moved_to,
+            });
+        }
         Ok(Quarantine {
             stamp: unix_now(),
             moved: Mutex::new(earlier),
@@ -81,6 +101,7 @@ impl Quarantine {
         stats: &Stats,
         key: &str,
         reason: &str,
+        held_elsewhere: bool,
     ) -> Result<bool, StorageError> {
         let bytes = match storage.get(key) {
             Ok(bytes) => bytes,
@@ -89,6 +110,11 @@ impl Quarantine {
         };
         let moved_to = format!("{QUARANTINE_PREFIX}{}/{key}", self.stamp);
         storage.put(&moved_to, &bytes)?;
+        let held = if held_elsewhere { HELD } else { NOT_HELD };
+        storage.put(
+            &format!("{moved_to}{REASON_SUFFIX}"),
+            format!("{held}\n{reason}\n").as_bytes(),
+        )?;
         storage.delete(key)?;
         tracing::error!(
             object = key,
@@ -101,6 +127,7 @@ impl Quarantine {
             key: key.to_owned(),
             moved_to,
             reason: reason.to_owned(),
+            held_elsewhere,
         });
         Ok(true)
     }
@@ -168,9 +195,9 @@ impl Store {
         self.stats.damaged_reads.fetch_add(1, Ordering::Relaxed);
         lock(&self.state).manifest.forget(key);
         self.cache.remove(key);
-        if let Err(e) = self
-            .quarantine
-            .isolate(self.storage.as_ref(), &self.stats, key, reason)
+        if let Err(e) =
+            self.quarantine
+                .isolate(self.storage.as_ref(), &self.stats, key, reason, false)
         {
             // The planner no longer reads it; the next start finds it again.
             tracing::error!(object = key, reason, error = %e, "a damaged object could not be moved to quarantine");

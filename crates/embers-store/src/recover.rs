@@ -56,8 +56,9 @@ impl Store {
         std::fs::create_dir_all(&wal_dir).map_err(StoreError::Wal)?;
         let stats = Stats::default();
         let quarantine = Quarantine::load(storage.as_ref())?;
-        let isolate =
-            |key: &str, reason: &str| quarantine.isolate(storage.as_ref(), &stats, key, reason);
+        let isolate = |key: &str, reason: &str| {
+            quarantine.isolate(storage.as_ref(), &stats, key, reason, false)
+        };
         for (key, reason) in unknown_objects(storage.as_ref())? {
             isolate(&key, reason)?;
         }
@@ -123,10 +124,7 @@ impl Store {
         }
         let flushed = flushed.unwrap_or(known).max(known);
         if rewrite_flushed {
-            storage.put(
-                FLUSHED_KEY,
-                &envelope::seal(Kind::Catalog, &flushed.to_le_bytes(), false),
-            )?;
+            storage.put(FLUSHED_KEY, &flushed_marker(flushed))?;
         }
         let mut checked: HashMap<String, bool> = HashMap::new();
         for (original, combined) in manifest.combined_originals() {
@@ -136,7 +134,14 @@ impl Store {
                     let whole = match check_block(storage.as_ref(), &combined)? {
                         Ok(_) => true,
                         Err(reason) => {
-                            isolate(&combined, &reason)?;
+                            // The originals it was made from are still here: kept.
+                            quarantine.isolate(
+                                storage.as_ref(),
+                                &stats,
+                                &combined,
+                                &reason,
+                                true,
+                            )?;
                             manifest.forget(&combined);
                             false
                         }
@@ -248,6 +253,11 @@ pub(crate) fn read_catalog(
         .and_then(|payload| decode_entries(&payload).map_err(|e| e.to_string())))
 }
 
+/// The bytes of `meta/flushed` for flush `seq`.
+pub(crate) fn flushed_marker(seq: u64) -> Vec<u8> {
+    envelope::seal(Kind::Catalog, &seq.to_le_bytes(), false)
+}
+
 /// `meta/flushed`: `Ok(None)` when missing, `Err(reason)` when damaged.
 pub(crate) fn read_flushed(
     storage: &dyn Storage,
@@ -333,9 +343,7 @@ pub(crate) fn unknown_objects(
 /// segment flush `s` read is present, so whether it finished or not its runs are
 /// redundant (the WAL replays them): the answer is `p`. If instead `w > p + 1`, some of
 /// its segments were deleted, which happens only after it finished: the answer is `s`.
-/// No other answer is safe: an `s` too low would replay data its runs already hold
-/// only if its segments are present (they are then dropped as redundant), and an answer
-/// too high would skip WAL data no run holds.
+/// Runs newer than the answer are then dropped only where their WAL segment is present.
 pub(crate) fn rebuild_flushed(flushes: &BTreeSet<u64>, wal: &[u64]) -> u64 {
     let Some(&newest) = flushes.last() else {
         return 0;
@@ -392,5 +400,26 @@ fn report_lost_series(catalog: &Catalog, lost: &[String]) {
         tracing::warn!(objects = ?lost, "quarantined catalog objects; every series is still named by a later catalog object, nothing is lost");
     } else {
         tracing::error!(objects = ?lost, series_ids = ?missing, "quarantined catalog objects; these series ids have no catalog entry any more (lost with them, or expired): their data cannot be queried; `embers fsck` lists where it is");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flushed_is_rebuilt_from_names_and_wal_segments() {
+        let set = |s: &[u64]| s.iter().copied().collect::<BTreeSet<u64>>();
+        // Every flush finished and its WAL segments are gone.
+        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[4]), 3);
+        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[]), 3);
+        // Flush 3 read segment 3 only, which is still there: its runs are redundant.
+        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[3, 4]), 2);
+        // Flush 3 read segments 2 and 3; segment 2 is gone, so flush 3 had finished.
+        assert_eq!(rebuild_flushed(&set(&[1, 3]), &[3, 4]), 3);
+        assert_eq!(rebuild_flushed(&set(&[1, 3]), &[2, 3, 4]), 1);
+        // Nothing flushed yet.
+        assert_eq!(rebuild_flushed(&set(&[]), &[1]), 0);
+        assert_eq!(rebuild_flushed(&set(&[1]), &[1, 2]), 0);
     }
 }
