@@ -35,6 +35,8 @@ enum Command {
     Agent(commands::agent::AgentArgs),
     /// Fetch the merged profile of a selector over a time range from a server.
     Query(commands::query::QueryArgs),
+    /// Check a data directory's objects; `--repair` quarantines the damaged ones.
+    Fsck(commands::fsck::FsckArgs),
     /// Run seed 003's rideshare example against an embedded server, with the web UI.
     Demo(commands::demo::DemoArgs),
 }
@@ -50,6 +52,7 @@ fn main() -> ExitCode {
         Command::Query(args) => commands::query::run(args),
         Command::Agent(args) => commands::agent::run(args),
         Command::Demo(args) => commands::demo::run(args),
+        Command::Fsck(args) => commands::fsck::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

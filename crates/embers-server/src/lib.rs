@@ -31,6 +31,7 @@ mod querier;
 mod query;
 pub mod trie;
 pub mod ui;
+mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
 /// the agent shares).
 pub use embers_formats::wire;

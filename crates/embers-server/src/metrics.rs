@@ -190,6 +190,25 @@ impl Metrics {
             "Pushes acknowledged as retries of one already stored (same sample ID).",
             load(&s.duplicates),
         );
+        for (name, help, v) in [
+            (
+                "embers_store_quarantined_objects_total",
+                "Objects moved to quarantine (damaged or unknown).",
+                &s.quarantined,
+            ),
+            (
+                "embers_store_damaged_reads_total",
+                "Blocks found damaged by a read; the read answered from the rest.",
+                &s.damaged_reads,
+            ),
+            (
+                "embers_store_degraded_reads_total",
+                "Queries answered with a warning that data in their range may be missing.",
+                &s.degraded_reads,
+            ),
+        ] {
+            counter(&mut out, name, help, load(v));
+        }
         let (series, runs, aggs) = store.counts();
         gauge(
             &mut out,

@@ -17,6 +17,7 @@ use crate::error::ApiError;
 use crate::flamebearer::{self, Flamegraph};
 use crate::profile_type::{parts, resolve};
 use crate::query::{blocking, DEFAULT_MAX_NODES};
+use crate::warnings::with_warnings;
 use crate::wire;
 use crate::AppState;
 
@@ -324,7 +325,8 @@ async fn dispatch(
         }
         "SelectMergeStacktraces" => {
             let (req, json) = decode(headers, body, JSelect::merge_request)?;
-            let (tree, _) = merged(state, &req).await?;
+            let (tree, (from, until)) = merged(state, &req).await?;
+            let warnings = state.store.damage_warnings(from, until);
             let max = req
                 .max_nodes
                 .and_then(|n| usize::try_from(n).ok())
@@ -335,10 +337,11 @@ async fn dispatch(
                 flamegraph: Some(fg_wire(&fg)),
                 tree: Vec::new(),
             };
-            Ok(reply(message, json, |m| {
+            let response = reply(message, json, |m| {
                 let f = m.flamegraph.as_ref().expect("set above");
                 json!({"flamegraph": fg_json(&f.names, &f.levels, f.total, f.max_self)})
-            }))
+            });
+            Ok(with_warnings(response, &warnings))
         }
         "Diff" => {
             let (req, json) = decode(headers, body, |j: JDiff| wire::DiffRequest {
@@ -346,8 +349,10 @@ async fn dispatch(
                 right: Some(j.right.merge_request()),
             })?;
             let (left, right) = (req.left.unwrap_or_default(), req.right.unwrap_or_default());
-            let (l, _) = merged(state, &left).await?;
-            let (r, _) = merged(state, &right).await?;
+            let (l, (lf, lu)) = merged(state, &left).await?;
+            let (r, (rf, ru)) = merged(state, &right).await?;
+            let mut warnings = state.store.damage_warnings(lf, lu);
+            warnings.extend(state.store.damage_warnings(rf, ru));
             let max = left
                 .max_nodes
                 .and_then(|n| usize::try_from(n).ok())
@@ -365,13 +370,14 @@ async fn dispatch(
                     right_ticks: rt,
                 }),
             };
-            Ok(reply(message, json, |m| {
+            let response = reply(message, json, |m| {
                 let f = m.flamegraph.as_ref().expect("set above");
                 let mut v = fg_json(&f.names, &f.levels, f.total, f.max_self);
                 v["leftTicks"] = json!(f.left_ticks.to_string());
                 v["rightTicks"] = json!(f.right_ticks.to_string());
                 json!({"flamegraph": v})
-            }))
+            });
+            Ok(with_warnings(response, &warnings))
         }
         "SelectSeries" => {
             let (req, json) = decode(headers, body, |j: JSelect| wire::SelectSeriesRequest {
@@ -384,13 +390,16 @@ async fn dispatch(
                 start: int(&j.start),
                 end: int(&j.end),
             })?;
+            let (from, until) = range_ms(req.start, req.end);
             let series = select_series(state, req).await?;
-            Ok(reply(wire::SelectSeriesResponse { series }, json, |m| {
+            let warnings = state.store.damage_warnings(from, until);
+            let response = reply(wire::SelectSeriesResponse { series }, json, |m| {
                 json!({"series": m.series.iter().map(|s| json!({
                     "labels": labels_json(&s.labels),
                     "points": s.points.iter().map(|p| json!({"value": p.value, "timestamp": p.timestamp.to_string()})).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>()})
-            }))
+            });
+            Ok(with_warnings(response, &warnings))
         }
         other => Err(ApiError {
             status: axum::http::StatusCode::NOT_FOUND,

@@ -15,6 +15,7 @@ use crate::error::ApiError;
 use crate::flamebearer;
 use crate::params::{now, parse_time};
 use crate::profile_type::{legacy_suffix, parts, resolve};
+use crate::warnings::with_warnings;
 use crate::AppState;
 
 /// Default `maxNodes`.
@@ -172,6 +173,7 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
     let store = state.store.clone();
     let m2 = m.clone();
     let r = blocking(move || render_query(&store, &m2, from, until)).await?;
+    let warnings = state.store.damage_warnings(from, until);
     let profile_type = pinned_type(&m).map(str::to_owned);
     let format = p.format.as_deref().unwrap_or("json");
     let codec = match format {
@@ -189,12 +191,13 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
     };
     if let Some((codec, content_type)) = codec {
         let bytes = encode(&r.tree, codec, profile_type.as_deref(), &query)?;
-        return Ok(([("content-type", content_type)], bytes).into_response());
+        let response = ([("content-type", content_type)], bytes).into_response();
+        return Ok(with_warnings(response, &warnings));
     }
     let (tree, _) = r.tree.truncated(max_nodes);
     let fg = flamebearer::single(&tree);
     let app = selector.name.clone().unwrap_or_default();
-    Ok(Json(json!({
+    let mut body = json!({
         "version": 1,
         "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
         "metadata": {
@@ -210,8 +213,11 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
             "maxNodes": max_nodes,
         },
         "timeline": { "startTime": r.timeline_start, "samples": r.timeline, "durationDelta": r.step_seconds },
-    }))
-    .into_response())
+    });
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    Ok(with_warnings(Json(body).into_response(), &warnings))
 }
 
 /// Parameters of `/render-diff`.
@@ -268,17 +274,22 @@ async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, 
     let profile_type = pinned_type(&lm).map(str::to_owned);
     let (left, right) =
         blocking(move || Ok((store.merge(&lm, lf, lu)?, store.merge(&rm, rf, ru)?))).await?;
+    let mut warnings = state.store.damage_warnings(lf, lu);
+    warnings.extend(state.store.damage_warnings(rf, ru));
     let (left, _) = left.truncated(max_nodes);
     let (right, _) = right.truncated(max_nodes);
     let (fg, lt, rt) = flamebearer::diff(&left, &right);
-    Ok(Json(json!({
+    let mut body = json!({
         "version": 1,
         "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
         "metadata": { "format": "double", "spyName": "", "sampleRate": 100, "units": units(profile_type.as_deref()), "name": lq, "maxNodes": max_nodes },
         "leftTicks": lt,
         "rightTicks": rt,
-    }))
-    .into_response())
+    });
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    Ok(with_warnings(Json(body).into_response(), &warnings))
 }
 
 /// Parameters of the label and series listings.

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod demo;
 pub mod diff;
 pub mod flamegraph;
+pub mod fsck;
 pub mod query;
 pub mod server;
 
