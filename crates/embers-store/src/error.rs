@@ -36,6 +36,19 @@ pub enum StoreError {
     /// The input cannot be stored (a time before 1970, …).
     #[error("invalid input: {0}")]
     Invalid(String),
+    /// An intact object written by a format version this build cannot read (a newer
+    /// Embers wrote it): not damage, so the store refuses to open rather than set it aside.
+    #[error("object {key} is in format version {found}, this build reads {oldest}..={newest}: use a newer Embers")]
+    UnsupportedVersion {
+        /// The object.
+        key: String,
+        /// The version it was written in.
+        found: u16,
+        /// The oldest version this build reads.
+        oldest: u16,
+        /// The newest version this build reads.
+        newest: u16,
+    },
     /// Another process (a running server, `embers fsck`) holds the data directory.
     #[error(
         "the data directory is in use by another process (it holds the lock {0:?}); stop it first"

@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 
 use crate::block::BlockReader;
+use crate::envelope::{FORMAT_VERSION, OLDEST_SUPPORTED};
 use crate::error::StoreError;
 use crate::manifest::parse_run;
 use crate::segment::{leaves_for, LEAF_SECONDS};
@@ -137,6 +138,29 @@ impl Quarantine {
     }
 }
 
+/// Refuses an intact object of a format version this build does not read: that is not
+/// damage (a newer Embers wrote it), and setting it aside would hide data from the build
+/// that can read it. Damage that happens to hit the version field fails the checksum.
+/// (Envelope layout: magic 8 bytes, version u16 LE, …, CRC-32 of the rest last.)
+pub(crate) fn refuse_other_version(key: &str, bytes: &[u8]) -> Result<(), StoreError> {
+    if bytes.len() < 16 {
+        return Ok(());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    let found = u16::from_le_bytes([bytes[8], bytes[9]]);
+    if (OLDEST_SUPPORTED..=FORMAT_VERSION).contains(&found)
+        || crc32fast::hash(body).to_le_bytes() != crc
+    {
+        return Ok(());
+    }
+    Err(StoreError::UnsupportedVersion {
+        key: key.to_owned(),
+        found,
+        oldest: OLDEST_SUPPORTED,
+        newest: FORMAT_VERSION,
+    })
+}
+
 impl Store {
     /// Objects in quarantine: moved by this process or found from earlier starts.
     pub fn quarantined(&self) -> Vec<Quarantined> {
@@ -181,6 +205,7 @@ impl Store {
             Err(StorageError::NotFound(_)) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        refuse_other_version(key, &bytes)?;
         match BlockReader::open(&bytes) {
             Ok(block) => Ok(Some(block)),
             Err(e) => {

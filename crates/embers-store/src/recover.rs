@@ -23,7 +23,7 @@ use crate::error::StoreError;
 use crate::head::Head;
 use crate::lock::{DirLock, LOCK_FILE};
 use crate::manifest::{parse_aggregate, parse_run, Manifest};
-use crate::quarantine::{Quarantine, QUARANTINE_PREFIX};
+use crate::quarantine::{refuse_other_version, Quarantine, QUARANTINE_PREFIX};
 use crate::record::decode_record;
 use crate::seen::Seen;
 use crate::segment::leaf_of;
@@ -240,15 +240,17 @@ fn open_object(
     key: &str,
     kind: Kind,
     max: usize,
-) -> Result<Result<Vec<u8>, String>, StorageError> {
-    Ok(envelope::open(kind, &storage.get(key)?, max).map_err(|e| e.to_string()))
+) -> Result<Result<Vec<u8>, String>, StoreError> {
+    let bytes = storage.get(key)?;
+    refuse_other_version(key, &bytes)?;
+    Ok(envelope::open(kind, &bytes, max).map_err(|e| e.to_string()))
 }
 
 /// The entries of catalog object `key`, or why it cannot be read.
 pub(crate) fn read_catalog(
     storage: &dyn Storage,
     key: &str,
-) -> Result<Result<Vec<(SeriesId, crate::series::SeriesInfo)>, String>, StorageError> {
+) -> Result<Result<Vec<(SeriesId, crate::series::SeriesInfo)>, String>, StoreError> {
     Ok(open_object(storage, key, Kind::Catalog, 1 << 30)?
         .and_then(|payload| decode_entries(&payload).map_err(|e| e.to_string())))
 }
@@ -261,14 +263,14 @@ pub(crate) fn flushed_marker(seq: u64) -> Vec<u8> {
 /// `meta/flushed`: `Ok(None)` when missing, `Err(reason)` when damaged.
 pub(crate) fn read_flushed(
     storage: &dyn Storage,
-) -> Result<Result<Option<u64>, String>, StorageError> {
+) -> Result<Result<Option<u64>, String>, StoreError> {
     match open_object(storage, FLUSHED_KEY, Kind::Catalog, 64) {
         Ok(payload) => Ok(payload.and_then(|p| {
             <[u8; 8]>::try_from(p.as_slice())
                 .map(|raw| Some(u64::from_le_bytes(raw)))
                 .map_err(|_| "expected 8 bytes".to_owned())
         })),
-        Err(StorageError::NotFound(_)) => Ok(Ok(None)),
+        Err(StoreError::Storage(StorageError::NotFound(_))) => Ok(Ok(None)),
         Err(e) => Err(e),
     }
 }
@@ -277,8 +279,10 @@ pub(crate) fn read_flushed(
 pub(crate) fn check_block(
     storage: &dyn Storage,
     key: &str,
-) -> Result<Result<BlockReader, String>, StorageError> {
-    let block = match BlockReader::open(&storage.get(key)?) {
+) -> Result<Result<BlockReader, String>, StoreError> {
+    let bytes = storage.get(key)?;
+    refuse_other_version(key, &bytes)?;
+    let block = match BlockReader::open(&bytes) {
         Ok(block) => block,
         Err(e) => return Ok(Err(e.to_string())),
     };

@@ -7,7 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use embers_profile::{Frame, Labels, StackTree};
-use embers_store::{Config, Put, Selector, SeriesKey, Store};
+use embers_store::{
+    Config, Put, Selector, SeriesKey, Store, StoreError, FORMAT_VERSION, OLDEST_SUPPORTED,
+};
 
 const T0: i64 = 1_700_000_000;
 
@@ -114,4 +116,74 @@ fn version_1_directory_opens_and_answers() {
             );
         }
     }
+}
+
+/// Rewrites the envelope version of object `key` in `dir`, keeping the checksum right
+/// (so the object is intact, only of another version) unless `fix_crc` is false.
+fn set_version(dir: &Path, key: &str, version: u16, fix_crc: bool) {
+    let path = dir.join(key);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[8..10].copy_from_slice(&version.to_le_bytes());
+    if fix_crc {
+        let body = bytes.len() - 4;
+        let crc = crc32fast::hash(&bytes[..body]);
+        bytes[body..].copy_from_slice(&crc.to_le_bytes());
+    }
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn first_catalog(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("series"))
+        .unwrap()
+        .map(|e| format!("series/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    names.sort();
+    names.swap_remove(0)
+}
+
+/// An intact object of a version outside `OLDEST_SUPPORTED..=FORMAT_VERSION` is refused
+/// by name and version (not set aside as damage, not "any error").
+#[test]
+fn a_format_version_out_of_range_is_refused_by_name() {
+    let outside = [
+        OLDEST_SUPPORTED.checked_sub(1),
+        Some(FORMAT_VERSION + 1),
+        Some(u16::MAX),
+    ];
+    for version in outside.into_iter().flatten() {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&golden(), dir.path());
+        let key = first_catalog(dir.path());
+        set_version(dir.path(), &key, version, true);
+        let err = Store::open_dir(dir.path(), Config::default()).unwrap_err();
+        match &err {
+            StoreError::UnsupportedVersion {
+                key: k,
+                found,
+                oldest,
+                newest,
+            } => {
+                assert_eq!(
+                    (k, *found, *oldest, *newest),
+                    (&key, version, OLDEST_SUPPORTED, FORMAT_VERSION)
+                );
+            }
+            other => panic!("version {version}: expected UnsupportedVersion, got {other}"),
+        }
+        assert!(err.to_string().contains("use a newer Embers"), "{err}");
+        assert!(dir.path().join(&key).exists(), "refused, not moved aside");
+    }
+}
+
+/// A damaged version field fails the checksum: that is damage, quarantined, and the
+/// store opens on the rest.
+#[test]
+fn a_damaged_version_field_is_damage_not_a_version() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&golden(), dir.path());
+    let key = first_catalog(dir.path());
+    set_version(dir.path(), &key, FORMAT_VERSION + 1, false);
+    let store = Store::open_dir(dir.path(), Config::default()).unwrap();
+    assert_eq!(store.quarantined().len(), 1);
+    assert_eq!(store.quarantined()[0].key, key);
 }
