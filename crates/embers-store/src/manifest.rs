@@ -194,6 +194,13 @@ impl Manifest {
         }
     }
 
+    /// Keys of every run and aggregate.
+    pub fn keys(&self) -> Vec<String> {
+        let runs = self.runs.values().map(|r| r.key.clone());
+        runs.chain(self.aggregates.values().map(|a| a.key.clone()))
+            .collect()
+    }
+
     /// Runs overlapping leaves `[first, end)`.
     pub fn runs_overlapping(&self, first: i64, end: i64) -> impl Iterator<Item = &Run> {
         self.runs

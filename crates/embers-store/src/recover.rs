@@ -9,7 +9,7 @@
 //! quarantine (`quarantine.rs`) with a log line each. A missing or damaged `meta/flushed`
 //! is rebuilt from the object names and the WAL segments present ([`rebuild_flushed`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -162,6 +162,10 @@ impl Store {
                 }
             }
         }
+        // Before the WAL replay, which may register new series.
+        if !lost_catalogs.is_empty() {
+            report_lost_series(storage.as_ref(), &manifest, &mut catalog, &lost_catalogs)?;
+        }
         let mut head = Head::default();
         let mut seen = Seen::default();
         let mut last_seq = flushed;
@@ -196,9 +200,6 @@ impl Store {
                     head.add(leaf, id, pairs);
                 }
             }
-        }
-        if !lost_catalogs.is_empty() {
-            report_lost_series(&catalog, &lost_catalogs);
         }
         let segment = Segment::create(&wal_dir, last_seq + 1).map_err(StoreError::Wal)?;
         let cache = BlockCache::new(config.cache_bytes);
@@ -391,39 +392,36 @@ fn load_dictionary(storage: &dyn Storage) -> Result<Dictionary, StoreError> {
 
 /// After a catalog object was quarantined: which series lost their entry. Catalog
 /// entries are written again by every flush that touches a series and by the periodic
-/// full rewrite, so usually none did; a series id below the highest known one without
-/// an entry did (or expired by retention). Its data stays in the blocks but no selector
-/// can reach it; `embers fsck` lists where.
-fn report_lost_series(catalog: &Catalog, lost: &[String]) {
-    let all = catalog.all();
-    let top = all.keys().next_back().map_or(0, |id| id.0 + 1);
-    let missing: Vec<u32> = (0..top)
-        .filter(|i| !all.contains_key(&SeriesId(*i)))
-        .collect();
-    if missing.is_empty() {
-        tracing::warn!(objects = ?lost, "quarantined catalog objects; every series is still named by a later catalog object, nothing is lost");
+/// full rewrite, so usually none did. To know, this reads the index of every block
+/// (only after such damage): a series id with data but no entry lost it. Its data stays
+/// in the blocks, unreachable by selectors; new series never get its id.
+fn report_lost_series(
+    storage: &dyn Storage,
+    manifest: &Manifest,
+    catalog: &mut Catalog,
+    lost: &[String],
+) -> Result<(), StoreError> {
+    let mut orphans: BTreeMap<u32, (i64, i64)> = BTreeMap::new();
+    let mut top = 0u32;
+    for key in manifest.keys() {
+        let Ok(Ok(block)) = check_block(storage, &key) else {
+            continue; // a damaged block is found and quarantined when read
+        };
+        for entry in block.entries() {
+            top = top.max(entry.series.0 + 1);
+            if catalog.get(entry.series).is_none() {
+                let leaves = orphans
+                    .entry(entry.series.0)
+                    .or_insert((i64::MAX, i64::MIN));
+                *leaves = (leaves.0.min(entry.position), leaves.1.max(entry.position));
+            }
+        }
+    }
+    catalog.reserve_ids(top);
+    if orphans.is_empty() {
+        tracing::warn!(objects = ?lost, "quarantined catalog objects; every series with data is still named by another catalog object: nothing is lost");
     } else {
-        tracing::error!(objects = ?lost, series_ids = ?missing, "quarantined catalog objects; these series ids have no catalog entry any more (lost with them, or expired): their data cannot be queried; `embers fsck` lists where it is");
+        tracing::error!(objects = ?lost, series = ?orphans, "quarantined catalog objects; these series ids have data (first and last leaf or block index) but lost their catalog entry: their data cannot be queried until the entry is restored");
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flushed_is_rebuilt_from_names_and_wal_segments() {
-        let set = |s: &[u64]| s.iter().copied().collect::<BTreeSet<u64>>();
-        // Every flush finished and its WAL segments are gone.
-        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[4]), 3);
-        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[]), 3);
-        // Flush 3 read segment 3 only, which is still there: its runs are redundant.
-        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[3, 4]), 2);
-        // Flush 3 read segments 2 and 3; segment 2 is gone, so flush 3 had finished.
-        assert_eq!(rebuild_flushed(&set(&[1, 3]), &[3, 4]), 3);
-        assert_eq!(rebuild_flushed(&set(&[1, 3]), &[2, 3, 4]), 1);
-        // Nothing flushed yet.
-        assert_eq!(rebuild_flushed(&set(&[]), &[1]), 0);
-        assert_eq!(rebuild_flushed(&set(&[1]), &[1, 2]), 0);
-    }
+    Ok(())
 }

@@ -219,6 +219,14 @@ impl Catalog {
         old.len()
     }
 
+    /// Never gives ids below `next` to new series: blocks still hold data under ids
+    /// whose catalog entry was lost, which must not be attributed to a new series.
+    pub fn reserve_ids(&mut self, next: u32) {
+        if self.series.len() < next as usize {
+            self.series.resize(next as usize, None);
+        }
+    }
+
     /// Takes the ids touched since the last call, to persist them.
     pub fn take_dirty(&mut self) -> BTreeSet<SeriesId> {
         std::mem::take(&mut self.dirty)

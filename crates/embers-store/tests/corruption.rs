@@ -459,3 +459,49 @@ fn fsck_refuses_a_directory_a_store_has_open() {
     drop(store);
     fsck(g.path(), false).unwrap();
 }
+
+/// A series whose only catalog entry was in a damaged object cannot be queried any
+/// more, but its id is never given to a new series (which would show its data).
+#[test]
+fn a_lost_catalog_entry_never_lends_its_data_to_a_new_series() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open_dir(dir.path(), Config::default()).unwrap();
+        store.ingest(vec![put("api", 0), put("lonely", 0)]).unwrap();
+        store.flush().unwrap();
+        store.ingest(vec![put("api", 1)]).unwrap();
+        store.flush().unwrap();
+    }
+    let cat = first(dir.path(), "series", |_| true);
+    flip(dir.path(), &cat);
+    let store = Store::open_dir(dir.path(), Config::default()).unwrap();
+    assert_eq!(quarantined(dir.path()), BTreeSet::from([cat]));
+    let range = (T0, T0 + 1000);
+    let got = store.merge(&matchers("api"), range.0, range.1).unwrap();
+    let mut want = put("api", 0).tree;
+    want.merge(&put("api", 1).tree);
+    assert_eq!(got.to_sorted_stacks(), want.to_sorted_stacks());
+    assert_eq!(
+        store
+            .merge(&matchers("lonely"), range.0, range.1)
+            .unwrap()
+            .total(),
+        0
+    );
+    store.ingest(vec![put("newcomer", 50)]).unwrap();
+    let got = store
+        .merge(&matchers("newcomer"), range.0, range.1)
+        .unwrap();
+    assert_eq!(
+        got.to_sorted_stacks(),
+        put("newcomer", 50).tree.to_sorted_stacks()
+    );
+    store.flush().unwrap();
+    let got = store
+        .merge(&matchers("newcomer"), range.0, range.1)
+        .unwrap();
+    assert_eq!(
+        got.to_sorted_stacks(),
+        put("newcomer", 50).tree.to_sorted_stacks()
+    );
+}
