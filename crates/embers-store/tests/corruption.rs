@@ -3,6 +3,10 @@
 //! `fsck` reports the same objects.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+mod common;
+
+use common::copy_dir;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -33,21 +37,19 @@ fn put(service: &str, i: i64) -> Put {
 /// catalogs, a dictionary, `meta/flushed` and an unflushed WAL record.
 fn build(dir: &Path) {
     let store = Store::open_dir(dir, Config::default()).unwrap();
-    for batch in 0..30 {
-        let puts = (batch * 10..batch * 10 + 10)
-            .flat_map(|i| [put("api", i), put("worker", i)])
-            .collect();
-        store.ingest(puts).unwrap();
-        store.flush().unwrap();
-    }
+    // One flush per 100 s of both services.
+    let flush_batches = |batches: std::ops::Range<i64>| {
+        for batch in batches {
+            let puts = (batch * 10..batch * 10 + 10)
+                .flat_map(|i| [put("api", i), put("worker", i)])
+                .collect();
+            store.ingest(puts).unwrap();
+            store.flush().unwrap();
+        }
+    };
+    flush_batches(0..30);
     store.compact(T0 + 20_000).unwrap();
-    for batch in 30..32 {
-        let puts = (batch * 10..batch * 10 + 10)
-            .flat_map(|i| [put("api", i), put("worker", i)])
-            .collect();
-        store.ingest(puts).unwrap();
-        store.flush().unwrap();
-    }
+    flush_batches(30..32);
     store
         .ingest(vec![put("api", PUTS - 1), put("worker", PUTS - 1)])
         .unwrap();
@@ -104,19 +106,6 @@ const RANGES: [(i64, i64); 7] = [
     (T0 + 3100, T0 + 3200),
     (T0 + 3200, T0 + 3210),
 ];
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 /// Object keys under `prefix` (files below `dir/prefix`), sorted.
 fn keys(dir: &Path, prefix: &str) -> Vec<String> {
@@ -207,6 +196,14 @@ impl Case {
 
 /// The directory after one more start, which deleted the runs compaction combined
 /// (they outlive their combined run by a minute, or until a start).
+/// A copy of `golden` with one byte of `key` flipped.
+fn flipped(golden: &Path, key: &str) -> Case {
+    case(golden, |d| {
+        flip(d, key);
+        vec![key.to_owned()]
+    })
+}
+
 fn golden() -> tempfile::TempDir {
     let dir = golden_with_originals();
     drop(Store::open_dir(dir.path(), Config::default()).unwrap());
@@ -286,10 +283,7 @@ fn a_damaged_run_loses_its_leaves_only_and_says_so() {
 fn a_damaged_aggregate_is_answered_from_finer_blocks() {
     let g = golden();
     let agg = first(g.path(), "agg", |k| k.starts_with("agg/2/"));
-    let c = case(g.path(), |d| {
-        flip(d, &agg);
-        vec![agg.clone()]
-    });
+    let c = flipped(g.path(), &agg);
     assert_eq!(fsck_damaged(c.path()), BTreeSet::from([agg.clone()]));
     let store = Store::open_dir(c.path(), Config::default()).unwrap();
     answers_exactly(&store, &RANGES, &BTreeSet::new());
@@ -307,10 +301,7 @@ fn a_damaged_aggregate_is_answered_from_finer_blocks() {
 fn a_damaged_combined_run_is_quarantined_and_aggregates_still_answer() {
     let g = golden();
     let combined = first(g.path(), "l0", |k| k.matches('-').count() == 3);
-    let c = case(g.path(), |d| {
-        flip(d, &combined);
-        vec![combined.clone()]
-    });
+    let c = flipped(g.path(), &combined);
     assert_eq!(fsck_damaged(c.path()), BTreeSet::from([combined.clone()]));
     let store = Store::open_dir(c.path(), Config::default()).unwrap();
     // Whole blocks come from aggregates, untouched.
@@ -330,10 +321,7 @@ fn a_damaged_combined_run_is_quarantined_and_aggregates_still_answer() {
 fn a_damaged_combined_run_keeps_the_originals_it_was_made_from() {
     let g = golden_with_originals();
     let combined = first(g.path(), "l0", |k| k.matches('-').count() == 3);
-    let c = case(g.path(), |d| {
-        flip(d, &combined);
-        vec![combined.clone()]
-    });
+    let c = flipped(g.path(), &combined);
     let originals = keys(c.path(), "l0").len() - 1;
     let store = Store::open_dir(c.path(), Config::default()).unwrap();
     // Found at start-up (before deleting the originals it would have replaced).
@@ -349,10 +337,7 @@ fn a_damaged_combined_run_keeps_the_originals_it_was_made_from() {
 fn a_damaged_catalog_object_is_quarantined_at_start() {
     let g = golden();
     let cat = first(g.path(), "series", |_| true);
-    let c = case(g.path(), |d| {
-        flip(d, &cat);
-        vec![cat.clone()]
-    });
+    let c = flipped(g.path(), &cat);
     assert_eq!(fsck_damaged(c.path()), BTreeSet::from([cat.clone()]));
     let store = Store::open_dir(c.path(), Config::default()).unwrap();
     c.kept_in_quarantine();
