@@ -20,7 +20,7 @@ use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::lock::DirLock;
 use crate::manifest::{parse_aggregate, parse_run};
-use crate::quarantine::Quarantine;
+use crate::quarantine::{Quarantine, QUARANTINE_PREFIX};
 use crate::record::decode_record;
 use crate::recover::{
     catalog_seq, check_block, flushed_marker, read_catalog, read_flushed, rebuild_flushed,
@@ -176,6 +176,12 @@ pub fn fsck(dir: &Path, repair: bool) -> Result<FsckReport, StoreError> {
     } else {
         report.notes.push(format!(
             "meta/flushed would be rebuilt as {rebuilt} from the object names and WAL segments"
+        ));
+    }
+    let held = Quarantine::load(&storage)?.all().len();
+    if held > 0 {
+        report.notes.push(format!(
+            "{held} object(s) in {QUARANTINE_PREFIX} (moved aside earlier; each has a .reason beside it)"
         ));
     }
     if repair {

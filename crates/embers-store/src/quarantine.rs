@@ -202,7 +202,24 @@ impl Store {
     pub(crate) fn open_block(&self, key: &str) -> Result<Option<BlockReader>, StoreError> {
         let bytes = match self.storage.get(key) {
             Ok(bytes) => bytes,
-            Err(StorageError::NotFound(_)) => return Ok(None),
+            Err(StorageError::NotFound(_)) => {
+                if lock(&self.state).manifest.forget(key) {
+                    // Not superseded or expired (those leave the manifest first): it
+                    // vanished from under the store. Forgetting it lets reads re-plan.
+                    self.stats.damaged_reads.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(
+                        object = key,
+                        "a stored object is missing; reads answer without it"
+                    );
+                    lock(&self.quarantine.moved).push(Quarantined {
+                        key: key.to_owned(),
+                        moved_to: "(missing)".into(),
+                        reason: "missing from storage".into(),
+                        held_elsewhere: false,
+                    });
+                }
+                return Ok(None);
+            }
             Err(e) => return Err(e.into()),
         };
         refuse_other_version(key, &bytes)?;

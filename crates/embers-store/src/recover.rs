@@ -201,6 +201,19 @@ impl Store {
                 }
             }
         }
+        let held = quarantine.all();
+        if !held.is_empty() {
+            let lost: Vec<&str> = held
+                .iter()
+                .filter(|q| q.lost_leaves().is_some())
+                .map(|q| q.key.as_str())
+                .collect();
+            tracing::warn!(
+                objects = held.len(),
+                runs_lost = ?lost,
+                "objects are in quarantine/ (see the .reason beside each, and `embers fsck`); queries over lost runs carry a warning"
+            );
+        }
         let segment = Segment::create(&wal_dir, last_seq + 1).map_err(StoreError::Wal)?;
         let cache = BlockCache::new(config.cache_bytes);
         Ok(Store {

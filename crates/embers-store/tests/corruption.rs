@@ -490,3 +490,19 @@ fn a_lost_catalog_entry_never_lends_its_data_to_a_new_series() {
         put("newcomer", 50).tree.to_sorted_stacks()
     );
 }
+
+#[test]
+fn an_object_deleted_from_under_the_store_is_answered_around() {
+    let g = golden();
+    let store = Store::open_dir(g.path(), Config::default()).unwrap();
+    let agg = first(g.path(), "agg", |k| k.starts_with("agg/2/"));
+    let run = first(g.path(), "l0", |k| k.contains("-000170000310-"));
+    std::fs::remove_file(g.path().join(&agg)).unwrap();
+    std::fs::remove_file(g.path().join(&run)).unwrap();
+    answers_exactly(&store, &RANGES, &(310..320).collect());
+    let warnings = store.damage_warnings(T0 + 3100, T0 + 3200);
+    assert!(
+        warnings.len() == 1 && warnings[0].contains(&run),
+        "{warnings:?}"
+    );
+}
