@@ -438,3 +438,24 @@ fn report_lost_series(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flushed_is_rebuilt_from_names_and_wal_segments() {
+        let set = |s: &[u64]| s.iter().copied().collect::<BTreeSet<u64>>();
+        // Every flush finished and its WAL segments are gone.
+        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[4]), 3);
+        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[]), 3);
+        // Flush 3 read segment 3 only, which is still there: its runs are redundant.
+        assert_eq!(rebuild_flushed(&set(&[1, 2, 3]), &[3, 4]), 2);
+        // Flush 3 read segments 2 and 3; segment 2 is gone, so flush 3 had finished.
+        assert_eq!(rebuild_flushed(&set(&[1, 3]), &[3, 4]), 3);
+        assert_eq!(rebuild_flushed(&set(&[1, 3]), &[2, 3, 4]), 1);
+        // Nothing flushed yet.
+        assert_eq!(rebuild_flushed(&set(&[]), &[1]), 0);
+        assert_eq!(rebuild_flushed(&set(&[1]), &[1, 2]), 0);
+    }
+}
