@@ -506,3 +506,43 @@ fn an_object_deleted_from_under_the_store_is_answered_around() {
         "{warnings:?}"
     );
 }
+
+/// The hard case for rebuilding `meta/flushed`: a flush wrote its catalog and runs and
+/// crashed before the marker, and the marker of the flush before is lost too. The runs'
+/// data is still in the WAL: it must count once, not twice, and nothing else may go.
+#[test]
+fn an_unfinished_flush_without_a_marker_counts_once() {
+    use embers_store::{FaultyStorage, FileStorage};
+    use std::sync::Arc;
+    let g = golden();
+    {
+        // Of the catalog and two runs (leaf 320 from the WAL, 330..339) the second run
+        // and the marker fail: a flush torn half-way (no new dictionary entries).
+        let storage = FaultyStorage::new(FileStorage::open(g.path()).unwrap(), 2);
+        let store =
+            Store::open(Arc::new(storage), g.path().join("wal"), Config::default()).unwrap();
+        let puts = (330..340)
+            .flat_map(|i| [put("api", i), put("worker", i)])
+            .collect();
+        store.ingest(puts).unwrap();
+        assert!(store.flush().is_err(), "the marker's put fails");
+    }
+    let runs = keys(g.path(), "l0");
+    assert!(
+        runs.iter().any(|k| k.contains("-000170000320-")),
+        "{runs:?}"
+    );
+    assert!(
+        !runs.iter().any(|k| k.contains("-000170000330-")),
+        "{runs:?}"
+    );
+    std::fs::remove_file(g.path().join("meta/flushed")).unwrap();
+    let store = Store::open_dir(g.path(), Config::default()).unwrap();
+    let got = store.merge(&matchers("api"), T0 + 3300, T0 + 3400).unwrap();
+    let mut want = put("api", 330).tree;
+    for i in 331..340 {
+        want.merge(&put("api", i).tree);
+    }
+    assert_eq!(got.to_sorted_stacks(), want.to_sorted_stacks());
+    answers_exactly(&store, &RANGES, &BTreeSet::new());
+}
