@@ -133,6 +133,16 @@ impl Quarantine {
         Ok(true)
     }
 
+    /// Records an object that is unusable but could not be (or need not be) moved.
+    fn note(&self, key: &str, moved_to: &str, reason: &str) {
+        lock(&self.moved).push(Quarantined {
+            key: key.to_owned(),
+            moved_to: moved_to.to_owned(),
+            reason: reason.to_owned(),
+            held_elsewhere: false,
+        });
+    }
+
     pub(crate) fn all(&self) -> Vec<Quarantined> {
         lock(&self.moved).clone()
     }
@@ -211,12 +221,8 @@ impl Store {
                         object = key,
                         "a stored object is missing; reads answer without it"
                     );
-                    lock(&self.quarantine.moved).push(Quarantined {
-                        key: key.to_owned(),
-                        moved_to: "(missing)".into(),
-                        reason: "missing from storage".into(),
-                        held_elsewhere: false,
-                    });
+                    self.quarantine
+                        .note(key, "(missing)", "missing from storage");
                 }
                 return Ok(None);
             }
@@ -243,6 +249,8 @@ impl Store {
         {
             // The planner no longer reads it; the next start finds it again.
             tracing::error!(object = key, reason, error = %e, "a damaged object could not be moved to quarantine");
+            self.quarantine
+                .note(key, &format!("(not moved: {e})"), reason);
         }
     }
 }
