@@ -111,8 +111,20 @@ impl Store {
             if run.seq <= known {
                 manifest.add_run(run);
             } else if wal_segments.contains(&run.seq) {
-                tracing::info!(object = run.key.as_str(), "removing a run of a flush that did not finish; its data is replayed from the WAL");
-                storage.delete(&run.key)?;
+                // A flush that did not finish: its data is replayed from the WAL. Only
+                // if every segment it read is whole is the run surely redundant.
+                let whole = wal_segments
+                    .iter()
+                    .filter(|&&seq| seq <= run.seq)
+                    .all(|&seq| wal_whole(&wal_dir, seq));
+                if whole {
+                    tracing::info!(object = run.key.as_str(), "removing a run of a flush that did not finish; its data is replayed from the WAL");
+                    storage.delete(&run.key)?;
+                } else {
+                    let why =
+                        "a run of a flush that did not finish, whose WAL segments are damaged";
+                    quarantine.isolate(storage.as_ref(), &stats, &run.key, why, true)?;
+                }
             } else {
                 // Its WAL segment is gone, which happens only after its flush finished:
                 // the run holds data found nowhere else.
@@ -308,6 +320,13 @@ pub(crate) fn check_block(
         scratch.clear();
     }
     Ok(Ok(block))
+}
+
+/// Whether WAL segment `seq` reads to its end with every record decoding.
+fn wal_whole(dir: &Path, seq: u64) -> bool {
+    wal::read(dir, seq).is_ok_and(|replay| {
+        replay.dropped_bytes == 0 && replay.records.iter().all(|r| decode_record(r).is_ok())
+    })
 }
 
 /// The flush sequence number in a catalog object's name (`series/<seq>.cat`, or
