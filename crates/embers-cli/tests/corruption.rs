@@ -134,7 +134,9 @@ fn damaged_objects_are_reported_quarantined_and_the_rest_is_served() {
 
     // Damage: the run holding `a`, every aggregate above it, and the flush marker.
     flip(d, &run_a);
+    // The pass that flushed `a` compacted right after; `b`'s flush came later.
     let aggregates = objects(d, "agg");
+    assert!(!aggregates.is_empty(), "aggregates above `a` were built");
     for agg in &aggregates {
         flip(d, agg);
     }
