@@ -48,7 +48,8 @@ pub struct Quarantined {
 
 impl Quarantined {
     /// For a run object, the leaves (inclusive) whose data it held: data there may be
-    /// missing from queries. `None` for other objects, whose loss costs no data.
+    /// missing from queries. `None` for other objects: an aggregate is rebuilt from finer
+    /// blocks, and what a lost catalog object cost is logged at start-up.
     pub fn lost_leaves(&self) -> Option<(i64, i64)> {
         parse_run(&self.key)
             .filter(|_| !self.held_elsewhere)
