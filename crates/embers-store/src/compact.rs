@@ -1,4 +1,5 @@
-//! Compaction builds the segment tree's aggregates; retention deletes what is too old.
+//! Compaction builds the segment tree's aggregates; retention deletes what is too old,
+//! and then collects the dictionary when it has grown (`dict_gc.rs`).
 //!
 //! Flushes write one small run object every 10 s; once a 1,000 s block has ended, its runs
 //! are combined into one object (fewer files, fewer reads at the edges of a range).
@@ -15,6 +16,7 @@ use std::time::{Duration, Instant};
 use embers_profile::FxHashMap;
 
 use crate::block::{BlockReader, BlockWriter, Entry};
+use crate::dict_gc::DictionaryGc;
 use crate::error::StoreError;
 use crate::manifest::{aggregate_key, combined_key, Aggregate, Run};
 use crate::query::sources;
@@ -34,6 +36,9 @@ pub struct CompactReport {
     pub deleted: usize,
     /// Run objects combined into one per 1,000 s block.
     pub combined: usize,
+    /// The dictionary collection this pass ran, if it was due (retention set and the
+    /// dictionary grown since the last one).
+    pub dictionary: Option<DictionaryGc>,
 }
 
 /// Runs are combined per block of this level (10^2 leaves = 1,000 s).
@@ -53,6 +58,9 @@ impl Store {
         for (block, newest) in stale {
             self.build(block, newest)?;
             report.aggregates += 1;
+        }
+        if self.config.retention.is_some() {
+            report.dictionary = self.collect_dictionary_if_grown()?;
         }
         Ok(report)
     }

@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
 use crate::cache::BlockCache;
-use crate::dict::{self, Dictionary};
 use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::head::Head;
@@ -52,26 +51,7 @@ impl Store {
                 catalog.load(id, info);
             }
         }
-        let mut dict = Dictionary::default();
-        for key in storage.list("symbols/")? {
-            let payload =
-                envelope::open(Kind::Symbols, &storage.get(&key)?, 1 << 31).map_err(|e| {
-                    StoreError::Damaged {
-                        key: key.clone(),
-                        source: e.into(),
-                    }
-                })?;
-            let segment =
-                dict::Segment::decode(&payload).map_err(|source| StoreError::DamagedCatalog {
-                    key: key.clone(),
-                    source,
-                })?;
-            dict.load(segment)
-                .map_err(|what| StoreError::DamagedCatalog {
-                    key: key.clone(),
-                    source: crate::varint::Corrupt { offset: 0, what },
-                })?;
-        }
+        let mut dict = crate::symbols::load(storage.as_ref())?;
         let flushed = read_flushed(storage.as_ref())?;
         let mut manifest = Manifest::default();
         for key in storage.list("l0/")? {
@@ -120,8 +100,7 @@ impl Store {
                 for (id, at) in ids {
                     seen.remember(&id, at);
                 }
-                dict.apply_logged(segment)
-                    .map_err(|e| damaged(e.to_owned()))?;
+                dict.apply_logged(segment);
                 for (key, time, pairs) in puts {
                     let leaf = leaf_of(time);
                     let id = catalog.touch(&key, leaf);

@@ -1,0 +1,203 @@
+//! Garbage collection of the dictionary, run with retention.
+//!
+//! Mark and sweep, ids kept stable: the paths in use are those of every block object
+//! (runs, combined runs, aggregates, and superseded ones a query may still read), of the
+//! head and a flush in progress, and any path ingest resolves while the blocks are read;
+//! ancestors of a path in use are in use. Persisted entries outside that set are dropped
+//! from memory, and the persisted form is rewritten as one compacted `symbols/` object
+//! before the objects it replaces are deleted (`symbols.rs`). Entries no flush has
+//! persisted yet are never dropped, so flushes always write gap-free segments.
+//!
+//! A collection reads every block, so it runs only when the dictionary has grown by a
+//! quarter (at least [`MIN_GROWTH`] paths) since the last one, from
+//! [`Store::compact`] when retention is set: its cost is proportional to how fast code
+//! churns, not to how often compaction runs.
+
+use std::sync::PoisonError;
+
+use embers_profile::FxHashMap;
+
+use crate::block::BlockReader;
+use crate::dict::IdSet;
+use crate::error::StoreError;
+use crate::head::Pairs;
+use crate::storage::StorageError;
+use crate::store::{lock, State, Store};
+use crate::symbols;
+
+/// Paths the dictionary must have grown by before a collection is worth reading blocks.
+pub const MIN_GROWTH: usize = 256;
+
+/// What one dictionary collection did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DictionaryGc {
+    /// Paths before and after, the root included.
+    pub paths: (usize, usize),
+    /// Frames before and after.
+    pub frames: (usize, usize),
+    /// Block objects read to find the paths in use.
+    pub objects_read: usize,
+    /// Bytes of those objects.
+    pub bytes_read: u64,
+    /// Bytes of the compacted `symbols/` object written (0: none was needed).
+    pub bytes_written: usize,
+    /// Why nothing was collected, if so (a block could not be read).
+    pub skipped: Option<String>,
+}
+
+/// The dictionary's size, for metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DictionaryStats {
+    /// Call paths held, the root included.
+    pub paths: usize,
+    /// Frames held.
+    pub frames: usize,
+    /// Estimated heap bytes (map capacities and frame strings).
+    pub heap_bytes: usize,
+    /// Damaged `symbols/` objects quarantined at start-up.
+    pub damaged_objects: usize,
+}
+
+fn mark_head(st: &State, live: &mut IdSet) {
+    let pending = st.pending.as_ref().map(|p| &p.head);
+    for head in std::iter::once(&st.head).chain(pending) {
+        for (_, trees) in head.range(i64::MIN, i64::MAX) {
+            live.extend(
+                trees
+                    .values()
+                    .flat_map(|pairs: &Pairs| pairs.iter().map(|p| p.0)),
+            );
+        }
+    }
+}
+
+impl Store {
+    /// The dictionary's size.
+    pub fn dictionary_stats(&self) -> DictionaryStats {
+        let dict = self.dict.read().unwrap_or_else(PoisonError::into_inner);
+        DictionaryStats {
+            paths: dict.paths(),
+            frames: dict.frames(),
+            heap_bytes: dict.heap_bytes(),
+            damaged_objects: dict.damaged_objects(),
+        }
+    }
+
+    /// Collects the dictionary now, whatever its growth: drops the entries no stored or
+    /// unflushed tree uses and rewrites `symbols/` as one object. Safe to call at any
+    /// time, also during ingest, queries and flushes.
+    pub fn collect_dictionary(&self) -> Result<DictionaryGc, StoreError> {
+        let _one_at_a_time = lock(&self.compact_lock);
+        self.collect_dictionary_locked()
+    }
+
+    /// Called by compaction (which holds the compaction lock) when retention is set.
+    pub(crate) fn collect_dictionary_if_grown(&self) -> Result<Option<DictionaryGc>, StoreError> {
+        let due = self
+            .dict
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .collection_due(MIN_GROWTH);
+        if !due {
+            return Ok(None);
+        }
+        self.collect_dictionary_locked().map(Some)
+    }
+
+    fn collect_dictionary_locked(&self) -> Result<DictionaryGc, StoreError> {
+        let mut report = DictionaryGc::default();
+        // Mark, part 1: what the head holds now; from now on ingest records what it uses.
+        let (floor, mut live) = {
+            let st = lock(&self.state);
+            let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
+            report.paths.0 = dict.paths();
+            report.frames.0 = dict.frames();
+            dict.start_marking();
+            let mut live = IdSet::default();
+            mark_head(&st, &mut live);
+            (dict.persisted(), live)
+        };
+        // Part 2: every block object there is (listed after part 1, so every object a
+        // flush registered before it is included; later ones hold head trees or paths
+        // ingest recorded).
+        if let Err(skip) = self.mark_blocks(&mut live, &mut report) {
+            self.dict
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .stop_marking();
+            if let GcStop::Storage(e) = skip {
+                return Err(e.into());
+            }
+            return Ok(report);
+        }
+        // Sweep, with no flush in progress: the persisted entries are exactly those of
+        // the `symbols/` objects there are.
+        let _no_flush = lock(&self.flush_lock);
+        let objects = self.storage.list("symbols/")?.len();
+        let full = {
+            let st = lock(&self.state);
+            mark_head(&st, &mut live);
+            let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
+            let swept = dict.sweep(floor, live);
+            report.paths.1 = dict.paths();
+            report.frames.1 = dict.frames();
+            (swept.paths > 0 || objects > 1).then(|| symbols::encode_full(&dict))
+        };
+        if let Some(full) = full {
+            report.bytes_written = symbols::replace_with_full(self.storage.as_ref(), full)?;
+        }
+        tracing::info!(
+            paths_before = report.paths.0,
+            paths_after = report.paths.1,
+            objects_read = report.objects_read,
+            "dictionary collected"
+        );
+        Ok(report)
+    }
+
+    fn mark_blocks(&self, live: &mut IdSet, report: &mut DictionaryGc) -> Result<(), GcStop> {
+        let mut keys = self.storage.list("l0/")?;
+        keys.extend(self.storage.list("agg/")?);
+        let mut scratch: FxHashMap<u32, u64> = FxHashMap::default();
+        for key in keys {
+            let bytes = match self.storage.get(&key) {
+                Ok(bytes) => bytes,
+                // Deleted meanwhile: superseded or expired, its trees counted elsewhere.
+                Err(StorageError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            report.objects_read += 1;
+            report.bytes_read += bytes.len() as u64;
+            let mut damaged = |e: &dyn std::fmt::Display| {
+                let why = format!("block {key} could not be read ({e}); dictionary kept whole");
+                tracing::warn!("{why}");
+                report.skipped = Some(why);
+                GcStop::Damaged
+            };
+            let reader = BlockReader::open(&bytes).map_err(|e| damaged(&e))?;
+            for entry in reader.entries() {
+                scratch.clear();
+                reader
+                    .add_into(entry, &mut scratch)
+                    .map_err(|e| damaged(&e))?;
+                live.extend(scratch.keys().copied());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why marking stopped early.
+enum GcStop {
+    /// A block did not decode: its paths are unknown, so nothing may be swept.
+    Damaged,
+    Storage(StorageError),
+}
+
+impl From<StorageError> for GcStop {
+    fn from(e: StorageError) -> Self {
+        GcStop::Storage(e)
+    }
+}
