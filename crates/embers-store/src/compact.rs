@@ -36,8 +36,8 @@ pub struct CompactReport {
     pub deleted: usize,
     /// Run objects combined into one per 1,000 s block.
     pub combined: usize,
-    /// The dictionary collection this pass ran, if it was due (retention set and the
-    /// dictionary grown since the last one).
+    /// The dictionary collection this pass ran, if one was due (retention set, and the
+    /// dictionary grown or the data turned over since the last one).
     pub dictionary: Option<DictionaryGc>,
 }
 
@@ -60,7 +60,7 @@ impl Store {
             report.aggregates += 1;
         }
         if self.config.retention.is_some() {
-            report.dictionary = self.collect_dictionary_if_grown()?;
+            report.dictionary = self.collect_dictionary_if_due()?;
         }
         Ok(report)
     }

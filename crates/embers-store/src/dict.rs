@@ -50,6 +50,9 @@ pub struct Dictionary {
     baseline: usize,
     /// Damaged `symbols/` objects found (and quarantined) at start-up.
     damaged: usize,
+    /// At the last collection (or the first check after start-up): the store's count of
+    /// deleted objects, and how many block objects there were.
+    pub(crate) last_collection: Option<(u64, usize)>,
 }
 
 /// A persisted path: (id, parent, frame).
@@ -70,6 +73,7 @@ impl Default for Dictionary {
             marking: None,
             baseline: 1,
             damaged: 0,
+            last_collection: None,
         }
     }
 }
@@ -376,9 +380,11 @@ impl Dictionary {
         self.marking = Some(IdSet::default());
     }
 
-    /// Stops recording without sweeping (a collection that gave up).
+    /// Stops recording without sweeping (a collection that gave up); the next one is
+    /// due after more growth, not at once.
     pub fn stop_marking(&mut self) {
         self.marking = None;
+        self.baseline = self.paths();
     }
 
     /// Removes the persisted paths below `floor` that are not in `live` (nor resolved by

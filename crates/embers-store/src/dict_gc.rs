@@ -1,18 +1,20 @@
 //! Garbage collection of the dictionary, run with retention.
 //!
-//! Mark and sweep, ids kept stable: the paths in use are those of every block object
-//! (runs, combined runs, aggregates, and superseded ones a query may still read), of the
-//! head and a flush in progress, and any path ingest resolves while the blocks are read;
+//! Mark and sweep, ids kept stable: the paths in use are those of every block object in
+//! the manifest (runs, combined runs, aggregates), of the head and a flush in progress, and any path ingest resolves while the blocks are read;
 //! ancestors of a path in use are in use. Persisted entries outside that set are dropped
 //! from memory, and the persisted form is rewritten as one compacted `symbols/` object
 //! before the objects it replaces are deleted (`symbols.rs`). Entries no flush has
 //! persisted yet are never dropped, so flushes always write gap-free segments.
 //!
-//! A collection reads every block, so it runs only when the dictionary has grown by a
-//! quarter (at least [`MIN_GROWTH`] paths) since the last one, from
-//! [`Store::compact`] when retention is set: its cost is proportional to how fast code
-//! churns, not to how often compaction runs.
+//! A collection reads every block, so [`Store::compact`] runs one (when retention is
+//! set) only when the dictionary has grown by a quarter (at least [`MIN_GROWTH`] paths)
+//! since the last one, or when retention has deleted as many objects since as it would
+//! read (as there were then, or as there are now, whichever is fewer: the data turned
+//! over, so what expired can go even without new growth). Its cost follows how fast
+//! code churns and data expires, not how often compaction runs.
 
+use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
 use embers_profile::FxHashMap;
@@ -21,6 +23,7 @@ use crate::block::BlockReader;
 use crate::dict::IdSet;
 use crate::error::StoreError;
 use crate::head::Pairs;
+use crate::manifest::parse_aggregate;
 use crate::storage::StorageError;
 use crate::store::{lock, State, Store};
 use crate::symbols;
@@ -54,6 +57,8 @@ pub struct DictionaryStats {
     pub paths: usize,
     /// Frames held.
     pub frames: usize,
+    /// Path ids ever given (ids are never reused): the size without collection.
+    pub paths_ever: usize,
     /// Estimated heap bytes (map capacities and frame strings).
     pub heap_bytes: usize,
     /// Damaged `symbols/` objects quarantined at start-up.
@@ -80,6 +85,7 @@ impl Store {
         DictionaryStats {
             paths: dict.paths(),
             frames: dict.frames(),
+            paths_ever: dict.len().1,
             heap_bytes: dict.heap_bytes(),
             damaged_objects: dict.damaged_objects(),
         }
@@ -94,12 +100,19 @@ impl Store {
     }
 
     /// Called by compaction (which holds the compaction lock) when retention is set.
-    pub(crate) fn collect_dictionary_if_grown(&self) -> Result<Option<DictionaryGc>, StoreError> {
-        let due = self
-            .dict
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .collection_due(MIN_GROWTH);
+    pub(crate) fn collect_dictionary_if_due(&self) -> Result<Option<DictionaryGc>, StoreError> {
+        let deleted = self.stats.expired_objects.load(Ordering::Relaxed);
+        let (_, runs, aggregates) = self.counts();
+        let due = {
+            let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
+            let (then, objects) = *dict
+                .last_collection
+                .get_or_insert((deleted, runs + aggregates));
+            // Reading `now` objects is paid for by as many deletions since the last one.
+            let now = runs + aggregates;
+            let turned_over = deleted.saturating_sub(then) >= objects.min(now).max(1) as u64;
+            dict.collection_due(MIN_GROWTH) || (turned_over && dict.paths() > 1)
+        };
         if !due {
             return Ok(None);
         }
@@ -108,8 +121,11 @@ impl Store {
 
     fn collect_dictionary_locked(&self) -> Result<DictionaryGc, StoreError> {
         let mut report = DictionaryGc::default();
-        // Mark, part 1: what the head holds now; from now on ingest records what it uses.
-        let (floor, mut live) = {
+        // Mark, part 1: the objects in the manifest and what the head holds now; from
+        // now on ingest records what it uses. (Superseded objects still on disk hold
+        // nothing their replacements lack.)
+        let aggregates = self.storage.list("agg/")?;
+        let (floor, mut live, keys) = {
             let st = lock(&self.state);
             let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
             report.paths.0 = dict.paths();
@@ -117,12 +133,21 @@ impl Store {
             dict.start_marking();
             let mut live = IdSet::default();
             mark_head(&st, &mut live);
-            (dict.persisted(), live)
+            let mut keys: Vec<String> = st
+                .manifest
+                .runs_overlapping(i64::MIN, i64::MAX)
+                .map(|run| run.key.clone())
+                .collect();
+            keys.extend(aggregates.into_iter().filter(|key| {
+                parse_aggregate(key)
+                    .and_then(|(block, _)| st.manifest.aggregate(block))
+                    .is_some_and(|agg| agg.key == *key)
+            }));
+            (dict.persisted(), live, keys)
         };
-        // Part 2: every block object there is (listed after part 1, so every object a
-        // flush registered before it is included; later ones hold head trees or paths
-        // ingest recorded).
-        if let Err(skip) = self.mark_blocks(&mut live, &mut report) {
+        // Part 2: read them. Objects a flush registers meanwhile hold head trees marked
+        // above or paths ingest records.
+        if let Err(skip) = self.mark_blocks(keys, &mut live, &mut report) {
             self.dict
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
@@ -130,6 +155,8 @@ impl Store {
             if let GcStop::Storage(e) = skip {
                 return Err(e.into());
             }
+            // Not again at every pass: the next try waits for growth or turnover.
+            self.collected(&report);
             return Ok(report);
         }
         // Sweep, with no flush in progress: the persisted entries are exactly those of
@@ -148,6 +175,7 @@ impl Store {
         if let Some(full) = full {
             report.bytes_written = symbols::replace_with_full(self.storage.as_ref(), full)?;
         }
+        self.collected(&report);
         tracing::info!(
             paths_before = report.paths.0,
             paths_after = report.paths.1,
@@ -157,9 +185,22 @@ impl Store {
         Ok(report)
     }
 
-    fn mark_blocks(&self, live: &mut IdSet, report: &mut DictionaryGc) -> Result<(), GcStop> {
-        let mut keys = self.storage.list("l0/")?;
-        keys.extend(self.storage.list("agg/")?);
+    fn collected(&self, report: &DictionaryGc) {
+        self.dict
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_collection = Some((
+            self.stats.expired_objects.load(Ordering::Relaxed),
+            report.objects_read,
+        ));
+    }
+
+    fn mark_blocks(
+        &self,
+        keys: Vec<String>,
+        live: &mut IdSet,
+        report: &mut DictionaryGc,
+    ) -> Result<(), GcStop> {
         let mut scratch: FxHashMap<u32, u64> = FxHashMap::default();
         for key in keys {
             let bytes = match self.storage.get(&key) {

@@ -65,7 +65,7 @@ mod wal;
 pub use block::{BlockError, BlockReader, BlockWriter};
 pub use compact::CompactReport;
 pub use dict::{Segment as DictionarySegment, LOST as LOST_FRAME};
-pub use dict_gc::{DictionaryGc, DictionaryStats};
+pub use dict_gc::{DictionaryGc, DictionaryStats, MIN_GROWTH as MIN_DICTIONARY_GROWTH};
 pub use envelope::{EnvelopeError, FORMAT_VERSION, OLDEST_SUPPORTED};
 pub use error::StoreError;
 pub use segment::{leaf_of, leaves_for, plan, Block, FANOUT, LEAF_SECONDS, TOP_LEVEL};
