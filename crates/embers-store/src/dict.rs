@@ -340,7 +340,9 @@ impl Dictionary {
     }
 
     /// The entries from ids `from` up to `to` (each `(frames, paths)`). Entries not yet
-    /// persisted are never swept, so this range has no holes.
+    /// persisted are never swept, so this range has no holes, except ids given by a WAL
+    /// record that replay could not read: those are written as the [`LOST`] frame and a
+    /// path that resolves to it, which is what they are.
     pub fn segment(&self, from: (usize, usize), to: (usize, usize)) -> Segment {
         let frames = (to_u32(from.0)..to_u32(to.0.max(from.0)))
             .map(|id| {

@@ -349,7 +349,19 @@ fn stack(names: &[&str], value: u64) -> Vec<(Vec<String>, u64)> {
 }
 
 /// Four flushes, each adding one `symbols/` object: a, b (a new path under main), c
-/// (new frames only), d (a path under a's).
+/// (new frames only), d (a path under a's); then a byte of object `damaged` flipped and
+/// the store reopened, which must quarantine that object.
+fn open_damaged(dir: &Path, damaged: usize) -> Store {
+    let objects = four_segments(dir);
+    flip_byte(&objects[damaged]);
+    let store = Store::open_dir(dir, Config::default()).unwrap();
+    assert_eq!(store.dictionary_stats().damaged_objects, 1);
+    let name = objects[damaged].file_name().unwrap();
+    assert!(dir.join("quarantine/symbols").join(name).exists());
+    assert!(!objects[damaged].exists());
+    store
+}
+
 fn four_segments(dir: &Path) -> Vec<std::path::PathBuf> {
     let store = Store::open_dir(dir, Config::default()).unwrap();
     put_at(&store, T0, &["main", "a"], 3);
@@ -369,13 +381,7 @@ fn four_segments(dir: &Path) -> Vec<std::path::PathBuf> {
 #[test]
 fn a_flipped_byte_in_symbols_is_quarantined_and_the_rest_served() {
     let dir = tempfile::tempdir().unwrap();
-    let objects = four_segments(dir.path());
-    flip_byte(&objects[1]);
-    let store = Store::open_dir(dir.path(), Config::default()).unwrap();
-    assert_eq!(store.dictionary_stats().damaged_objects, 1);
-    let name = objects[1].file_name().unwrap();
-    assert!(dir.path().join("quarantine/symbols").join(name).exists());
-    assert!(!objects[1].exists());
+    let store = open_damaged(dir.path(), 1);
     assert_eq!(stacks_at(&store, T0), stack(&["main", "a"], 3));
     assert_eq!(stacks_at(&store, T0 + 10), stack(&[LOST_FRAME], 5));
     // The ids after the lost object still load.
@@ -395,10 +401,7 @@ fn a_flipped_byte_in_symbols_is_quarantined_and_the_rest_served() {
 #[test]
 fn ids_of_a_damaged_newest_symbols_object_are_never_given_again() {
     let dir = tempfile::tempdir().unwrap();
-    let objects = four_segments(dir.path());
-    flip_byte(&objects[3]);
-    let store = Store::open_dir(dir.path(), Config::default()).unwrap();
-    assert_eq!(store.dictionary_stats().damaged_objects, 1);
+    let store = open_damaged(dir.path(), 3);
     put_at(&store, T0 + 40, &["main", "a", "e"], 13);
     assert_eq!(stacks_at(&store, T0 + 40), stack(&["main", "a", "e"], 13));
     assert_eq!(stacks_at(&store, T0 + 30), stack(&[LOST_FRAME], 11));
