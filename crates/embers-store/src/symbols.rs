@@ -342,8 +342,17 @@ mod tests {
         assert_eq!(loaded.len(), d.len());
         let (ends, frames, paths) = decode_full(&encode_full(&loaded).payload).unwrap();
         assert_eq!((ends, frames.len(), paths.len()), ((2, 3), 2, 2));
-        for cut in 0..encode_full(&loaded).payload.len() {
-            assert!(decode_full(&encode_full(&loaded).payload[..cut]).is_err());
+        let payload = encode_full(&loaded).payload;
+        for cut in 0..payload.len() {
+            assert!(decode_full(&payload[..cut]).is_err());
+        }
+        // Flipped bits decode to an error or to some entries, never a panic.
+        for i in 0..payload.len() {
+            for bit in 0..8 {
+                let mut bad = payload.clone();
+                bad[i] ^= 1 << bit;
+                let _ = decode_full(&bad);
+            }
         }
     }
 }
