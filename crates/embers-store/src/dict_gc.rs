@@ -45,8 +45,9 @@ pub struct DictionaryGc {
     pub bytes_read: u64,
     /// Bytes of the compacted `symbols/` object written (0: none was needed).
     pub bytes_written: usize,
-    /// Why nothing was collected, if so (a block could not be read).
-    pub skipped: Option<String>,
+    /// Damaged blocks (or blocks with damaged entries) whose paths could not be read;
+    /// queries cannot read them either.
+    pub unreadable: Vec<String>,
 }
 
 /// The dictionary's size, for metrics and tests.
@@ -147,17 +148,12 @@ impl Store {
         };
         // Part 2: read them. Objects a flush registers meanwhile hold head trees marked
         // above or paths ingest records.
-        if let Err(skip) = self.mark_blocks(keys, &mut live, &mut report) {
+        if let Err(e) = self.mark_blocks(keys, &mut live, &mut report) {
             self.dict
                 .write()
                 .unwrap_or_else(PoisonError::into_inner)
                 .stop_marking();
-            if let GcStop::Storage(e) = skip {
-                return Err(e.into());
-            }
-            // Not again at every pass: the next try waits for growth or turnover.
-            self.collected(&report);
-            return Ok(report);
+            return Err(e.into());
         }
         // Sweep, with no flush in progress: the persisted entries are exactly those of
         // the `symbols/` objects there are.
@@ -200,45 +196,39 @@ impl Store {
         keys: Vec<String>,
         live: &mut IdSet,
         report: &mut DictionaryGc,
-    ) -> Result<(), GcStop> {
+    ) -> Result<(), StorageError> {
         let mut scratch: FxHashMap<u32, u64> = FxHashMap::default();
         for key in keys {
             let bytes = match self.storage.get(&key) {
                 Ok(bytes) => bytes,
                 // Deleted meanwhile: superseded or expired, its trees counted elsewhere.
                 Err(StorageError::NotFound(_)) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(e),
             };
             report.objects_read += 1;
             report.bytes_read += bytes.len() as u64;
-            let mut damaged = |e: &dyn std::fmt::Display| {
-                let why = format!("block {key} could not be read ({e}); dictionary kept whole");
-                tracing::warn!("{why}");
-                report.skipped = Some(why);
-                GcStop::Damaged
+            // A damaged block (or entry) cannot be read by queries either: the paths only
+            // it used are not kept for it. Checksums make damage permanent, not transient.
+            let reader = match BlockReader::open(&bytes) {
+                Ok(reader) => reader,
+                Err(e) => {
+                    tracing::warn!(key, error = %e, "dictionary collection skips a damaged block");
+                    report.unreadable.push(key);
+                    continue;
+                }
             };
-            let reader = BlockReader::open(&bytes).map_err(|e| damaged(&e))?;
             for entry in reader.entries() {
                 scratch.clear();
-                reader
-                    .add_into(entry, &mut scratch)
-                    .map_err(|e| damaged(&e))?;
+                let read = reader.add_into(entry, &mut scratch);
                 live.extend(scratch.keys().copied());
+                if let Err(e) = read {
+                    tracing::warn!(key, error = %e, "dictionary collection skips a damaged entry");
+                    if report.unreadable.last() != Some(&key) {
+                        report.unreadable.push(key.clone());
+                    }
+                }
             }
         }
         Ok(())
-    }
-}
-
-/// Why marking stopped early.
-enum GcStop {
-    /// A block did not decode: its paths are unknown, so nothing may be swept.
-    Damaged,
-    Storage(StorageError),
-}
-
-impl From<StorageError> for GcStop {
-    fn from(e: StorageError) -> Self {
-        GcStop::Storage(e)
     }
 }

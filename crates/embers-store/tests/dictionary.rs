@@ -208,7 +208,7 @@ fn churn_under_retention_keeps_the_dictionary_bounded_and_it_empties_when_data_e
 
     // A collection right now changes no answer.
     let report = sim.store.collect_dictionary().unwrap();
-    assert!(report.paths.1 <= report.paths.0 && report.skipped.is_none());
+    assert!(report.paths.1 <= report.paths.0 && report.unreadable.is_empty());
     sim.check();
 
     // Stop ingesting: once everything expired, compaction alone gives it all back.
@@ -299,7 +299,7 @@ fn ingest_queries_and_flushes_stay_exact_while_collections_run() {
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let report = store.collect_dictionary().unwrap();
-                assert!(report.skipped.is_none());
+                assert!(report.unreadable.is_empty());
                 std::thread::yield_now();
             }
         });
@@ -406,4 +406,21 @@ fn ids_of_a_damaged_newest_symbols_object_are_never_given_again() {
     assert_eq!(stacks_at(&store, T0 + 40), stack(&["main", "a", "e"], 13));
     assert_eq!(stacks_at(&store, T0 + 30), stack(&[LOST_FRAME], 11));
     assert_eq!(stacks_at(&store, T0 + 20), stack(&["other", "c"], 7));
+}
+
+#[test]
+fn a_damaged_block_does_not_stop_collection() {
+    let memory = MemoryStorage::default();
+    let mut sim = Sim::new(Arc::new(memory.clone()));
+    sim.run(2 * RETENTION + 130);
+    let run = memory.list("l0/").unwrap().pop().unwrap();
+    let mut bytes = memory.get(&run).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    memory.put(&run, &bytes).unwrap();
+    assert!(memory.list("symbols/").unwrap().len() > 1);
+    let report = sim.store.collect_dictionary().unwrap();
+    assert_eq!(report.unreadable, vec![run]);
+    assert!(report.bytes_written > 0, "{report:?}");
+    assert_eq!(memory.list("symbols/").unwrap().len(), 1);
 }
