@@ -355,4 +355,48 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_damaged_version_1_segment_without_a_successor_sets_ids_aside() {
+        let mut d = Dictionary::default();
+        let mut t = StackTree::new();
+        t.add_frames([&Frame::named("main"), &Frame::named("a")], 1);
+        d.intern_tree(&t);
+        let first = d.segment((0, 0), d.len());
+        d.mark_persisted(&first);
+        t.add_frames([&Frame::named("main"), &Frame::named("b")], 1);
+        d.intern_tree(&t);
+        let second = d.segment(d.persisted(), d.len());
+        let seal = |s: &Segment| envelope::seal(Kind::Symbols, &s.encode(), true);
+        let mut damaged = seal(&second);
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 1;
+        for (second_is_last, reserved) in [(true, true), (false, false)] {
+            let storage = MemoryStorage::default();
+            storage
+                .put("symbols/00000000000000000001.sym", &seal(&first))
+                .unwrap();
+            storage
+                .put("symbols/00000000000000000002.sym", &damaged)
+                .unwrap();
+            if !second_is_last {
+                let third = Segment {
+                    first_frame: 3,
+                    frames: vec![Frame::named("c")],
+                    first_path: 4,
+                    paths: vec![(1, 3)],
+                };
+                storage
+                    .put("symbols/00000000000000000003.sym", &seal(&third))
+                    .unwrap();
+            }
+            let loaded = load(&storage).unwrap();
+            assert_eq!(loaded.damaged_objects(), 1);
+            assert_eq!(loaded.len().1 > 1 << 24, reserved, "{:?}", loaded.len());
+            assert!(loaded.len().1 >= 4);
+            assert!(storage
+                .get("quarantine/symbols/00000000000000000002.sym")
+                .is_ok());
+        }
+    }
 }
