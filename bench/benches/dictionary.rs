@@ -167,7 +167,11 @@ fn run(collect: bool) -> (Vec<Day>, Duration) {
             }
         }
         let stats = store.dictionary_stats();
-        eprintln!("collect={collect}: day {} done, {} paths", days.len() + 1, stats.paths);
+        eprintln!(
+            "collect={collect}: day {} done, {} paths",
+            days.len() + 1,
+            stats.paths
+        );
         days.push(Day {
             paths: stats.paths,
             paths_ever: stats.paths_ever,
