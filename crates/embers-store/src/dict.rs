@@ -6,10 +6,21 @@
 //! few percent of the pprof a client sent; and merging trees for a query is adding
 //! integers per path id, converted to a tree once at the end.
 //!
-//! The dictionary only grows. Each flush persists the entries it added as a `symbols/`
-//! object, written before the run objects that use them; start-up loads them in order.
+//! Ids are never reused, but entries are not kept forever: code churn (every deploy
+//! renames some functions) would grow the dictionary without bound. Garbage collection
+//! ([`Dictionary::sweep`], driven by retention in `dict_gc.rs`) drops the persisted
+//! entries no live block, head tree or WAL record uses. Entries are therefore held in
+//! maps keyed by id, not in a vector with a slot per id ever given, so memory really
+//! comes back. An id that resolves to nothing (its entry was in a damaged `symbols/`
+//! object) shows as the frame [`LOST`] instead of failing the query.
+//!
+//! Each flush persists the entries it added as a `symbols/` object, written before the
+//! run objects that use them (`symbols.rs` has the objects and start-up loading).
 
-use embers_profile::{Frame, FrameId, FxHashMap, StackTree, SymbolTable};
+use std::hash::BuildHasherDefault;
+use std::sync::Arc;
+
+use embers_profile::{Frame, FrameId, FxHashMap, FxHasher, StackTree};
 
 use crate::tree_codec::{decode_frames, encode_frames, TreeLimits};
 use crate::varint::{put_uvarint, Corrupt, Reader};
@@ -17,29 +28,58 @@ use crate::varint::{put_uvarint, Corrupt, Reader};
 /// The root path: the empty stack.
 pub const ROOT: u32 = 0;
 
+/// The frame a path resolves to when its dictionary entry was lost to damage.
+pub const LOST: &str = "[lost: damaged dictionary]";
+
 /// Frames and call paths, by id.
 #[derive(Debug)]
 pub struct Dictionary {
-    frames: SymbolTable,
-    /// Path id → (parent path id, frame id); entry 0 is the root.
-    paths: Vec<(u32, u32)>,
-    index: FxHashMap<(u32, u32), u32>,
-    /// How many frames and paths are persisted.
-    persisted: (usize, usize),
+    frames: FxHashMap<u32, Arc<Frame>>,
+    frame_index: FxHashMap<Arc<Frame>, u32>,
+    /// Path id → (parent path id, frame id); the root is implicit.
+    paths: FxHashMap<u32, (u32, u32)>,
+    path_index: FxHashMap<(u32, u32), u32>,
+    /// The ids the next frame and path get.
+    next: (u32, u32),
+    /// Ids below these are in `symbols/` objects (or were, before a sweep).
+    persisted: (u32, u32),
+    /// While a collection reads blocks: every path ingest resolves, so a path that comes
+    /// back into use meanwhile is not swept.
+    marking: Option<IdSet>,
+    /// Path count after the last load or sweep: collection is due when it has grown.
+    baseline: usize,
+    /// Damaged `symbols/` objects found (and quarantined) at start-up.
+    damaged: usize,
+    /// At the last collection (or the first check after start-up): the store's count of
+    /// deleted objects, and how many block objects there were.
+    pub(crate) last_collection: Option<(u64, usize)>,
 }
+
+/// A persisted path: (id, parent, frame).
+pub(crate) type PathEntry = (u32, u32, u32);
+
+/// A set of ids, hashed like the maps.
+pub(crate) type IdSet = std::collections::HashSet<u32, BuildHasherDefault<FxHasher>>;
 
 impl Default for Dictionary {
     fn default() -> Self {
         Dictionary {
-            frames: SymbolTable::new(),
-            paths: vec![(ROOT, u32::MAX)],
-            index: FxHashMap::default(),
+            frames: FxHashMap::default(),
+            frame_index: FxHashMap::default(),
+            paths: FxHashMap::default(),
+            path_index: FxHashMap::default(),
+            next: (0, 1),
             persisted: (0, 1),
+            marking: None,
+            baseline: 1,
+            damaged: 0,
+            last_collection: None,
         }
     }
 }
 
-/// New dictionary entries, as written to a `symbols/` object.
+/// New dictionary entries with consecutive ids, as a flush writes them to a `symbols/`
+/// object and an ingest logs them in its WAL record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
     /// Id of the first frame in `frames`.
@@ -56,6 +96,14 @@ impl Segment {
     /// Whether it adds nothing.
     pub fn is_empty(&self) -> bool {
         self.frames.is_empty() && self.paths.is_empty()
+    }
+
+    /// The frame and path ids after its last entries.
+    pub fn ends(&self) -> (usize, usize) {
+        (
+            self.first_frame + self.frames.len(),
+            self.first_path + self.paths.len(),
+        )
     }
 
     /// Payload bytes: first frame, frames, first path, n paths, (parent, frame) pairs.
@@ -81,10 +129,13 @@ impl Segment {
         let n = r.len(bytes.len(), "too many paths")?;
         let mut paths = Vec::with_capacity(n);
         for _ in 0..n {
-            let parent =
-                u32::try_from(r.uvarint()?).map_err(|_| r.corrupt("parent out of range"))?;
-            let frame = u32::try_from(r.uvarint()?).map_err(|_| r.corrupt("frame out of range"))?;
-            paths.push((parent, frame));
+            paths.push((
+                read_u32(&mut r, "parent out of range")?,
+                read_u32(&mut r, "frame out of range")?,
+            ));
+        }
+        if first_frame + frames.len() > u32::MAX as usize || first_path + n > u32::MAX as usize {
+            return Err(r.corrupt("ids out of range"));
         }
         Ok(Segment {
             first_frame,
@@ -95,32 +146,159 @@ impl Segment {
     }
 }
 
+pub(crate) fn read_u32(r: &mut Reader<'_>, what: &'static str) -> Result<u32, Corrupt> {
+    u32::try_from(r.uvarint()?).map_err(|_| r.corrupt(what))
+}
+
+fn to_u32(n: usize) -> u32 {
+    u32::try_from(n).expect("dictionary ids are below 2^32")
+}
+
+/// What a [`Dictionary::sweep`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Paths removed.
+    pub paths: usize,
+    /// Frames removed.
+    pub frames: usize,
+}
+
 impl Dictionary {
-    /// Number of paths (ids are below it).
+    /// Number of paths, the root included.
     pub fn paths(&self) -> usize {
-        self.paths.len()
+        self.paths.len() + 1
     }
 
-    /// Adds a persisted segment; segments must come in the order they were written.
-    pub fn load(&mut self, segment: Segment) -> Result<(), &'static str> {
-        if segment.first_frame != self.frames.len() || segment.first_path != self.paths.len() {
-            return Err(
-                "dictionary segment does not follow the previous one (a symbols object is missing)",
+    /// Number of frames.
+    pub fn frames(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Numbers of frames and paths ever given: the ids the next entries will get.
+    pub fn len(&self) -> (usize, usize) {
+        (self.next.0 as usize, self.next.1 as usize)
+    }
+
+    /// Ids below these are persisted in `symbols/` objects.
+    pub fn persisted(&self) -> (usize, usize) {
+        (self.persisted.0 as usize, self.persisted.1 as usize)
+    }
+
+    /// Heap bytes held, estimated from map capacities and frame strings: the memory a
+    /// collection gives back, without a global allocator hook.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let slot = |key: usize, value: usize| key + value + 1; // hashbrown: entry + control byte
+        let strings: usize = self
+            .frames
+            .values()
+            .map(|f| {
+                f.function.capacity()
+                    + f.file.as_ref().map_or(0, String::capacity)
+                    + f.module.as_ref().map_or(0, String::capacity)
+            })
+            .sum();
+        self.frames.capacity() * slot(4, size_of::<Arc<Frame>>())
+            + self.frame_index.capacity() * slot(size_of::<Arc<Frame>>(), 4)
+            + self.frames.len() * (size_of::<Frame>() + 16)
+            + strings
+            + self.paths.capacity() * slot(4, 8)
+            + self.path_index.capacity() * slot(8, 4)
+    }
+
+    fn intern_frame(&mut self, frame: &Frame) -> u32 {
+        if let Some(&id) = self.frame_index.get(frame) {
+            return id;
+        }
+        let id = self.next.0;
+        self.next.0 = id.checked_add(1).expect("dictionary ids are below 2^32");
+        let frame = Arc::new(frame.clone());
+        self.frame_index.insert(Arc::clone(&frame), id);
+        self.frames.insert(id, frame);
+        id
+    }
+
+    fn insert_frame(&mut self, id: u32, frame: Frame) {
+        if !self.frames.contains_key(&id) {
+            let frame = Arc::new(frame);
+            self.frame_index.entry(Arc::clone(&frame)).or_insert(id);
+            self.frames.insert(id, frame);
+        }
+        self.next.0 = self.next.0.max(id + 1);
+    }
+
+    fn insert_path(&mut self, id: u32, parent: u32, frame: u32) {
+        // A parent always has a smaller id; anything else is damage, and resolving it
+        // could loop. Such an entry is left out (it resolves as lost).
+        if id != ROOT && parent < id && !self.paths.contains_key(&id) {
+            self.path_index.entry((parent, frame)).or_insert(id);
+            self.paths.insert(id, (parent, frame));
+        }
+        self.next.1 = self.next.1.max(id + 1);
+    }
+
+    /// Adds entries with the ids they were given. Entries already present are skipped
+    /// (a WAL record logging entries a flush persisted before it crashed); an entry whose
+    /// parent or frame is missing is kept and resolves as [`LOST`] at that point.
+    pub fn insert(&mut self, segment: Segment) {
+        let first_frame = to_u32(segment.first_frame);
+        let first_path = to_u32(segment.first_path);
+        for (i, frame) in (first_frame..).zip(segment.frames) {
+            self.insert_frame(i, frame);
+        }
+        for (i, (parent, frame)) in (first_path..).zip(segment.paths) {
+            self.insert_path(i, parent, frame);
+        }
+        self.next.0 = self.next.0.max(first_frame);
+        self.next.1 = self.next.1.max(first_path);
+    }
+
+    /// Adds entries of a compacted object: `(id, frame)` and `(id, parent, frame)`.
+    pub(crate) fn insert_sparse(&mut self, frames: Vec<(u32, Frame)>, paths: Vec<PathEntry>) {
+        for (id, frame) in frames {
+            self.insert_frame(id, frame);
+        }
+        for (id, parent, frame) in paths {
+            self.insert_path(id, parent, frame);
+        }
+    }
+
+    /// Makes sure no id below `ends` is given again (ids a lost object had given).
+    pub(crate) fn reserve(&mut self, ends: (u32, u32)) {
+        self.next = (self.next.0.max(ends.0), self.next.1.max(ends.1));
+    }
+
+    /// Everything held now counts as persisted (after loading `symbols/`, of which
+    /// `damaged` objects were quarantined).
+    pub(crate) fn loaded(&mut self, damaged: usize) {
+        self.persisted = self.next;
+        self.baseline = self.paths();
+        self.damaged = damaged;
+    }
+
+    /// Damaged `symbols/` objects quarantined at start-up.
+    pub fn damaged_objects(&self) -> usize {
+        self.damaged
+    }
+
+    /// Re-applies entries a WAL record logged: like [`Dictionary::insert`], and if the
+    /// record starts past the ids loaded (the object with the entries between was lost),
+    /// the gap is not persisted by the next flush: it has nothing to persist.
+    pub fn apply_logged(&mut self, segment: Segment) {
+        if segment.is_empty() {
+            return;
+        }
+        if segment.first_path > self.next.1 as usize || segment.first_frame > self.next.0 as usize {
+            tracing::warn!(
+                first_path = segment.first_path,
+                known = self.next.1,
+                "a WAL record follows dictionary entries that were lost; their paths show as {LOST}"
             );
-        }
-        for frame in segment.frames {
-            self.frames.intern_owned(frame);
-        }
-        for (parent, frame) in segment.paths {
-            if parent as usize >= self.paths.len() || frame as usize >= self.frames.len() {
-                return Err("dictionary path refers to an unknown parent or frame");
+            if self.persisted == self.next {
+                self.persisted = (to_u32(segment.first_frame), to_u32(segment.first_path));
             }
-            let id = self.paths.len() as u32;
-            self.index.insert((parent, frame), id);
-            self.paths.push((parent, frame));
         }
-        self.persisted = (self.frames.len(), self.paths.len());
-        Ok(())
+        self.insert(segment);
     }
 
     /// The `(path, self value)` pairs of `tree`, sorted by path, interning new paths.
@@ -135,12 +313,24 @@ impl Dictionary {
             }
             for child in tree.children(node) {
                 let local = tree.frame_id(child).expect("children have frames");
-                let frame = *frame_ids[local.0 as usize]
-                    .get_or_insert_with(|| self.frames.intern(tree.symbols().get(local)).0);
-                let next = self.paths.len() as u32;
-                let id = *self.index.entry((path, frame)).or_insert(next);
-                if id == next {
-                    self.paths.push((path, frame));
+                let frame = match frame_ids[local.0 as usize] {
+                    Some(f) => f,
+                    None => {
+                        let f = self.intern_frame(tree.symbols().get(local));
+                        frame_ids[local.0 as usize] = Some(f);
+                        f
+                    }
+                };
+                let id = match self.path_index.get(&(path, frame)) {
+                    Some(&id) => id,
+                    None => {
+                        let id = self.next.1;
+                        self.insert_path(id, path, frame);
+                        id
+                    }
+                };
+                if let Some(marking) = &mut self.marking {
+                    marking.insert(id);
                 }
                 todo.push((child, id));
             }
@@ -149,95 +339,144 @@ impl Dictionary {
         out
     }
 
-    /// Numbers of frames and paths: the ids the next entries will get.
-    pub fn len(&self) -> (usize, usize) {
-        (self.frames.len(), self.paths.len())
-    }
-
-    /// The entries from ids `from` up to `to` (each `(frames, paths)`).
+    /// The entries from ids `from` up to `to` (each `(frames, paths)`). Entries not yet
+    /// persisted are never swept, so this range has no holes, except ids given by a WAL
+    /// record that replay could not read: those are written as the [`LOST`] frame and a
+    /// path that resolves to it, which is what they are.
     pub fn segment(&self, from: (usize, usize), to: (usize, usize)) -> Segment {
+        let frames = (to_u32(from.0)..to_u32(to.0.max(from.0)))
+            .map(|id| {
+                self.frames
+                    .get(&id)
+                    .map_or_else(|| Frame::named(LOST), |f| Frame::clone(f))
+            })
+            .collect();
+        let paths = (to_u32(from.1)..to_u32(to.1.max(from.1)))
+            .map(|id| self.paths.get(&id).copied().unwrap_or((ROOT, u32::MAX)))
+            .collect();
         Segment {
             first_frame: from.0,
-            frames: self
-                .frames
-                .iter()
-                .skip(from.0)
-                .take(to.0.saturating_sub(from.0))
-                .map(|(_, f)| f.clone())
-                .collect(),
+            frames,
             first_path: from.1,
-            paths: self.paths[from.1.min(to.1)..to.1].to_vec(),
+            paths,
         }
-    }
-
-    /// Numbers of frames and paths already persisted.
-    pub fn persisted(&self) -> (usize, usize) {
-        self.persisted
-    }
-
-    /// Re-applies entries a WAL record logged. Entries already present (persisted by a
-    /// flush that then crashed before the WAL was dropped) are skipped; a gap is damage.
-    pub fn apply_logged(&mut self, segment: Segment) -> Result<(), &'static str> {
-        let (frames, paths) = self.len();
-        if segment.first_frame > frames || segment.first_path > paths {
-            return Err("a WAL record refers to dictionary entries that were never logged");
-        }
-        let skip_frames = frames - segment.first_frame;
-        let skip_paths = paths - segment.first_path;
-        for frame in segment.frames.into_iter().skip(skip_frames) {
-            self.frames.intern_owned(frame);
-        }
-        for (parent, frame) in segment.paths.into_iter().skip(skip_paths) {
-            if parent as usize >= self.paths.len() || frame as usize >= self.frames.len() {
-                return Err("dictionary path refers to an unknown parent or frame");
-            }
-            let id = self.paths.len() as u32;
-            self.index.insert((parent, frame), id);
-            self.paths.push((parent, frame));
-        }
-        Ok(())
     }
 
     /// Records that entries up to `segment`'s end are persisted.
     pub fn mark_persisted(&mut self, segment: &Segment) {
+        let (frames, paths) = segment.ends();
         self.persisted = (
-            segment.first_frame + segment.frames.len(),
-            segment.first_path + segment.paths.len(),
+            self.persisted.0.max(to_u32(frames)),
+            self.persisted.1.max(to_u32(paths)),
         );
     }
 
-    /// Adds `(path, value)` pairs into `tree`.
+    /// Whether enough paths were added since the last sweep for a collection to be worth
+    /// reading every block: a quarter more than were live then (and at least `min`).
+    pub fn collection_due(&self, min: usize) -> bool {
+        self.paths() >= self.baseline + (self.baseline / 4).max(min)
+    }
+
+    /// Starts recording the paths ingest resolves, until [`Dictionary::sweep`].
+    pub fn start_marking(&mut self) {
+        self.marking = Some(IdSet::default());
+    }
+
+    /// Stops recording without sweeping (a collection that gave up); the next one is
+    /// due after more growth, not at once.
+    pub fn stop_marking(&mut self) {
+        self.marking = None;
+        self.baseline = self.paths();
+    }
+
+    /// Removes the persisted paths below `floor` that are not in `live` (nor resolved by
+    /// ingest since [`Dictionary::start_marking`], nor ancestors of a kept path), and the
+    /// persisted frames below `floor` no kept path uses. Ids are not given again.
+    pub fn sweep(&mut self, floor: (usize, usize), mut live: IdSet) -> Swept {
+        let floor = (
+            to_u32(floor.0).min(self.persisted.0),
+            to_u32(floor.1).min(self.persisted.1),
+        );
+        live.extend(self.marking.take().unwrap_or_default());
+        live.extend(self.paths.keys().copied().filter(|&id| id >= floor.1));
+        let roots: Vec<u32> = live.iter().copied().collect();
+        for mut at in roots {
+            while let Some(&(parent, _)) = self.paths.get(&at) {
+                if parent == ROOT || !live.insert(parent) {
+                    break;
+                }
+                at = parent;
+            }
+        }
+        let before = (self.frames.len(), self.paths.len());
+        self.paths.retain(|id, _| live.contains(id));
+        self.path_index.retain(|_, id| live.contains(id));
+        let used: IdSet = self.paths.values().map(|&(_, frame)| frame).collect();
+        self.frames
+            .retain(|id, _| *id >= floor.0 || used.contains(id));
+        let frames = &self.frames;
+        self.frame_index.retain(|_, id| frames.contains_key(id));
+        self.paths.shrink_to_fit();
+        self.path_index.shrink_to_fit();
+        self.frames.shrink_to_fit();
+        self.frame_index.shrink_to_fit();
+        self.baseline = self.paths();
+        Swept {
+            paths: before.1 - self.paths.len(),
+            frames: before.0 - self.frames.len(),
+        }
+    }
+
+    /// The persisted entries, sorted by id: what a compacted `symbols/` object holds.
+    pub(crate) fn persisted_entries(&self) -> (Vec<(u32, &Frame)>, Vec<PathEntry>) {
+        let mut frames: Vec<(u32, &Frame)> = self
+            .frames
+            .iter()
+            .filter(|(&id, _)| id < self.persisted.0)
+            .map(|(&id, f)| (id, &**f))
+            .collect();
+        frames.sort_unstable_by_key(|&(id, _)| id);
+        let mut paths: Vec<PathEntry> = self
+            .paths
+            .iter()
+            .filter(|(&id, _)| id < self.persisted.1)
+            .map(|(&id, &(parent, frame))| (id, parent, frame))
+            .collect();
+        paths.sort_unstable();
+        (frames, paths)
+    }
+
+    /// Adds `(path, value)` pairs into `tree`. A path whose entry (or an ancestor's) is
+    /// missing gets the frame [`LOST`] where the chain breaks, so its samples still count.
     pub fn add_to_tree<'a>(
         &self,
         pairs: impl IntoIterator<Item = (&'a u32, &'a u64)>,
         tree: &mut StackTree,
     ) -> Result<(), Corrupt> {
         let mut frame_ids: FxHashMap<u32, FrameId> = FxHashMap::default();
+        let mut lost = None;
         let mut stack: Vec<FrameId> = Vec::new();
         for (&path, &value) in pairs {
             stack.clear();
             let mut at = path;
             while at != ROOT {
-                let &(parent, frame) = self.paths.get(at as usize).ok_or(Corrupt {
-                    offset: 0,
-                    what: "unknown path id",
-                })?;
+                let Some(&(parent, frame)) = self.paths.get(&at) else {
+                    stack.push(lost_frame(tree, &mut lost));
+                    break;
+                };
                 let id = match frame_ids.get(&frame) {
                     Some(&id) => id,
                     None => {
-                        let id = tree.symbols_mut().intern(self.frames.get(FrameId(frame)));
+                        let id = match self.frames.get(&frame) {
+                            Some(f) => tree.symbols_mut().intern(f),
+                            None => lost_frame(tree, &mut lost),
+                        };
                         frame_ids.insert(frame, id);
                         id
                     }
                 };
                 stack.push(id);
-                if stack.len() > 65_536 {
-                    return Err(Corrupt {
-                        offset: 0,
-                        what: "path cycle",
-                    });
-                }
-                at = parent;
+                at = parent; // parents have smaller ids: no cycles
             }
             stack.reverse();
             tree.add_stack(&stack, value);
@@ -246,46 +485,125 @@ impl Dictionary {
     }
 }
 
+/// The [`LOST`] frame in `tree`, interned on first use (a result without lost paths does
+/// not list it).
+fn lost_frame(tree: &mut StackTree, lost: &mut Option<FrameId>) -> FrameId {
+    *lost.get_or_insert_with(|| tree.symbols_mut().intern(&Frame::named(LOST)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn trees_round_trip_through_paths_and_segments() {
+    fn tree(stacks: &[(&[&str], u64)]) -> StackTree {
         let mut t = StackTree::new();
-        let (main, foo, bar) = (
-            Frame::named("main"),
-            Frame::named("foo"),
-            Frame::named("bar"),
-        );
-        t.add_frames([&main, &foo], 75);
-        t.add_frames([&main, &bar], 25);
-        t.add_frames([&main], 2);
-        let mut d = Dictionary::default();
-        let pairs = d.intern_tree(&t);
-        assert_eq!(pairs.len(), 3);
-        let again = d.intern_tree(&t);
-        assert_eq!(pairs, again, "known paths keep their ids");
+        for (names, value) in stacks {
+            let frames: Vec<Frame> = names.iter().map(|n| Frame::named(*n)).collect();
+            t.add_frames(frames.iter(), *value);
+        }
+        t
+    }
+
+    fn resolve(d: &Dictionary, pairs: &[(u32, u64)]) -> Vec<(Vec<Frame>, u64)> {
         let mut back = StackTree::new();
         let map: FxHashMap<u32, u64> = pairs.iter().copied().collect();
         d.add_to_tree(&map, &mut back).unwrap();
-        assert_eq!(back.to_sorted_stacks(), t.to_sorted_stacks());
+        back.to_sorted_stacks()
+    }
+
+    #[test]
+    fn trees_round_trip_through_paths_and_segments() {
+        let t = tree(&[
+            (&["main", "foo"], 75),
+            (&["main", "bar"], 25),
+            (&["main"], 2),
+        ]);
+        let mut d = Dictionary::default();
+        let pairs = d.intern_tree(&t);
+        assert_eq!(pairs.len(), 3);
+        assert_eq!(pairs, d.intern_tree(&t), "known paths keep their ids");
+        assert_eq!(resolve(&d, &pairs), t.to_sorted_stacks());
 
         let segment = d.segment(d.persisted(), d.len());
         let mut loaded = Dictionary::default();
-        loaded
-            .load(Segment::decode(&segment.encode()).unwrap())
-            .unwrap();
+        loaded.insert(Segment::decode(&segment.encode()).unwrap());
         assert_eq!(loaded.intern_tree(&t), pairs);
         d.mark_persisted(&segment);
         assert!(d.segment(d.persisted(), d.len()).is_empty());
         // A WAL record logging entries a flush already persisted is skipped, not doubled.
-        let mut replayed = Dictionary::default();
-        replayed.load(segment.clone()).unwrap();
-        replayed.apply_logged(segment.clone()).unwrap();
-        assert_eq!(replayed.len(), d.len());
-        let mut gap = segment.clone();
-        gap.first_path += 1;
-        assert!(Dictionary::default().load(gap).is_err());
+        loaded.apply_logged(segment);
+        assert_eq!((loaded.len(), loaded.paths()), (d.len(), d.paths()));
+    }
+
+    #[test]
+    fn sweep_drops_unused_persisted_entries_keeps_ancestors_and_never_reuses_ids() {
+        let mut d = Dictionary::default();
+        let old = d.intern_tree(&tree(&[(&["main", "v1_handler", "leaf"], 5)]));
+        let kept = d.intern_tree(&tree(&[(&["main", "stable", "deep"], 7)]));
+        let all = d.segment((0, 0), d.len());
+        d.mark_persisted(&all);
+        let unflushed = d.intern_tree(&tree(&[(&["main", "v2_handler"], 3)]));
+        let before = (d.paths(), d.frames(), d.heap_bytes());
+        // Only the deepest path of `kept` is named live: its ancestors stay too.
+        let live: IdSet = kept.iter().map(|p| p.0).collect();
+        let swept = d.sweep(d.persisted(), live);
+        assert_eq!(swept.paths, 2, "v1_handler and leaf go");
+        assert_eq!(swept.frames, 2);
+        assert!(d.paths() < before.0 && d.frames() < before.1 && d.heap_bytes() < before.2);
+        assert_eq!(
+            resolve(&d, &kept),
+            tree(&[(&["main", "stable", "deep"], 7)]).to_sorted_stacks()
+        );
+        assert_eq!(
+            resolve(&d, &unflushed).len(),
+            1,
+            "unpersisted entries are never swept"
+        );
+        // The old function comes back: new ids, not the swept ones.
+        let again = d.intern_tree(&tree(&[(&["main", "v1_handler", "leaf"], 5)]));
+        assert!(again[0].0 >= d.persisted().1 as u32 && again[0].0 != old[0].0);
+    }
+
+    #[test]
+    fn paths_marked_during_a_collection_survive_it() {
+        let mut d = Dictionary::default();
+        let t = tree(&[(&["main", "comeback"], 1)]);
+        let pairs = d.intern_tree(&t);
+        d.mark_persisted(&d.segment((0, 0), d.len()));
+        d.start_marking();
+        assert_eq!(d.intern_tree(&t), pairs);
+        d.sweep(d.persisted(), IdSet::default());
+        assert_eq!(resolve(&d, &pairs), t.to_sorted_stacks());
+    }
+
+    #[test]
+    fn unknown_ids_resolve_to_the_lost_frame() {
+        let mut d = Dictionary::default();
+        let mut t = tree(&[(&["a", "b"], 1)]);
+        let pairs = d.intern_tree(&t);
+        // Entries 1.. lost; a later segment (path 3 under the lost path 2) still loads.
+        let mut damaged = Dictionary::default();
+        damaged.insert(Segment {
+            first_frame: 2,
+            frames: vec![Frame::named("c")],
+            first_path: 3,
+            paths: vec![(pairs[0].0, 2)],
+        });
+        assert_eq!(damaged.len(), (3, 4));
+        let got = resolve(&damaged, &[(3, 4), (pairs[0].0, 1)]);
+        assert_eq!(
+            got,
+            vec![
+                (vec![Frame::named(LOST)], 1),
+                (vec![Frame::named(LOST), Frame::named("c")], 4)
+            ]
+        );
+        t.add_frames([&Frame::named("a")], 1);
+        let pairs = d.intern_tree(&t);
+        assert_eq!(
+            resolve(&d, &pairs),
+            t.to_sorted_stacks(),
+            "no lost frame when whole"
+        );
     }
 }

@@ -15,8 +15,9 @@
 use std::io::{Read, Write};
 
 /// Version written by this build; bump it when a layout changes.
-pub const FORMAT_VERSION: u16 = 1;
-/// The oldest version this build still reads.
+pub const FORMAT_VERSION: u16 = 2;
+/// The oldest version this build still reads (version 1 blocks and catalogs have the
+/// layout of version 2; version 1 `symbols/` segments are migrated on open).
 pub const OLDEST_SUPPORTED: u16 = 1;
 
 const HEADER: usize = 12;

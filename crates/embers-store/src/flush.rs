@@ -107,7 +107,7 @@ impl Store {
         self.storage
             .put(&catalog_key, &envelope::seal(Kind::Catalog, &payload, true))?;
         if !pending.symbols.is_empty() {
-            let key = format!("symbols/{seq:020}.sym");
+            let key = crate::symbols::segment_key(seq, &pending.symbols);
             self.storage.put(
                 &key,
                 &envelope::seal(Kind::Symbols, &pending.symbols.encode(), true),

@@ -15,8 +15,6 @@ use std::path::Path;
 
 use embers_profile::FxHashMap;
 
-use crate::dict::{self, Dictionary};
-use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::lock::DirLock;
 use crate::manifest::{parse_aggregate, parse_run};
@@ -194,24 +192,14 @@ pub fn fsck(dir: &Path, repair: bool) -> Result<FsckReport, StoreError> {
     Ok(report)
 }
 
-/// Loads the dictionary segments in order like start-up does; returns how many paths
-/// it has (for checking the path ids blocks use).
+/// Reads every dictionary object like start-up does (damage there loses only the paths
+/// it held, see `symbols.rs`); returns the path id after the last one the intact objects
+/// name (for checking the path ids blocks use).
 fn check_dictionary(storage: &FileStorage, report: &mut FsckReport) -> Result<usize, StoreError> {
-    let mut dictionary = Dictionary::default();
-    let mut broken: Option<String> = None;
-    for key in storage.list("symbols/")? {
-        let result = match &broken {
-            Some(first) => Err(format!("follows the damaged segment {first}")),
-            None => envelope::open(Kind::Symbols, &storage.get(&key)?, 1 << 31)
-                .map_err(|e| e.to_string())
-                .and_then(|p| dict::Segment::decode(&p).map_err(|e| e.to_string()))
-                .and_then(|s| dictionary.load(s).map_err(str::to_owned)),
-        };
-        if report.check("dictionary", &key, result).is_none() && broken.is_none() {
-            broken = Some(key);
-        }
-    }
-    Ok(dictionary.paths())
+    let end = crate::symbols::check(storage, &mut |key, result| {
+        report.check("dictionary", key, result);
+    })?;
+    Ok(end)
 }
 
 /// Reads every run and aggregate whole; returns the flush sequence numbers of the runs.

@@ -17,7 +17,6 @@ use embers_profile::FxHashMap;
 
 use crate::block::BlockReader;
 use crate::cache::BlockCache;
-use crate::dict::{self, Dictionary};
 use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::head::Head;
@@ -80,7 +79,9 @@ impl Store {
                 }
             }
         }
-        let mut dict = load_dictionary(storage.as_ref())?;
+        let mut dict = crate::symbols::load(storage.as_ref(), &|key, reason| {
+            quarantine.isolate(storage.as_ref(), &stats, key, reason, false)
+        })?;
         let wal_segments = wal::segments(&wal_dir).map_err(StoreError::Wal)?;
         let run_keys = storage.list("l0/")?;
         let mut flushed = match read_flushed(storage.as_ref())? {
@@ -204,8 +205,7 @@ impl Store {
                 for (id, at) in ids {
                     seen.remember(&id, at);
                 }
-                dict.apply_logged(segment)
-                    .map_err(|e| damaged(e.to_owned()))?;
+                dict.apply_logged(segment);
                 for (key, time, pairs) in puts {
                     let leaf = leaf_of(time);
                     let id = catalog.touch(&key, leaf);
@@ -396,30 +396,6 @@ pub(crate) fn rebuild_flushed(flushes: &BTreeSet<u64>, wal: &[u64]) -> u64 {
         }
         _ => newest,
     }
-}
-
-/// Loads the dictionary segments in order.
-fn load_dictionary(storage: &dyn Storage) -> Result<Dictionary, StoreError> {
-    let mut dict = Dictionary::default();
-    for key in storage.list("symbols/")? {
-        let payload = envelope::open(Kind::Symbols, &storage.get(&key)?, 1 << 31).map_err(|e| {
-            StoreError::Damaged {
-                key: key.clone(),
-                source: e.into(),
-            }
-        })?;
-        let segment =
-            dict::Segment::decode(&payload).map_err(|source| StoreError::DamagedCatalog {
-                key: key.clone(),
-                source,
-            })?;
-        dict.load(segment)
-            .map_err(|what| StoreError::DamagedCatalog {
-                key: key.clone(),
-                source: crate::varint::Corrupt { offset: 0, what },
-            })?;
-    }
-    Ok(dict)
 }
 
 /// After a catalog object was quarantined: which series lost their entry. Catalog
