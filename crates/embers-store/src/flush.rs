@@ -28,7 +28,10 @@ impl Store {
             let mut w = lock(&self.wal);
             let mut st = lock(&self.state);
             // Also retries (and so heals) after a failed WAL write, even with no traffic.
-            self.write_staged_locked(&mut w, &mut st)?;
+            // Its failure is reported by the WAL's health, not the flush's.
+            self.write_staged_locked(&mut w, &mut st).inspect_err(|_| {
+                self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+            })?;
             if st.head.is_empty() {
                 return Ok(0);
             }

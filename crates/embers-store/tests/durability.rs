@@ -1,0 +1,240 @@
+//! A full disk, for real: the store on a small tmpfs, filled by a filler file. A write
+//! that cannot be made durable is refused (`Unavailable`) and never visible; the store
+//! accepts writes again without reopening once space returns; after a reopen, every
+//! acknowledged write is there exactly once, and nothing refused is.
+//!
+//! The tests mount a tmpfs, which needs root (CI runs as root); where mounting is refused
+//! they say so and return.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::Ordering;
+
+use embers_profile::{Frame, Labels, StackTree};
+use embers_store::{Config, Put, Selector, SeriesKey, Store, StoreError};
+
+const T0: i64 = 1_700_000_000;
+
+/// A tmpfs of a few MiB, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
+            Ok(o) => {
+                eprintln!(
+                    "SKIPPED: cannot mount a tmpfs for the disk-full test (needs root): {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+                None
+            }
+            Err(e) => {
+                eprintln!("SKIPPED: cannot run mount for the disk-full test: {e}");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system to the last byte.
+    fn fill(&self) -> PathBuf {
+        let path = self.path().join("filler");
+        let mut f = File::create(&path).unwrap();
+        let chunk = vec![0xAA; 64 << 10];
+        while matches!(f.write(&chunk), Ok(n) if n > 0) {}
+        while matches!(f.write(&chunk[..1]), Ok(1)) {}
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn key() -> SeriesKey {
+    SeriesKey {
+        profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+        labels: Labels::from_pairs([("service_name", "app")]),
+    }
+}
+
+/// Write `i`: `main;w<i>` = 1000 + i, plus `main;w<i-1>;again` = 1 (a path write `i - 1`
+/// interned: if that write was refused, its dictionary entries must be logged again),
+/// plus enough unique frames that the record needs fresh pages on disk.
+fn write(i: u64) -> Put {
+    let mut tree = StackTree::new();
+    let main = Frame::named("main");
+    tree.add_frames([&main, &Frame::named(format!("w{i}"))], 1000 + i);
+    if i > 0 {
+        let previous = Frame::named(format!("w{}", i - 1));
+        tree.add_frames([&main, &previous, &Frame::named("again")], 1);
+    }
+    for k in 0..200 {
+        let pad = Frame::named(format!("pad-{i}-{k}-{}", "x".repeat(200)));
+        tree.add_frames([&main, &pad], 1);
+    }
+    Put {
+        key: key(),
+        time: T0 + i as i64,
+        tree,
+    }
+}
+
+/// What a query over everything returns, as `stack → value` (padding left out).
+fn contents(store: &Store) -> BTreeMap<String, u64> {
+    let selector: Selector = r#"{service_name="app"}"#.parse().unwrap();
+    let tree = store.merge(&selector.matchers, T0, T0 + 3600).unwrap();
+    tree.to_sorted_stacks()
+        .into_iter()
+        .map(|(frames, v)| {
+            let names: Vec<&str> = frames.iter().map(|f| f.function.as_str()).collect();
+            (names.join(";"), v)
+        })
+        .filter(|(stack, _)| !stack.contains("pad-"))
+        .collect()
+}
+
+/// What the acknowledged writes should read as.
+fn expected(acked: &[u64]) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for &i in acked {
+        out.insert(format!("main;w{i}"), 1000 + i);
+        if i > 0 {
+            *out.entry(format!("main;w{};again", i - 1)).or_insert(0) += 1;
+        }
+    }
+    out
+}
+
+fn open(dir: &Path) -> Store {
+    Store::open_dir(dir, Config::default()).unwrap()
+}
+
+#[test]
+fn refused_writes_are_never_visible_and_writes_resume_without_reopening() {
+    let Some(fs) = Tmpfs::mount("4m") else { return };
+    let data = fs.path().join("data");
+    let store = open(&data);
+    let mut acked = Vec::new();
+    for i in 0..3 {
+        store.ingest(vec![write(i)]).unwrap();
+        acked.push(i);
+    }
+    assert_eq!(store.unwritable_reason(), None);
+
+    let filler = fs.fill();
+    for i in 3..6 {
+        match store.ingest(vec![write(i)]) {
+            Err(StoreError::Unavailable(why)) => assert!(!why.is_empty()),
+            other => panic!("write {i} on a full disk answered {other:?}"),
+        }
+        assert_eq!(
+            contents(&store),
+            expected(&acked),
+            "refused write {i} is visible"
+        );
+    }
+    assert!(store.unwritable_reason().is_some());
+    assert!(store.stats.write_errors.load(Ordering::Relaxed) >= 3);
+    assert!(
+        matches!(store.flush(), Err(StoreError::Unavailable(_))),
+        "a flush on a full disk fails, and is retried later"
+    );
+    assert!(store.stats.flush_errors.load(Ordering::Relaxed) >= 1);
+    assert_eq!(contents(&store), expected(&acked));
+
+    std::fs::remove_file(filler).unwrap();
+    // Write 6 uses a path only refused write 5 interned.
+    for i in 6..9 {
+        store.ingest(vec![write(i)]).unwrap();
+        acked.push(i);
+    }
+    assert_eq!(store.unwritable_reason(), None, "healed without a restart");
+    assert_eq!(contents(&store), expected(&acked));
+    store.flush().unwrap();
+    store.ingest(vec![write(9)]).unwrap();
+    acked.push(9);
+    assert_eq!(contents(&store), expected(&acked));
+
+    drop(store);
+    let store = open(&data);
+    assert_eq!(
+        contents(&store),
+        expected(&acked),
+        "after a reopen: every acknowledged write once, nothing refused"
+    );
+}
+
+#[test]
+fn a_flush_heals_the_store_when_space_returns_without_any_write() {
+    let Some(fs) = Tmpfs::mount("4m") else { return };
+    let data = fs.path().join("data");
+    let store = open(&data);
+    store.ingest(vec![write(0)]).unwrap();
+    let filler = fs.fill();
+    assert!(store.ingest(vec![write(1)]).is_err());
+    assert!(store.unwritable_reason().is_some());
+    std::fs::remove_file(filler).unwrap();
+    // The maintenance loop's flush retries the WAL too.
+    store.flush().unwrap();
+    assert_eq!(store.unwritable_reason(), None);
+    assert_eq!(contents(&store), expected(&[0]));
+    drop(store);
+    assert_eq!(contents(&open(&data)), expected(&[0]));
+}
+
+/// Many writes while the disk fills and empties again, from several threads: the
+/// refused ones are gone for good, the acknowledged ones are there once, also after
+/// replaying the WAL (whose dictionary entries refused records interned must replay).
+#[test]
+fn every_acknowledged_write_is_present_once_after_reopen() {
+    let Some(fs) = Tmpfs::mount("4m") else { return };
+    let data = fs.path().join("data");
+    let store = std::sync::Arc::new(open(&data));
+    let mut acked = Vec::new();
+    let mut refused = 0;
+    for round in 0..4u64 {
+        let filler = (round % 2 == 1).then(|| fs.fill());
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let store = std::sync::Arc::clone(&store);
+                std::thread::spawn(move || {
+                    let i = 100 * round + 10 * t;
+                    (i, store.ingest(vec![write(i)]))
+                })
+            })
+            .collect();
+        for t in threads {
+            match t.join().unwrap() {
+                (i, Ok(())) => acked.push(i),
+                (_, Err(StoreError::Unavailable(_))) => refused += 1,
+                (i, Err(e)) => panic!("write {i}: {e}"),
+            }
+        }
+        if let Some(filler) = filler {
+            std::fs::remove_file(filler).unwrap();
+        }
+        acked.sort_unstable();
+        assert_eq!(contents(&store), expected(&acked));
+    }
+    assert!(refused > 0, "the full rounds refused writes");
+    drop(store);
+    assert_eq!(contents(&open(&data)), expected(&acked));
+}
