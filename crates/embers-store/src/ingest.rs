@@ -233,16 +233,14 @@ impl Store {
         w: &mut WalWriter,
         st: &mut State,
     ) -> Result<(), StoreError> {
-        let mut batch = self.take_batch(w, st);
-        if batch.bytes.is_empty() && w.error.is_some() {
-            // Nothing to write, but the last write failed: probe with an empty record
-            // (it replays as nothing), so health clears when the disk does.
-            wal::frame(
-                &encode_record(&no_entries(), &[], [].into_iter()),
-                &mut batch.bytes,
-            );
-        }
-        let written = w.segment.write_durably(&batch.bytes);
+        let batch = self.take_batch(w, st);
+        let written = if batch.bytes.is_empty() && w.error.is_some() {
+            // Nothing to write, but the last write failed: probe, so health clears when
+            // the disk does, with no traffic (clients back off while it is unhealthy).
+            wal::probe(&self.wal_dir).and_then(|()| w.segment.write_durably(&[]))
+        } else {
+            w.segment.write_durably(&batch.bytes)
+        };
         self.settle(w, st, &batch, written)
     }
 

@@ -321,6 +321,19 @@ fn read_legacy(bytes: &[u8]) -> Replay {
     replay
 }
 
+/// Whether the WAL directory takes writes again after a failure: writes and fsyncs
+/// 64 KiB to a scratch file (not a segment), then removes it. A few bytes would fit in
+/// the slack of a file's last block on a full disk and say nothing.
+pub fn probe(dir: &Path) -> io::Result<()> {
+    let at = dir.join("probe.tmp");
+    let written = File::create(&at).and_then(|mut f| {
+        f.write_all(&[0; 64 << 10])?;
+        f.sync_data()
+    });
+    let removed = std::fs::remove_file(&at);
+    written.and(removed)
+}
+
 /// Removes segment `seq`.
 pub fn remove(dir: &Path, seq: u64) -> io::Result<()> {
     match std::fs::remove_file(path(dir, seq)) {

@@ -7,66 +7,18 @@
 //! they say so and return.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
+#[path = "support/tmpfs.rs"]
+mod tmpfs;
+
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 
 use embers_profile::{Frame, Labels, StackTree};
 use embers_store::{Config, Put, Selector, SeriesKey, Store, StoreError};
+use tmpfs::Tmpfs;
 
 const T0: i64 = 1_700_000_000;
-
-/// A tmpfs of a few MiB, unmounted on drop.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        match out {
-            Ok(o) if o.status.success() => Some(Tmpfs { dir }),
-            Ok(o) => {
-                eprintln!(
-                    "SKIPPED: cannot mount a tmpfs for the disk-full test (needs root): {}",
-                    String::from_utf8_lossy(&o.stderr).trim()
-                );
-                None
-            }
-            Err(e) => {
-                eprintln!("SKIPPED: cannot run mount for the disk-full test: {e}");
-                None
-            }
-        }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// Fills the file system to the last byte.
-    fn fill(&self) -> PathBuf {
-        let path = self.path().join("filler");
-        let mut f = File::create(&path).unwrap();
-        let chunk = vec![0xAA; 64 << 10];
-        while matches!(f.write(&chunk), Ok(n) if n > 0) {}
-        while matches!(f.write(&chunk[..1]), Ok(1)) {}
-        path
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
 
 fn key() -> SeriesKey {
     SeriesKey {
@@ -188,8 +140,13 @@ fn a_flush_heals_the_store_when_space_returns_without_any_write() {
     let data = fs.path().join("data");
     let store = open(&data);
     store.ingest(vec![write(0)]).unwrap();
+    store.flush().unwrap();
     let filler = fs.fill();
     assert!(store.ingest(vec![write(1)]).is_err());
+    assert!(store.unwritable_reason().is_some());
+    // With nothing to flush, the flush probes the disk: still full, still unwritable
+    // (the few bytes that fit in the slack of a file's last page do not count).
+    assert!(store.flush().is_err());
     assert!(store.unwritable_reason().is_some());
     std::fs::remove_file(filler).unwrap();
     // The maintenance loop's flush retries the WAL too.
