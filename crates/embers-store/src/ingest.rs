@@ -253,7 +253,11 @@ impl Store {
         };
         let mut bytes = Vec::new();
         if !entries.is_empty() {
-            wal::frame(&encode_record(&entries, &[], [].into_iter()), &mut bytes);
+            // Twice: later records use these ids, so losing them to one damaged record
+            // would lose those records too; replay skips the copy it already has.
+            let record = encode_record(&entries, &[], [].into_iter());
+            wal::frame(&record, &mut bytes);
+            wal::frame(&record, &mut bytes);
         }
         let staged = std::mem::take(&mut st.staging.buf);
         if bytes.is_empty() {
