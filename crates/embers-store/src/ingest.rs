@@ -234,10 +234,11 @@ impl Store {
         st: &mut State,
     ) -> Result<(), StoreError> {
         let batch = self.take_batch(w, st);
-        let written = if batch.bytes.is_empty() && w.error.is_some() {
-            // Nothing to write, but the last write failed: probe, so health clears when
-            // the disk does, with no traffic (clients back off while it is unhealthy).
-            wal::probe(&self.wal_dir).and_then(|()| w.segment.write_durably(&[]))
+        let written = if w.error.is_some() {
+            // The last write failed: probe first, so health clears when the disk does,
+            // also with no traffic (clients back off while it is unhealthy), and not just
+            // because a small record fit in the slack of the segment's last block.
+            wal::probe(&self.wal_dir).and_then(|()| w.segment.write_durably(&batch.bytes))
         } else {
             w.segment.write_durably(&batch.bytes)
         };
@@ -357,7 +358,7 @@ fn check_values(st: &State, puts: &[Logged]) -> Result<(), StoreError> {
         }
         for (_, staged) in st.staging.waiting() {
             for (k, time, pairs) in &staged.puts {
-                if k == key && leaf_of(*time) == leaf {
+                if leaf_of(*time) == leaf && k == key {
                     add_checked(&mut sum, pairs).map_err(|_| overflow())?;
                 }
             }
