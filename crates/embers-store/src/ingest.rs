@@ -165,11 +165,16 @@ impl Store {
     }
 
     fn check_limits(&self, st: &State, puts: &[Put]) -> Result<(), StoreError> {
+        // New series of writes still staged count too: they join the catalog once durable.
+        let staged = st
+            .staging
+            .waiting()
+            .flat_map(|(_, s)| s.puts.iter().map(|p| &p.0));
         let mut new_per_service: HashMap<&str, BTreeSet<&SeriesKey>> = HashMap::new();
-        for put in puts {
-            if st.catalog.id(&put.key).is_none() {
-                let service = put.key.labels.get(SERVICE_NAME).unwrap_or("");
-                new_per_service.entry(service).or_default().insert(&put.key);
+        for key in puts.iter().map(|p| &p.key).chain(staged) {
+            if st.catalog.id(key).is_none() {
+                let service = key.labels.get(SERVICE_NAME).unwrap_or("");
+                new_per_service.entry(service).or_default().insert(key);
             }
         }
         let mut new_total = 0;
@@ -425,6 +430,33 @@ mod tests {
         }
         assert_eq!(store.stats.wal_syncs.load(Ordering::Relaxed), 1);
         assert_eq!(store.head_pairs(), writers);
+    }
+
+    #[test]
+    fn series_limits_count_the_whole_store_and_writes_still_staged() {
+        let wal = tempfile::tempdir().unwrap();
+        let config = Config {
+            max_series: 3,
+            ..Config::default()
+        };
+        let storage = Arc::new(MemoryStorage::default());
+        let store = Arc::new(Store::open(storage, wal.path().into(), config).unwrap());
+        store
+            .ingest(vec![put("a", "f", 1), put("b", "f", 1)])
+            .unwrap();
+        // One more series is staged (the test holds the WAL lock, as an fsync would).
+        let held = lock(&store.wal);
+        let writer = Arc::clone(&store);
+        let staged = std::thread::spawn(move || writer.ingest(vec![put("c", "f", 1)]));
+        while lock(&store.state).staging.by_ticket.is_empty() {
+            std::thread::yield_now();
+        }
+        let err = store.ingest(vec![put("d", "f", 1)]).unwrap_err();
+        assert!(matches!(err, StoreError::Limit(m) if m.contains("more than 3 series")));
+        drop(held);
+        staged.join().unwrap().unwrap();
+        assert_eq!(store.counts().0, 3);
+        store.ingest(vec![put("a", "g", 1)]).unwrap();
     }
 
     #[test]
