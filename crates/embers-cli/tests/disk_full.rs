@@ -119,8 +119,15 @@ fn a_full_disk_refuses_pushes_invisibly_and_heals_without_a_restart() {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 
-    // Restart: what was acknowledged is there once, nothing refused came back.
+    // Restarts, clean and after SIGKILL (replaying the WAL, whose failed writes were cut
+    // back): what was acknowledged is there once, nothing refused came back.
     server.stop();
+    let mut server = ServerHandle::start(&data, &flush);
+    assert_eq!(pushed(&server), expected(&acked));
+    let (status, _, body) = push(&server, from, 9);
+    assert_eq!(status, 200, "{body}");
+    acked.push(9);
+    server.kill();
     let server = ServerHandle::start(&data, &flush);
     assert_eq!(pushed(&server), expected(&acked));
     drop(server);
