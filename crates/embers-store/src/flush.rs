@@ -33,6 +33,8 @@ impl Store {
                 self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
             })?;
             if st.head.is_empty() {
+                // Nothing pending either (retried above): nothing the store cannot persist.
+                lock(&self.health).flush = None;
                 return Ok(0);
             }
             let mut next = Segment::create(&self.wal_dir, w.segment.seq + 1)

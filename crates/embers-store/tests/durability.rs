@@ -1,10 +1,12 @@
+//! Faults the store must survive without losing or inventing acknowledged data.
+//!
 //! A full disk, for real: the store on a small tmpfs, filled by a filler file. A write
 //! that cannot be made durable is refused (`Unavailable`) and never visible; the store
 //! accepts writes again without reopening once space returns; after a reopen, every
-//! acknowledged write is there exactly once, and nothing refused is.
-//!
-//! The tests mount a tmpfs, which needs root (CI runs as root); where mounting is refused
-//! they say so and return.
+//! acknowledged write is there exactly once, and nothing refused is. These tests mount a
+//! tmpfs, which needs root (CI runs as root); where mounting is refused they say so and
+//! return. Also: a damaged WAL record loses only its own write, and a failing object
+//! store is reported until a flush gets through.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 #[path = "support/tmpfs.rs"]
@@ -259,4 +261,28 @@ fn a_damaged_wal_record_loses_only_its_own_write() {
         lost_writes.push(missing);
     }
     assert_eq!(lost_writes, writes, "each write's own record lost only it");
+}
+
+/// A failing object store (flushes fail) makes the store report itself unwritable while
+/// writes still go to the WAL; the next flush that gets through clears it.
+#[test]
+fn a_failing_object_store_is_reported_until_a_flush_succeeds() {
+    let wal = tempfile::tempdir().unwrap();
+    let storage = std::sync::Arc::new(embers_store::FaultyStorage::new(
+        embers_store::MemoryStorage::default(),
+        0,
+    ));
+    let store = Store::open(storage.clone(), wal.path().into(), Config::default()).unwrap();
+    store.ingest(vec![write(0)]).unwrap();
+    assert!(matches!(store.flush(), Err(StoreError::Unavailable(_))));
+    assert!(store
+        .unwritable_reason()
+        .unwrap()
+        .contains("injected fault"));
+    assert_eq!(store.stats.flush_errors.load(Ordering::Relaxed), 1);
+    store.ingest(vec![write(1)]).unwrap();
+    storage.allow_puts(usize::MAX);
+    store.flush().unwrap();
+    assert_eq!(store.unwritable_reason(), None);
+    assert_eq!(contents(&store), expected(&[0, 1]));
 }
