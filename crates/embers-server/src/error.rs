@@ -69,6 +69,10 @@ impl From<StoreError> for ApiError {
                 Self::new(StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", m)
             }
             StoreError::Invalid(m) => Self::bad_request(m),
+            // Not stored and not visible; the store heals by itself: ask to retry.
+            StoreError::Unavailable(m) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::internal(other.to_string())
@@ -79,11 +83,19 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.connect {
+        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
+        let mut response = if self.connect {
             let body = serde_json::json!({ "code": self.code, "message": self.message });
             (self.status, axum::Json(body)).into_response()
         } else {
             (self.status, format!("{}\n", self.message)).into_response()
+        };
+        if unavailable {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("5"),
+            );
         }
+        response
     }
 }

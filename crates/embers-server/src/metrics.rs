@@ -209,6 +209,30 @@ impl Metrics {
         ] {
             counter(&mut out, name, help, load(v));
         }
+        counter(
+            &mut out,
+            "embers_store_wal_write_errors_total",
+            "WAL writes that failed (their pushes were refused with 503).",
+            load(&s.write_errors),
+        );
+        counter(
+            &mut out,
+            "embers_store_flush_errors_total",
+            "Flushes that failed (retried; the WAL keeps the data).",
+            load(&s.flush_errors),
+        );
+        counter(
+            &mut out,
+            "embers_store_forgotten_request_ids_total",
+            "Request IDs forgotten early to stay under the cap.",
+            load(&s.forgotten_request_ids),
+        );
+        gauge(
+            &mut out,
+            "embers_store_unwritable",
+            "1 while the store cannot persist writes (disk full, failing storage).",
+            u64::from(store.unwritable_reason().is_some()),
+        );
         let (series, runs, aggs) = store.counts();
         gauge(
             &mut out,

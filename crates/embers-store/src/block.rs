@@ -73,7 +73,7 @@ impl BlockWriter {
             put_uvarint(&mut self.data, u64::from(path - previous));
             put_uvarint(&mut self.data, value / scale);
             previous = path;
-            total += value;
+            total = total.saturating_add(value);
         }
         self.entries.push(Entry {
             series,
@@ -190,7 +190,9 @@ impl BlockReader {
                 .uvarint()?
                 .checked_mul(entry.scale)
                 .ok_or_else(|| r.corrupt("value out of range"))?;
-            *into.entry(path).or_insert(0) += value;
+            // Saturates: queries and compaction add many blocks (see `head::merge_sorted`).
+            let sum = into.entry(path).or_insert(0);
+            *sum = sum.saturating_add(value);
         }
         Ok(())
     }

@@ -54,10 +54,9 @@ pub enum StoreError {
         "the data directory is in use by another process (it holds the lock {0:?}); stop it first"
     )]
     Locked(std::path::PathBuf),
-    /// An earlier WAL write failed; the store refuses writes until restarted, since it
-    /// can no longer promise durability.
-    #[error(
-        "the store stopped accepting writes after a write-ahead log failure; restart the server"
-    )]
-    Failed,
+    /// The store cannot persist right now (a full disk, a read-only or failing file
+    /// system, a failing object store): the write was neither acknowledged nor made
+    /// visible. The store retries by itself; the same write can be sent again later.
+    #[error("cannot persist now, retry later: {0}")]
+    Unavailable(String),
 }

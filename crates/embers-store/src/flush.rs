@@ -10,6 +10,7 @@ use crate::head::Head;
 use crate::manifest::{run_key, Run};
 use crate::record::encode_record;
 use crate::series::{encode_entries, SeriesId};
+use crate::storage::StorageError;
 use crate::store::{lock, unix_now, PendingFlush, Store, FLUSHED_KEY};
 use crate::wal::{self, Segment};
 
@@ -25,18 +26,19 @@ impl Store {
         }
         let pending = {
             let mut w = lock(&self.wal);
-            if w.failed {
-                return Err(StoreError::Failed);
-            }
             let mut st = lock(&self.state);
+            // Also retries (and so heals) after a failed WAL write, even with no traffic.
+            // Its failure is reported by the WAL's health, not the flush's.
+            self.write_staged_locked(&mut w, &mut st).inspect_err(|_| {
+                self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+            })?;
             if st.head.is_empty() {
+                // Nothing pending either (retried above): nothing the store cannot persist.
+                lock(&self.health).flush = None;
                 return Ok(0);
             }
-            let buf = std::mem::take(&mut st.wal_buf);
-            let upto = st.staged;
-            self.write_wal(&mut w, &buf, upto)?;
-            let mut next =
-                Segment::create(&self.wal_dir, w.segment.seq + 1).map_err(StoreError::Wal)?;
+            let mut next = Segment::create(&self.wal_dir, w.segment.seq + 1)
+                .map_err(|e| self.flush_failed(wal_error("starting a WAL segment", &e)))?;
             // The IDs still remembered open the new segment: the records they came with
             // go away once this flush is done.
             let window = i64::try_from(self.config.dedup_window.as_secs()).unwrap_or(i64::MAX);
@@ -51,7 +53,12 @@ impl Store {
                     &encode_record(&nothing_new, &[], st.seen.entries()),
                     &mut framed,
                 );
-                next.write_durably(&framed).map_err(StoreError::Wal)?;
+                if let Err(e) = next.write_durably(&framed) {
+                    let seq = next.seq;
+                    drop(next);
+                    let _ = wal::remove(&self.wal_dir, seq);
+                    return Err(self.flush_failed(wal_error("starting a WAL segment", &e)));
+                }
             }
             let seq = std::mem::replace(&mut w.segment, next).seq;
             let dirty = st.catalog.take_dirty();
@@ -75,6 +82,14 @@ impl Store {
         self.write_flush(&pending)
     }
 
+    /// Counts a failed flush and reports it by [`Store::unwritable_reason`] until one
+    /// succeeds.
+    fn flush_failed(&self, e: StoreError) -> StoreError {
+        self.stats.flush_errors.fetch_add(1, Ordering::Relaxed);
+        lock(&self.health).flush = Some(e.to_string());
+        e
+    }
+
     /// The run objects of a flushed head: one per run of consecutive leaves.
     fn encode_runs(head: &Head) -> (Vec<(i64, i64, Vec<u8>)>, usize) {
         let mut runs = Vec::new();
@@ -95,6 +110,15 @@ impl Store {
     }
 
     fn write_flush(&self, pending: &PendingFlush) -> Result<usize, StoreError> {
+        let written = self.write_flush_objects(pending);
+        match written {
+            Ok(_) => lock(&self.health).flush = None,
+            Err(e) => return Err(self.flush_failed(e)),
+        }
+        written
+    }
+
+    fn write_flush_objects(&self, pending: &PendingFlush) -> Result<usize, StoreError> {
         let seq = pending.seq;
         let (runs_bytes, trees) = Self::encode_runs(&pending.head);
         // Catalog and dictionary first: run objects refer to both.
@@ -105,13 +129,16 @@ impl Store {
             &mut payload,
         );
         self.storage
-            .put(&catalog_key, &envelope::seal(Kind::Catalog, &payload, true))?;
+            .put(&catalog_key, &envelope::seal(Kind::Catalog, &payload, true))
+            .map_err(cannot_persist)?;
         if !pending.symbols.is_empty() {
             let key = crate::symbols::segment_key(seq, &pending.symbols);
-            self.storage.put(
-                &key,
-                &envelope::seal(Kind::Symbols, &pending.symbols.encode(), true),
-            )?;
+            self.storage
+                .put(
+                    &key,
+                    &envelope::seal(Kind::Symbols, &pending.symbols.encode(), true),
+                )
+                .map_err(cannot_persist)?;
         }
         self.dict
             .write()
@@ -120,7 +147,7 @@ impl Store {
         let mut runs = Vec::new();
         for (first, last, bytes) in &runs_bytes {
             let key = run_key(seq, *first, *last);
-            self.storage.put(&key, bytes)?;
+            self.storage.put(&key, bytes).map_err(cannot_persist)?;
             runs.push(Run {
                 key,
                 seq,
@@ -130,10 +157,12 @@ impl Store {
             });
         }
 
-        self.storage.put(
-            FLUSHED_KEY,
-            &envelope::seal(Kind::Catalog, &seq.to_le_bytes(), false),
-        )?;
+        self.storage
+            .put(
+                FLUSHED_KEY,
+                &envelope::seal(Kind::Catalog, &seq.to_le_bytes(), false),
+            )
+            .map_err(cannot_persist)?;
         {
             let mut st = lock(&self.state);
             for run in runs {
@@ -176,4 +205,17 @@ impl Store {
         st.catalog_objects.push(key);
         Ok(())
     }
+}
+
+/// A failed object write means the store cannot persist now (a full disk, a failing
+/// object store): the flush is retried, and the data stays in the WAL meanwhile.
+fn cannot_persist(e: StorageError) -> StoreError {
+    match e {
+        StorageError::Io { .. } => StoreError::Unavailable(format!("cannot write objects ({e})")),
+        other => other.into(),
+    }
+}
+
+fn wal_error(doing: &str, e: &std::io::Error) -> StoreError {
+    StoreError::Unavailable(format!("{doing} failed ({e})"))
 }

@@ -273,16 +273,23 @@ fn check_wal(dir: &Path, segments: &[u64], report: &mut FsckReport) -> Result<()
                 break;
             }
         }
-        if result.is_ok() && replay.dropped_bytes > 0 {
-            if i + 1 == segments.len() {
+        for lost in &replay.lost {
+            if lost.tail && i + 1 == segments.len() {
                 report.notes.push(format!(
-                    "{key}: {} bytes after the last intact record (a write torn by a crash; never acknowledged)",
-                    replay.dropped_bytes
+                    "{key}: {} bytes at offset {} after the last intact record (a write torn by a crash; never acknowledged)",
+                    lost.bytes, lost.offset
                 ));
-            } else {
+            } else if result.is_ok() {
                 result = Err(format!(
-                    "{} bytes after the last intact record, in a segment that is not the newest",
-                    replay.dropped_bytes
+                    "{} bytes at offset {} do not hold ({} record(s) at least lost){}",
+                    lost.bytes,
+                    lost.offset,
+                    lost.records,
+                    if lost.tail {
+                        ", in a segment that is not the newest"
+                    } else {
+                        ""
+                    }
                 ));
             }
         }

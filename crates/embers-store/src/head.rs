@@ -16,7 +16,10 @@ pub struct Head {
     pairs: usize,
 }
 
-/// Adds sorted `more` into sorted `into`, summing equal paths.
+/// Adds sorted `more` into sorted `into`, summing equal paths. Sums saturate: ingest
+/// refuses a write whose values would overflow before it is staged ([`add_checked`]), so
+/// saturation is only reached by data written before that check existed, and a pinned
+/// maximum is a truer answer than a wrapped small number.
 fn merge_sorted(into: &mut Pairs, more: &[(u32, u64)]) {
     let mut out = Vec::with_capacity(into.len() + more.len());
     let (mut a, mut b) = (into.iter().peekable(), more.iter().peekable());
@@ -24,7 +27,7 @@ fn merge_sorted(into: &mut Pairs, more: &[(u32, u64)]) {
         match (a.peek(), b.peek()) {
             (Some(&&(pa, va)), Some(&&(pb, vb))) => {
                 if pa == pb {
-                    out.push((pa, va + vb));
+                    out.push((pa, va.saturating_add(vb)));
                     a.next();
                     b.next();
                 } else if pa < pb {
@@ -49,7 +52,43 @@ fn merge_sorted(into: &mut Pairs, more: &[(u32, u64)]) {
     *into = out;
 }
 
+/// Adds the values of sorted `more` to the equal paths of sorted `into` (paths only in
+/// `more` are ignored); `Err` if a sum passes `u64::MAX`, with `into` partly added.
+pub fn add_checked(into: &mut Pairs, more: &[(u32, u64)]) -> Result<(), ValuesOverflow> {
+    let mut more = more.iter().peekable();
+    for (path, value) in into.iter_mut() {
+        while more.next_if(|(p, _)| p < path).is_some() {}
+        if let Some((_, v)) = more.next_if(|(p, _)| p == path) {
+            *value = value.checked_add(*v).ok_or(ValuesOverflow)?;
+        }
+    }
+    Ok(())
+}
+
+/// Merges sorted `more` into sorted `into`; `Err` if a sum of one path passes `u64::MAX`.
+pub fn merge_checked(into: &mut Pairs, more: &[(u32, u64)]) -> Result<(), ValuesOverflow> {
+    add_checked(into, more)?;
+    let mut merged = std::mem::take(into);
+    let new: Vec<(u32, u64)> = more
+        .iter()
+        .filter(|(p, _)| merged.binary_search_by_key(p, |&(q, _)| q).is_err())
+        .copied()
+        .collect();
+    merge_sorted(&mut merged, &new);
+    *into = merged;
+    Ok(())
+}
+
+/// The values of one call path would add up past `u64::MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValuesOverflow;
+
 impl Head {
+    /// The pairs of `series` at `leaf`.
+    pub fn get(&self, leaf: i64, series: SeriesId) -> Option<&Pairs> {
+        self.leaves.get(&leaf)?.get(&series)
+    }
+
     /// Adds the pairs of `series` at `leaf`.
     pub fn add(&mut self, leaf: i64, series: SeriesId, pairs: Pairs) {
         let at = self.leaves.entry(leaf).or_default();
@@ -127,5 +166,23 @@ mod tests {
         assert_eq!(head.runs(), vec![(5, 5), (7, 7)]);
         head.expire(6);
         assert_eq!(head.pairs(), 1);
+    }
+
+    /// Regression: large values wrapped around when added, so a total became smaller.
+    #[test]
+    fn sums_never_wrap() {
+        let big = u64::MAX - 5;
+        let mut acc = vec![(1, 3), (4, big)];
+        assert_eq!(add_checked(&mut acc.clone(), &[(0, 9), (4, 5)]), Ok(()));
+        assert_eq!(add_checked(&mut acc, &[(4, 6)]), Err(ValuesOverflow));
+        let mut merged = vec![(1, 3), (4, big)];
+        merge_checked(&mut merged, &[(0, 9), (4, 5)]).unwrap();
+        assert_eq!(merged, vec![(0, 9), (1, 3), (4, u64::MAX)]);
+        assert_eq!(merge_checked(&mut merged, &[(4, 1)]), Err(ValuesOverflow));
+
+        let mut head = Head::default();
+        head.add(1, SeriesId(1), vec![(4, big)]);
+        head.add(1, SeriesId(1), vec![(4, big)]);
+        assert_eq!(head.get(1, SeriesId(1)).unwrap(), &vec![(4, u64::MAX)]);
     }
 }

@@ -1,15 +1,82 @@
 //! Ingest: intern call paths, stage one WAL record per request, and group commit.
+//!
+//! A request's trees are staged apart from the head, under a ticket, and move into the
+//! head (where queries see them) only once the WAL write holding its record is fsynced:
+//! a write that cannot be made durable is never visible and never acknowledged. The first
+//! waiter to take the WAL lock writes every record staged so far with one fsync; the
+//! others find their ticket settled. When that write fails, every ticket of the batch is
+//! refused, the segment is cut back to its durable length, and the next write tries again,
+//! so the store heals by itself when the disk does.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::PoisonError;
 
+use crate::dict;
 use crate::error::StoreError;
-use crate::record::encode_record;
+use crate::head::{add_checked, merge_checked, Pairs};
+use crate::record::{encode_record, Logged};
 use crate::segment::leaf_of;
 use crate::series::{SeriesKey, SERVICE_NAME};
 use crate::store::{lock, unix_now, Ingested, Put, State, Store, WalWriter};
 use crate::wal;
+
+/// One request's trees and request IDs, waiting for its WAL record to be durable.
+#[derive(Debug)]
+struct Staged {
+    puts: Vec<Logged>,
+    ids: Vec<(String, i64)>,
+    /// Why its record could not be made durable, once its batch failed; the entry stays
+    /// until its writer picks the error up.
+    refused: Option<String>,
+}
+
+/// Writes whose WAL records are not durable yet.
+#[derive(Debug, Default)]
+pub(crate) struct Staging {
+    /// Framed records not written yet.
+    buf: Vec<u8>,
+    /// The last ticket handed out.
+    issued: u64,
+    by_ticket: BTreeMap<u64, Staged>,
+}
+
+impl Staging {
+    fn waiting(&self) -> impl Iterator<Item = (&u64, &Staged)> {
+        self.by_ticket.iter().filter(|(_, s)| s.refused.is_none())
+    }
+
+    /// The ticket of a staged write naming one of `ids`.
+    fn ticket_naming(&self, ids: &[String]) -> Option<u64> {
+        self.waiting()
+            .find(|(_, s)| s.ids.iter().any(|(id, _)| ids.contains(id)))
+            .map(|(t, _)| *t)
+    }
+}
+
+/// A batch taken for one WAL write.
+struct Batch {
+    bytes: Vec<u8>,
+    /// Tickets up to this one are in it.
+    upto: u64,
+    /// The dictionary entries logged once it is durable.
+    dict_end: (usize, usize),
+}
+
+/// A dictionary segment with no entries: records log theirs in the batch's first record.
+fn no_entries() -> dict::Segment {
+    dict::Segment {
+        first_frame: 0,
+        frames: Vec::new(),
+        first_path: 0,
+        paths: Vec::new(),
+    }
+}
+
+/// Why a WAL write failure refuses writes: the reason [`StoreError::Unavailable`] carries.
+fn wal_unavailable(e: &std::io::Error) -> String {
+    format!("the write-ahead log cannot be written ({e})")
+}
 
 impl Store {
     /// Stores `puts` durably: when this returns `Ok`, they survive a crash. All or none of
@@ -35,55 +102,82 @@ impl Store {
             let mut st = lock(&self.state);
             if ids.iter().any(|id| st.seen.contains(id)) {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                // The first write may still be on its way to disk: wait for it.
-                let staged = st.staged;
+                return Ok(Ingested::Duplicate);
+            }
+            if let Some(first) = st.staging.ticket_naming(ids) {
                 drop(st);
-                return self.commit(staged).map(|()| Ingested::Duplicate);
+                return self.await_first_write(first, ids);
             }
             self.check_limits(&st, &puts)?;
-            // Paths are interned under the state lock so that WAL records log new
-            // dictionary entries in the order ids were given: replay gives the same ids.
-            let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
-            let before = dict.len();
-            let mut logged = Vec::with_capacity(puts.len());
-            for put in puts {
-                let leaf = leaf_of(put.time);
-                let pairs = dict.intern_tree(&put.tree);
-                st.catalog.touch(&put.key, leaf);
-                logged.push((put.key, put.time, pairs));
-                self.stats.puts.fetch_add(1, Ordering::Relaxed);
-            }
+            // Paths are interned under the state lock so that records log new dictionary
+            // entries in the order ids were given: replay gives the same ids.
+            let logged: Vec<Logged> = {
+                let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
+                puts.into_iter()
+                    .map(|put| {
+                        let pairs = dict.intern_tree(&put.tree);
+                        (put.key, put.time, pairs)
+                    })
+                    .collect()
+            };
+            check_values(&st, &logged)?;
             let now = unix_now();
-            for id in ids {
-                st.seen.remember(id, now);
-            }
+            let ids: Vec<(String, i64)> = ids.iter().map(|id| (id.clone(), now)).collect();
             let record = encode_record(
-                &dict.segment(before, dict.len()),
+                &no_entries(),
                 &logged,
-                ids.iter().map(|id| (id.as_str(), now)),
+                ids.iter().map(|(id, at)| (id.as_str(), *at)),
             );
-            drop(dict);
-            for (key, time, pairs) in logged {
-                let leaf = leaf_of(time);
-                let id = st.catalog.id(&key).expect("touched above");
-                st.head.add(leaf, id, pairs);
-            }
-            wal::frame(&record, &mut st.wal_buf);
-            st.staged += 1;
-            st.staged
+            let staging = &mut st.staging;
+            wal::frame(&record, &mut staging.buf);
+            staging.issued += 1;
+            staging.by_ticket.insert(
+                staging.issued,
+                Staged {
+                    puts: logged,
+                    ids,
+                    refused: None,
+                },
+            );
+            staging.issued
         };
         self.commit(ticket).map(|()| Ingested::Stored)
     }
 
-    fn check_limits(&self, st: &State, puts: &[Put]) -> Result<(), StoreError> {
-        let mut new_per_service: std::collections::HashMap<&str, BTreeSet<&SeriesKey>> =
-            Default::default();
-        for put in puts {
-            if st.catalog.id(&put.key).is_none() {
-                let service = put.key.labels.get(SERVICE_NAME).unwrap_or("");
-                new_per_service.entry(service).or_default().insert(&put.key);
+    /// A retry arrived while the write it repeats is still staged: wait for that write,
+    /// and acknowledge the retry only if it became durable.
+    fn await_first_write(&self, first: u64, ids: &[String]) -> Result<Ingested, StoreError> {
+        {
+            let mut w = lock(&self.wal);
+            if w.settled < first {
+                // Its outcome is read below, from what was remembered.
+                let _ = self.write_staged(&mut w);
             }
         }
+        if ids.iter().any(|id| lock(&self.state).seen.contains(id)) {
+            self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+            Ok(Ingested::Duplicate)
+        } else {
+            Err(StoreError::Unavailable(
+                "an earlier write with this request ID could not be stored; retry".into(),
+            ))
+        }
+    }
+
+    fn check_limits(&self, st: &State, puts: &[Put]) -> Result<(), StoreError> {
+        // New series of writes still staged count too: they join the catalog once durable.
+        let staged = st
+            .staging
+            .waiting()
+            .flat_map(|(_, s)| s.puts.iter().map(|p| &p.0));
+        let mut new_per_service: HashMap<&str, BTreeSet<&SeriesKey>> = HashMap::new();
+        for key in puts.iter().map(|p| &p.key).chain(staged) {
+            if st.catalog.id(key).is_none() {
+                let service = key.labels.get(SERVICE_NAME).unwrap_or("");
+                new_per_service.entry(service).or_default().insert(key);
+            }
+        }
+        let mut new_total = 0;
         for (service, new) in new_per_service {
             let have = st.catalog.count_for_service(service);
             if have + new.len() > self.config.max_series_per_service {
@@ -92,46 +186,300 @@ impl Store {
                     self.config.max_series_per_service
                 )));
             }
+            new_total += new.len();
+        }
+        if st.catalog.len() + new_total > self.config.max_series {
+            return Err(StoreError::Limit(format!(
+                "the store would have more than {} series; drop high-cardinality labels",
+                self.config.max_series
+            )));
         }
         Ok(())
     }
 
-    /// Group commit: the first caller to find its record unsynced writes and fsyncs every
-    /// staged record; the others find theirs already synced.
+    /// Group commit: the first caller to find its ticket unsettled writes and fsyncs every
+    /// staged record; the others find theirs settled, durable or refused.
     fn commit(&self, ticket: u64) -> Result<(), StoreError> {
         let mut w = lock(&self.wal);
-        if w.failed {
-            return Err(StoreError::Failed);
+        if w.settled < ticket {
+            // Its outcome, for this ticket too, is read below.
+            let _ = self.write_staged(&mut w);
         }
-        if w.synced >= ticket {
-            return Ok(());
+        drop(w);
+        let mut st = lock(&self.state);
+        match st.staging.by_ticket.remove(&ticket) {
+            None => Ok(()),
+            Some(Staged {
+                refused: Some(reason),
+                ..
+            }) => Err(StoreError::Unavailable(reason)),
+            Some(waiting) => {
+                // Unreachable: a settled ticket is gone or refused. Keep it staged.
+                st.staging.by_ticket.insert(ticket, waiting);
+                Err(StoreError::Unavailable(
+                    "the write was not settled; retry".into(),
+                ))
+            }
         }
-        let (buf, upto) = {
-            let mut st = lock(&self.state);
-            (std::mem::take(&mut st.wal_buf), st.staged)
-        };
-        self.write_wal(&mut w, &buf, upto)
     }
 
-    pub(crate) fn write_wal(
+    /// Writes everything staged with one fsync, without holding the state lock meanwhile
+    /// (so ingest keeps staging the next batch).
+    fn write_staged(&self, w: &mut WalWriter) -> Result<(), StoreError> {
+        let batch = self.take_batch(w, &mut lock(&self.state));
+        let written = w.segment.write_durably(&batch.bytes);
+        self.settle(w, &mut lock(&self.state), &batch, written)
+    }
+
+    /// [`Store::write_staged`] holding the state lock throughout, for a flush: the head
+    /// it then takes holds exactly the records written so far.
+    pub(crate) fn write_staged_locked(
         &self,
         w: &mut WalWriter,
-        buf: &[u8],
-        upto: u64,
+        st: &mut State,
     ) -> Result<(), StoreError> {
-        match w.segment.write_durably(buf) {
+        let batch = self.take_batch(w, st);
+        let written = if w.error.is_some() {
+            // The last write failed: probe first, so health clears when the disk does,
+            // also with no traffic (clients back off while it is unhealthy), and not just
+            // because a small record fit in the slack of the segment's last block.
+            wal::probe(&self.wal_dir).and_then(|()| w.segment.write_durably(&batch.bytes))
+        } else {
+            w.segment.write_durably(&batch.bytes)
+        };
+        self.settle(w, st, &batch, written)
+    }
+
+    /// The staged records, behind one that logs the dictionary entries no durable record
+    /// has logged yet (those of this batch, and of refused ones that later records use).
+    fn take_batch(&self, w: &WalWriter, st: &mut State) -> Batch {
+        let (entries, dict_end) = {
+            let dict = self.dict.read().unwrap_or_else(PoisonError::into_inner);
+            (dict.segment(w.dict_logged, dict.len()), dict.len())
+        };
+        let mut bytes = Vec::new();
+        if !entries.is_empty() {
+            // Twice: later records use these ids, so losing them to one damaged record
+            // would lose those records too; replay skips the copy it already has.
+            let record = encode_record(&entries, &[], [].into_iter());
+            wal::frame(&record, &mut bytes);
+            wal::frame(&record, &mut bytes);
+        }
+        let staged = std::mem::take(&mut st.staging.buf);
+        if bytes.is_empty() {
+            bytes = staged;
+        } else {
+            bytes.extend_from_slice(&staged);
+        }
+        Batch {
+            bytes,
+            upto: st.staging.issued,
+            dict_end,
+        }
+    }
+
+    /// Moves the batch's writes into the head (durable) or refuses them (failed).
+    fn settle(
+        &self,
+        w: &mut WalWriter,
+        st: &mut State,
+        batch: &Batch,
+        written: std::io::Result<()>,
+    ) -> Result<(), StoreError> {
+        w.settled = batch.upto;
+        let tickets: Vec<u64> = st
+            .staging
+            .waiting()
+            .map(|(t, _)| *t)
+            .take_while(|t| *t <= batch.upto)
+            .collect();
+        match written {
             Ok(()) => {
-                w.synced = upto;
-                self.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .wal_bytes
-                    .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                if !batch.bytes.is_empty() {
+                    self.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .wal_bytes
+                        .fetch_add(batch.bytes.len() as u64, Ordering::Relaxed);
+                }
+                w.dict_logged = batch.dict_end;
+                w.error = None;
+                lock(&self.health).wal = None;
+                for ticket in tickets {
+                    let Some(staged) = st.staging.by_ticket.remove(&ticket) else {
+                        continue;
+                    };
+                    for (key, time, pairs) in staged.puts {
+                        let leaf = leaf_of(time);
+                        let id = st.catalog.touch(&key, leaf);
+                        st.head.add(leaf, id, pairs);
+                        self.stats.puts.fetch_add(1, Ordering::Relaxed);
+                    }
+                    for (id, at) in staged.ids {
+                        let forgotten = st.seen.remember(&id, at);
+                        self.stats
+                            .forgotten_request_ids
+                            .fetch_add(forgotten as u64, Ordering::Relaxed);
+                    }
+                }
                 Ok(())
             }
             Err(e) => {
-                w.failed = true;
-                Err(StoreError::Wal(e))
+                let reason = wal_unavailable(&e);
+                tracing::error!(error = %e, refused = tickets.len(), "WAL write failed; its writes are refused and the next write retries");
+                self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                w.error = Some(reason.clone());
+                lock(&self.health).wal = Some(reason.clone());
+                for ticket in tickets {
+                    if let Some(staged) = st.staging.by_ticket.get_mut(&ticket) {
+                        staged.puts = Vec::new();
+                        staged.ids = Vec::new();
+                        staged.refused = Some(reason.clone());
+                    }
+                }
+                Err(StoreError::Unavailable(reason))
             }
         }
+    }
+}
+
+/// Refuses a write whose values, added to what the head and the staged writes hold for
+/// the same series, leaf and call path, would pass `u64::MAX`: the head never wraps.
+fn check_values(st: &State, puts: &[Logged]) -> Result<(), StoreError> {
+    let overflow = || StoreError::Invalid("values overflow: a sum of samples passes 2^64".into());
+    let mut sums: HashMap<(&SeriesKey, i64), Pairs> = HashMap::new();
+    for (key, time, pairs) in puts {
+        match sums.entry((key, leaf_of(*time))) {
+            std::collections::hash_map::Entry::Occupied(mut e) => {
+                merge_checked(e.get_mut(), pairs).map_err(|_| overflow())?;
+            }
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(pairs.clone());
+            }
+        }
+    }
+    for ((key, leaf), mut sum) in sums {
+        if let Some(held) = st.catalog.id(key).and_then(|id| st.head.get(leaf, id)) {
+            add_checked(&mut sum, held).map_err(|_| overflow())?;
+        }
+        for (_, staged) in st.staging.waiting() {
+            for (k, time, pairs) in &staged.puts {
+                if leaf_of(*time) == leaf && k == key {
+                    add_checked(&mut sum, pairs).map_err(|_| overflow())?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use embers_profile::{Frame, Labels, StackTree};
+
+    use super::*;
+    use crate::{Config, MemoryStorage};
+
+    fn put(service: &str, frame: &str, value: u64) -> Put {
+        let mut tree = StackTree::new();
+        tree.add_frames([&Frame::named("main"), &Frame::named(frame)], value);
+        Put {
+            key: SeriesKey {
+                profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+                labels: Labels::from_pairs([("service_name", service)]),
+            },
+            time: 1_700_000_000,
+            tree,
+        }
+    }
+
+    /// Regression: the group-commit test passed with one fsync per write. Here the writers
+    /// stage while the test holds the WAL lock (as an fsync in progress would), so one
+    /// write must carry all of them.
+    #[test]
+    fn writes_staged_during_a_sync_share_the_next_fsync() {
+        let wal = tempfile::tempdir().unwrap();
+        let store = Arc::new(
+            Store::open(
+                Arc::new(MemoryStorage::default()),
+                wal.path().into(),
+                Config::default(),
+            )
+            .unwrap(),
+        );
+        let writers = 16;
+        let held = lock(&store.wal);
+        let threads: Vec<_> = (0..writers)
+            .map(|i| {
+                let store = Arc::clone(&store);
+                std::thread::spawn(move || store.ingest(vec![put("app", &format!("f{i}"), 1)]))
+            })
+            .collect();
+        while lock(&store.state).staging.by_ticket.len() < writers {
+            std::thread::yield_now();
+        }
+        assert_eq!(
+            store.head_pairs(),
+            0,
+            "nothing is visible before it is durable"
+        );
+        drop(held);
+        for t in threads {
+            t.join().unwrap().unwrap();
+        }
+        assert_eq!(store.stats.wal_syncs.load(Ordering::Relaxed), 1);
+        assert_eq!(store.head_pairs(), writers);
+    }
+
+    #[test]
+    fn series_limits_count_the_whole_store_and_writes_still_staged() {
+        let wal = tempfile::tempdir().unwrap();
+        let config = Config {
+            max_series: 3,
+            ..Config::default()
+        };
+        let storage = Arc::new(MemoryStorage::default());
+        let store = Arc::new(Store::open(storage, wal.path().into(), config).unwrap());
+        store
+            .ingest(vec![put("a", "f", 1), put("b", "f", 1)])
+            .unwrap();
+        // One more series is staged (the test holds the WAL lock, as an fsync would).
+        let held = lock(&store.wal);
+        let writer = Arc::clone(&store);
+        let staged = std::thread::spawn(move || writer.ingest(vec![put("c", "f", 1)]));
+        while lock(&store.state).staging.by_ticket.is_empty() {
+            std::thread::yield_now();
+        }
+        let err = store.ingest(vec![put("d", "f", 1)]).unwrap_err();
+        assert!(matches!(err, StoreError::Limit(m) if m.contains("more than 3 series")));
+        drop(held);
+        staged.join().unwrap().unwrap();
+        assert_eq!(store.counts().0, 3);
+        store.ingest(vec![put("a", "g", 1)]).unwrap();
+    }
+
+    #[test]
+    fn values_that_would_overflow_are_refused_before_staging() {
+        let wal = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            Arc::new(MemoryStorage::default()),
+            wal.path().into(),
+            Config::default(),
+        )
+        .unwrap();
+        let big = u64::MAX / 2 + 1;
+        store.ingest(vec![put("app", "f", big)]).unwrap();
+        let err = store.ingest(vec![put("app", "f", big)]).unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(m) if m.contains("overflow")));
+        // Within one request too.
+        let err = store
+            .ingest(vec![put("app", "g", big), put("app", "g", big)])
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)));
+        // Another path of the same tree is fine.
+        store.ingest(vec![put("app", "g", big)]).unwrap();
+        assert_eq!(store.stats.puts.load(Ordering::Relaxed), 2);
+        assert_eq!(store.head_pairs(), 2);
     }
 }

@@ -161,7 +161,11 @@ impl Store {
                 for_head(st, first, end, |_, id, pairs| {
                     if ids.contains(&id) {
                         for &(path, value) in pairs {
-                            *paths.entry(path).or_insert(0) += value;
+                            // Saturates: each stored sum is checked at ingest, but a
+                            // query adds many blocks, and a pinned maximum is truer
+                            // than a wrapped small number.
+                            let sum = paths.entry(path).or_insert(0);
+                            *sum = sum.saturating_add(value);
                         }
                     }
                 });
@@ -221,7 +225,9 @@ impl Store {
             let i = (leaf - first_step).div_euclid(step);
             if let Ok(i) = usize::try_from(i) {
                 if i < steps {
-                    out.entry(id).or_insert_with(|| vec![0; steps])[i] += v;
+                    let sum = &mut out.entry(id).or_insert_with(|| vec![0; steps])[i];
+                    // Saturates rather than wraps, as in `merge_with_max_level`.
+                    *sum = sum.saturating_add(v);
                 }
             }
         };
@@ -229,7 +235,8 @@ impl Store {
             self.snapshot(matchers, from, until, max_level, |st, first, end, ids| {
                 for_head(st, first, end, |leaf, id, pairs| {
                     if ids.contains(&id) {
-                        add(&mut out, id, leaf, pairs.iter().map(|p| p.1).sum());
+                        let total = pairs.iter().fold(0u64, |t, p| t.saturating_add(p.1));
+                        add(&mut out, id, leaf, total);
                     }
                 });
             })

@@ -180,7 +180,7 @@ impl Store {
             report_lost_series(storage.as_ref(), &manifest, &mut catalog, &lost_catalogs)?;
         }
         let mut head = Head::default();
-        let mut seen = Seen::default();
+        let mut seen = Seen::new(config.max_request_ids);
         let mut last_seq = flushed;
         for seq in wal::segments(&wal_dir).map_err(StoreError::Wal)? {
             last_seq = last_seq.max(seq);
@@ -189,13 +189,7 @@ impl Store {
                 continue;
             }
             let replay = wal::read(&wal_dir, seq).map_err(StoreError::Wal)?;
-            if replay.dropped_bytes > 0 {
-                tracing::warn!(
-                    segment = seq,
-                    bytes = replay.dropped_bytes,
-                    "ignored the bytes after the last intact WAL record (a write torn by a crash)"
-                );
-            }
+            replay.log_losses(seq);
             for record in replay.records {
                 let damaged = |what: String| {
                     StoreError::Wal(std::io::Error::other(format!("WAL segment {seq}: {what}")))
@@ -236,18 +230,14 @@ impl Store {
                 head,
                 pending: None,
                 manifest,
-                wal_buf: Vec::new(),
-                staged: 0,
+                staging: Default::default(),
                 catalog_objects,
                 graveyard: Vec::new(),
                 first_kept: i64::MIN,
                 seen,
             }),
-            wal: Mutex::new(WalWriter {
-                segment,
-                synced: 0,
-                failed: false,
-            }),
+            wal: Mutex::new(WalWriter::new(segment, dict.len())),
+            health: Default::default(),
             flush_lock: Mutex::new(()),
             compact_lock: Mutex::new(()),
             cache,
@@ -325,7 +315,7 @@ pub(crate) fn check_block(
 /// Whether WAL segment `seq` reads to its end with every record decoding.
 fn wal_whole(dir: &Path, seq: u64) -> bool {
     wal::read(dir, seq).is_ok_and(|replay| {
-        replay.dropped_bytes == 0 && replay.records.iter().all(|r| decode_record(r).is_ok())
+        replay.lost.is_empty() && replay.records.iter().all(|r| decode_record(r).is_ok())
     })
 }
 

@@ -5,28 +5,56 @@
 //! WAL record carries the IDs of its write; when the WAL is rotated, the IDs still
 //! remembered are written as the first record of the new segment, so they outlive the
 //! flush that drops the records they came with.
+//!
+//! At most [`crate::Config::max_request_ids`] IDs are remembered: past it the oldest are
+//! forgotten first, so a flood of IDs cannot grow memory, or the ID record that opens each
+//! WAL segment, without bound. A forgotten ID only costs deduplication of a late retry.
 
 use std::collections::{HashMap, VecDeque};
 
 use crate::varint::{put_uvarint, Reader};
 
 /// Accepted IDs with the Unix second each was accepted at.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Seen {
     at: HashMap<String, i64>,
+    /// In the order remembered; an entry whose time no longer matches `at` is stale.
     order: VecDeque<(i64, String)>,
+    cap: usize,
 }
 
 impl Seen {
+    /// Remembers at most `cap` IDs.
+    pub(crate) fn new(cap: usize) -> Seen {
+        Seen {
+            at: HashMap::new(),
+            order: VecDeque::new(),
+            cap,
+        }
+    }
+
     pub(crate) fn contains(&self, id: &str) -> bool {
         self.at.contains_key(id)
     }
 
-    /// Remembers `id` as accepted at `at` (again: the later time counts).
-    pub(crate) fn remember(&mut self, id: &str, at: i64) {
+    /// Remembers `id` as accepted at `at` (again: the later time counts). Returns how many
+    /// IDs were forgotten to stay under the cap.
+    pub(crate) fn remember(&mut self, id: &str, at: i64) -> usize {
         if self.at.insert(id.to_owned(), at) != Some(at) {
             self.order.push_back((at, id.to_owned()));
         }
+        let mut forgotten = 0;
+        while self.at.len() > self.cap {
+            match self.order.pop_front() {
+                Some((at, id)) if self.at.get(&id) == Some(&at) => {
+                    self.at.remove(&id);
+                    forgotten += 1;
+                }
+                Some(_) => {}
+                None => break,
+            }
+        }
+        forgotten
     }
 
     /// Forgets IDs accepted before `cutoff`.
@@ -86,7 +114,7 @@ mod tests {
 
     #[test]
     fn forgets_only_what_is_older_than_the_cutoff() {
-        let mut seen = Seen::default();
+        let mut seen = Seen::new(10);
         seen.remember("a", 10);
         seen.remember("b", 20);
         seen.remember("a", 30);
@@ -100,9 +128,28 @@ mod tests {
         assert_eq!(seen.len(), 0);
     }
 
+    /// Regression: request IDs of any count were kept for 6 h.
+    #[test]
+    fn a_flood_of_ids_forgets_the_oldest_first() {
+        let mut seen = Seen::new(3);
+        let mut forgotten = 0;
+        for i in 0..100 {
+            forgotten += seen.remember(&format!("id-{i}"), i);
+        }
+        assert_eq!(seen.len(), 3);
+        assert_eq!(forgotten, 97);
+        assert!(seen.contains("id-99") && seen.contains("id-97"));
+        assert!(!seen.contains("id-96"));
+        // Remembering again refreshes: the refreshed ID is not the oldest any more.
+        seen.remember("id-97", 200);
+        seen.remember("new", 201);
+        assert!(seen.contains("id-97") && !seen.contains("id-98"));
+        assert!(seen.order.len() <= 5, "stale entries do not pile up");
+    }
+
     #[test]
     fn round_trips() {
-        let mut seen = Seen::default();
+        let mut seen = Seen::new(10);
         seen.remember("window-1", 1_700_000_000);
         seen.remember("w2", 1_700_000_010);
         let mut out = Vec::new();

@@ -14,6 +14,7 @@ use crate::cache::BlockCache;
 use crate::dict::{self, Dictionary};
 use crate::error::StoreError;
 use crate::head::Head;
+use crate::ingest::Staging;
 use crate::manifest::Manifest;
 use crate::seen::Seen;
 use crate::series::{Catalog, SeriesId, SeriesInfo, SeriesKey};
@@ -37,6 +38,14 @@ pub struct Config {
     /// How long a request ID is remembered after its write was accepted: a retry with
     /// the same ID within this window is acknowledged without storing twice.
     pub dedup_window: Duration,
+    /// Most request IDs remembered at once; past it the oldest are forgotten first (a retry
+    /// of a forgotten one is stored again). Bounds memory and the ID record that opens each
+    /// WAL segment, however many IDs clients send.
+    pub max_request_ids: usize,
+    /// Most series the whole store may have (across services): a flood of service names
+    /// cannot grow the catalog without bound. Past it a write is refused with
+    /// [`StoreError::Limit`].
+    pub max_series: usize,
 }
 
 impl Default for Config {
@@ -48,6 +57,8 @@ impl Default for Config {
             max_series_per_service: 10_000,
             cache_bytes: 256 << 20,
             dedup_window: Duration::from_secs(6 * 3600),
+            max_request_ids: 100_000,
+            max_series: 1_000_000,
         }
     }
 }
@@ -86,6 +97,13 @@ pub struct Stats {
     pub damaged_reads: AtomicU64,
     /// Reads answered with a warning that data in their range may be missing.
     pub degraded_reads: AtomicU64,
+    /// WAL writes or fsyncs that failed (their requests were refused, nothing kept).
+    pub write_errors: AtomicU64,
+    /// Flushes that failed (retried by the next one; the WAL keeps the data meanwhile).
+    pub flush_errors: AtomicU64,
+    /// Request IDs forgotten before their dedup window ended, to stay under
+    /// [`Config::max_request_ids`].
+    pub forgotten_request_ids: AtomicU64,
 }
 
 /// A flush whose objects are being (or failed to be) written; queries still see it.
@@ -104,9 +122,8 @@ pub(crate) struct State {
     pub head: Head,
     pub pending: Option<Arc<PendingFlush>>,
     pub manifest: Manifest,
-    /// Framed WAL records not written yet, and how many records were ever staged.
-    pub wal_buf: Vec<u8>,
-    pub staged: u64,
+    /// Writes whose WAL records are not durable yet: invisible until they are.
+    pub staging: Staging,
     pub catalog_objects: Vec<String>,
     /// Superseded objects to delete once no query can still be reading them.
     pub graveyard: Vec<(std::time::Instant, String)>,
@@ -128,8 +145,33 @@ pub enum Ingested {
 #[derive(Debug)]
 pub(crate) struct WalWriter {
     pub(crate) segment: Segment,
-    pub(crate) synced: u64,
-    pub(crate) failed: bool,
+    /// Tickets up to this one are settled (durable, or refused).
+    pub(crate) settled: u64,
+    /// Dictionary entries (frames, paths) below this are in durable records or objects;
+    /// the next batch logs the rest, including entries of refused records.
+    pub(crate) dict_logged: (usize, usize),
+    /// Why the last WAL write failed, until one succeeds.
+    pub(crate) error: Option<String>,
+}
+
+impl WalWriter {
+    /// The writer of a fresh `segment`, after replay gave the dictionary `dict_len`.
+    pub(crate) fn new(segment: Segment, dict_len: (usize, usize)) -> WalWriter {
+        WalWriter {
+            segment,
+            settled: 0,
+            dict_logged: dict_len,
+            error: None,
+        }
+    }
+}
+
+/// Why the store cannot persist right now, if it cannot: read by health checks without
+/// waiting for an fsync in progress.
+#[derive(Debug, Default)]
+pub(crate) struct Health {
+    pub(crate) wal: Option<String>,
+    pub(crate) flush: Option<String>,
 }
 
 /// An embedded profile store. Cheap to share behind an `Arc`; every method takes `&self`.
@@ -140,6 +182,7 @@ pub struct Store {
     pub(crate) config: Config,
     pub(crate) state: Mutex<State>,
     pub(crate) wal: Mutex<WalWriter>,
+    pub(crate) health: Mutex<Health>,
     pub(crate) flush_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
     pub(crate) cache: BlockCache,
@@ -160,6 +203,15 @@ impl Store {
     /// Flushes what is left; call before exiting (the WAL would also recover it).
     pub fn close(&self) -> Result<(), StoreError> {
         self.flush().map(|_| ())
+    }
+
+    /// Why the store cannot persist writes right now (a full disk, failing storage), or
+    /// `None` when it can: `Some` from a failed WAL write or flush until a later one
+    /// succeeds. Writes meanwhile fail with [`StoreError::Unavailable`]; the next write
+    /// and each flush retry, so this clears by itself when the disk does.
+    pub fn unwritable_reason(&self) -> Option<String> {
+        let health = lock(&self.health);
+        health.wal.clone().or_else(|| health.flush.clone())
     }
 
     /// How often the maintenance loop should flush.

@@ -244,7 +244,7 @@ fn failed_flushes_lose_nothing_and_recovery_counts_once() {
         let store = Store::open(faulty.clone(), wal.path().into(), Config::default()).unwrap();
         ingest_hours(&store, &mut truth, &mut rng, T0 + allowed as i64 * 600, 600);
         // The flush dies part-way (catalog, run objects, commit marker: each may fail).
-        assert!(matches!(store.flush(), Err(StoreError::Storage(_))));
+        assert!(matches!(store.flush(), Err(StoreError::Unavailable(_))));
         check_ranges(&store, &truth, &mut rng, 2400);
         // "Crash": drop without closing, reopen on what storage and WAL hold.
     }
