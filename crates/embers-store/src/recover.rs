@@ -3,12 +3,13 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
+use crate::block::BlockReader;
 use crate::cache::BlockCache;
 use crate::dict::{self, Dictionary};
 use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::head::Head;
-use crate::manifest::{parse_aggregate, parse_run, Manifest};
+use crate::manifest::{parse_aggregate, parse_run, Manifest, Run};
 use crate::record::decode_record;
 use crate::seen::Seen;
 use crate::segment::leaf_of;
@@ -74,12 +75,23 @@ impl Store {
         }
         let flushed = read_flushed(storage.as_ref())?;
         let mut manifest = Manifest::default();
+        let mut runs = Vec::new();
         for key in storage.list("l0/")? {
             match parse_run(&key) {
-                Some(run) if run.seq <= flushed => manifest.add_run(run),
+                Some(run) if run.seq <= flushed => runs.push(run),
                 // From a flush that did not finish: its data is still in the WAL.
                 _ => storage.delete(&key)?,
             }
+        }
+        for run in damaged_combined_runs(storage.as_ref(), &runs) {
+            tracing::warn!(
+                key = %run.key,
+                "ignored a damaged combined run (a combining cut short); the runs it was made from stay"
+            );
+            runs.retain(|r| r.key != run.key);
+        }
+        for run in runs {
+            manifest.add_run(run);
         }
         for key in manifest.drop_combined_originals() {
             storage.delete(&key)?;
@@ -159,6 +171,22 @@ impl Store {
             stats: Stats::default(),
         })
     }
+}
+
+/// Combined runs whose originals are still there (a crash within the minute before they
+/// are deleted) and which do not open: the combining was cut short, as a torn write on
+/// a backend without atomic rename leaves it. Dropping the originals for them would lose
+/// data; the originals are whole, and the next compaction combines them again.
+fn damaged_combined_runs(storage: &dyn Storage, runs: &[Run]) -> Vec<Run> {
+    runs.iter()
+        .filter(|c| c.combined_from.is_some() && runs.iter().any(|r| r.is_within(c)))
+        .filter(|c| {
+            storage
+                .get(&c.key)
+                .map_or(true, |bytes| BlockReader::open(&bytes).is_err())
+        })
+        .cloned()
+        .collect()
 }
 
 fn read_flushed(storage: &dyn Storage) -> Result<u64, StoreError> {
