@@ -64,6 +64,7 @@ pub enum Schedule {
 
 /// One fault that was injected.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Injected {
     /// Index of the put (see [`Schedule`]).
     pub index: usize,
