@@ -456,8 +456,10 @@ fn threads_get_root_frames_and_function_drops_lines() {
         main_idle * 10 >= alpha_idle * 9,
         "--idle: main {main_idle}, alpha {alpha_idle}"
     );
+    // On a loaded machine (six builds on two cores) that was up to 12 % of samples; a
+    // filter that does not work keeps all of them.
     assert!(
-        main_busy * 10 <= main_idle,
+        main_busy * 4 <= main_idle,
         "idle main thread kept: {main_busy} of {main_idle}"
     );
 }

@@ -3,8 +3,8 @@
 //! Python is read through the `py-spy` library and Ruby through `rbspy`; both read the
 //! interpreter's memory with `process_vm_readv` and need the right to ptrace the target.
 //! Their configuration types carry no stability promise, so they stay behind this crate's
-//! [`Config`] and [`Sampler`]: the rest of Embers only sees [`Trace`]s of
-//! `embers_profile::Frame`s.
+//! [`Config`] and the [`Backend`] trait ([`PySpy`], [`Rbspy`]) that [`Sampler`] drives:
+//! the rest of Embers only sees [`Trace`]s of `embers_profile::Frame`s.
 //!
 //! ```no_run
 //! use std::sync::atomic::AtomicBool;
@@ -16,6 +16,7 @@
 //! println!("{} samples", recording.profile.total());
 //! ```
 
+mod backend;
 mod config;
 mod detect;
 mod error;
@@ -25,8 +26,11 @@ mod record;
 mod ruby;
 mod sampler;
 
+pub use backend::{backend_for, Backend, Running};
 pub use config::{Config, Lang};
 pub use detect::{detect, is_alive, Interpreter};
 pub use error::Error;
+pub use python::PySpy;
 pub use record::{record, EndReason, Recording, Stats};
+pub use ruby::Rbspy;
 pub use sampler::{Event, Sampler, Trace};

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crate::detect::is_alive;
+use crate::backend::{Backend, Running};
+use crate::detect::{is_alive, Interpreter};
 use crate::pacing::Pacer;
 
 use crate::sampler::{frame, Event, Trace};
@@ -80,8 +81,22 @@ impl Convert {
     }
 }
 
-/// Starts sampling `pid`; returns once py-spy has found the interpreter, or failed to.
-pub(crate) fn start(
+/// CPython through py-spy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PySpy;
+
+impl Backend for PySpy {
+    fn interpreter(&self) -> Interpreter {
+        Interpreter::Python
+    }
+
+    /// Returns once py-spy has found the interpreter, or failed to.
+    fn start(&self, pid: u32, config: &Config, stop: Arc<AtomicBool>) -> Result<Running, Error> {
+        start(pid, config, stop).map(|(events, thread)| Running { events, thread })
+    }
+}
+
+fn start(
     pid: u32,
     config: &Config,
     stop: Arc<AtomicBool>,

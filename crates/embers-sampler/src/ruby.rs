@@ -16,6 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::backend::{Backend, Running};
+use crate::detect::Interpreter;
 use crate::pacing::Pacer;
 use crate::sampler::{frame, Event, Trace};
 use crate::{Config, Error};
@@ -42,8 +44,22 @@ fn convert(trace: &rbspy::StackTrace, root_pid: u32, function_only: bool) -> Tra
     }
 }
 
-/// Starts sampling `pid`.
-pub(crate) fn start(
+/// CRuby through rbspy.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rbspy;
+
+impl Backend for Rbspy {
+    fn interpreter(&self) -> Interpreter {
+        Interpreter::Ruby
+    }
+
+    /// Returns once rbspy's thread is started; attach failures come as [`Event::Ended`].
+    fn start(&self, pid: u32, config: &Config, stop: Arc<AtomicBool>) -> Result<Running, Error> {
+        start(pid, config, stop).map(|(events, thread)| Running { events, thread })
+    }
+}
+
+fn start(
     pid: u32,
     config: &Config,
     stop: Arc<AtomicBool>,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use embers_profile::Frame;
 
+use crate::backend::{backend_for, Backend};
 use crate::detect::{detect, Interpreter};
 use crate::{Config, Error, Lang};
 
@@ -33,7 +34,8 @@ pub enum Event {
     Ended(Result<(), Error>),
 }
 
-/// A sampler attached to one process (and, optionally, its children).
+/// A sampler attached to one process (and, optionally, its children), through one
+/// [`Backend`].
 #[derive(Debug)]
 pub struct Sampler {
     events: Receiver<Event>,
@@ -43,26 +45,29 @@ pub struct Sampler {
 }
 
 impl Sampler {
-    /// Attaches to `pid`, detecting its interpreter unless `config.lang` names it.
+    /// Attaches to `pid` with the backend for its interpreter, detected unless
+    /// `config.lang` names it.
     pub fn attach(pid: u32, config: &Config) -> Result<Sampler, Error> {
         let interpreter = match config.lang {
             Lang::Auto => detect(pid)?,
             Lang::Python => Interpreter::Python,
             Lang::Ruby => Interpreter::Ruby,
         };
+        Sampler::attach_with(backend_for(interpreter), pid, config)
+    }
+
+    /// Attaches to `pid` with `backend`.
+    pub fn attach_with(backend: &dyn Backend, pid: u32, config: &Config) -> Result<Sampler, Error> {
         if !crate::detect::is_alive(pid) {
             return Err(Error::NoSuchProcess(pid));
         }
         let stop = Arc::new(AtomicBool::new(false));
-        let (events, thread) = match interpreter {
-            Interpreter::Python => crate::python::start(pid, config, stop.clone())?,
-            Interpreter::Ruby => crate::ruby::start(pid, config, stop.clone())?,
-        };
+        let running = backend.start(pid, config, stop.clone())?;
         Ok(Sampler {
-            events,
+            events: running.events,
             stop,
-            thread: Some(thread),
-            interpreter,
+            thread: Some(running.thread),
+            interpreter: backend.interpreter(),
         })
     }
 

@@ -77,7 +77,9 @@ pub use quarantine::{Quarantined, QUARANTINE_PREFIX};
 pub use segment::{leaf_of, leaves_for, plan, Block, FANOUT, LEAF_SECONDS, TOP_LEVEL};
 pub use selector::{MatchOp, Matcher, Selector, SelectorError};
 pub use series::{SeriesId, SeriesKey, NAME, PROFILE_TYPE, SERVICE_NAME};
-pub use storage::{FaultyStorage, FileStorage, MemoryStorage, Storage, StorageError};
+pub use storage::{
+    Fault, FaultyStorage, FileStorage, Injected, MemoryStorage, Schedule, Storage, StorageError,
+};
 pub use store::{Config, Ingested, Put, Stats, Store};
 pub use tree_codec::{decode_tree, encode_tree, TreeLimits};
 pub use varint::Corrupt;
