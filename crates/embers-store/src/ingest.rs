@@ -84,6 +84,13 @@ impl Store {
                 new_per_service.entry(service).or_default().insert(&put.key);
             }
         }
+        let new_total: usize = new_per_service.values().map(BTreeSet::len).sum();
+        if st.catalog.len() + new_total > self.config.max_series {
+            return Err(StoreError::Limit(format!(
+                "the store would have more than {} series (max_series); drop high-cardinality labels",
+                self.config.max_series
+            )));
+        }
         for (service, new) in new_per_service {
             let have = st.catalog.count_for_service(service);
             if have + new.len() > self.config.max_series_per_service {

@@ -32,6 +32,9 @@ pub struct Config {
     pub compaction_delay: Duration,
     /// Most series one `service_name` may have (protects against label explosions).
     pub max_series_per_service: usize,
+    /// Most series in the whole store, over every service: the memory bound of the
+    /// catalog whatever names clients invent.
+    pub max_series: usize,
     /// Bytes of decoded blocks kept in memory for queries.
     pub cache_bytes: usize,
     /// How long a request ID is remembered after its write was accepted: a retry with
@@ -46,6 +49,7 @@ impl Default for Config {
             flush_interval: Duration::from_secs(10),
             compaction_delay: Duration::from_secs(30),
             max_series_per_service: 10_000,
+            max_series: 1_000_000,
             cache_bytes: 256 << 20,
             dedup_window: Duration::from_secs(6 * 3600),
         }
