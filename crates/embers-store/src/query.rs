@@ -2,7 +2,9 @@
 //!
 //! A read takes a consistent snapshot under the state lock (matching series, head trees,
 //! the plan of objects to read), then reads and merges objects without holding any lock,
-//! so a slow query never stalls ingest.
+//! so a slow query never stalls ingest. The snapshot itself is bounded by the data: the
+//! range is narrowed to the leaves the selected series have data in, so `from=0` or a
+//! far-future `until` plans over stored leaves, not over every 10 s since 1970.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -90,6 +92,21 @@ impl Store {
     fn clip(&self, st: &State, from: i64, until: i64) -> (i64, i64) {
         let (first, end) = leaves_for(from, until);
         (first.max(st.first_kept), end)
+    }
+
+    /// Unix second of the oldest data the store holds (the start of its first leaf), or
+    /// `None` when empty. Scans the catalog under the lock: for bounding rare huge ranges,
+    /// not for every query.
+    pub fn oldest_data(&self) -> Option<i64> {
+        let st = lock(&self.state);
+        let first = st
+            .catalog
+            .select(&[], i64::MIN, i64::MAX)
+            .into_iter()
+            .filter_map(|id| st.catalog.get(id))
+            .map(|info| info.leaves.0)
+            .min()?;
+        Some(first.max(st.first_kept) * crate::segment::LEAF_SECONDS)
     }
 
     /// Series matching `matchers` with data in Unix seconds `[from, until)`.
@@ -267,6 +284,15 @@ impl Store {
             .select(matchers, first, end)
             .into_iter()
             .collect();
+        // Nothing exists outside the selected series' own leaves: narrowing to them keeps
+        // the answer exact and the plan (and the time the lock is held) bounded by data.
+        let (lo, hi) = ids
+            .iter()
+            .filter_map(|&id| st.catalog.get(id))
+            .fold((i64::MAX, i64::MIN), |(lo, hi), info| {
+                (lo.min(info.leaves.0), hi.max(info.leaves.1))
+            });
+        let (first, end) = (first.max(lo), end.min(hi.saturating_add(1)));
         if ids.is_empty() || first >= end {
             return None;
         }

@@ -158,6 +158,14 @@ impl Store {
         self.flush().map(|_| ())
     }
 
+    /// Why the store cannot persist writes right now, or `None` when it can (a server
+    /// answers `/ready` from this).
+    pub fn unwritable_reason(&self) -> Option<String> {
+        lock(&self.wal)
+            .failed
+            .then(|| StoreError::Failed.to_string())
+    }
+
     /// How often the maintenance loop should flush.
     pub fn flush_interval(&self) -> Duration {
         self.config.flush_interval
