@@ -39,6 +39,11 @@ impl IngestBudget {
         }
     }
 
+    /// Bytes reserved by requests in flight now.
+    pub fn in_use(&self) -> usize {
+        self.total - self.bytes.available_permits()
+    }
+
     /// Reserves `length` bytes (or the unknown-length charge), without waiting.
     pub fn admit(&self, length: Option<usize>) -> Result<OwnedSemaphorePermit, ApiError> {
         let want = length.unwrap_or(self.unknown_length).max(1);

@@ -169,10 +169,13 @@ async fn ready(State(state): State<AppState>) -> axum::response::Response {
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(&state.store),
-    )
+    let mut text = state.metrics.render(&state.store);
+    text.push_str(&format!(
+        "# HELP embers_ingest_inflight_bytes Request body bytes of pushes being served.\n\
+         # TYPE embers_ingest_inflight_bytes gauge\nembers_ingest_inflight_bytes {}\n",
+        state.ingest_budget.in_use()
+    ));
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
 /// A started server: bound, store open, maintenance running.
