@@ -112,6 +112,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::Limit(m) => Self::too_many(m).because(Rejection::StoreLimit),
             StoreError::Invalid(m) => Self::bad_request(m),
+            // Nothing was acknowledged; a retry succeeds once the server is restarted.
+            e @ StoreError::Failed => {
+                Self::unavailable(e.to_string()).because(Rejection::StoreUnavailable)
+            }
             other => Self::internal(format_args!("store: {other}")),
         }
     }

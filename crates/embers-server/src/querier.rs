@@ -433,7 +433,7 @@ async fn select_series(
     let QueryRange { from, until } = range;
     // Steps are whole powers of ten of leaves (the segment tree's block sizes), widened
     // until the range has at most 11,000 points (`as` saturates: NaN is 0, ∞ is max).
-    let step = range.step_leaves(req.step as i64);
+    let step = range.step_leaves(req.step as i64, state.query_limits.max_points);
     let group_by = req.group_by.clone();
     let series = state
         .query(move |store| {

@@ -20,6 +20,9 @@ use embers_store::LEAF_SECONDS;
 use crate::error::ApiError;
 use crate::params::{now, parse_duration, parse_time};
 
+/// Most points of a timeline by default (Prometheus' limit too).
+pub const MAX_POINTS: i64 = 11_000;
+
 /// Bounds every query range obeys (from the server's configuration).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueryLimits {
@@ -37,7 +40,7 @@ impl Default for QueryLimits {
     fn default() -> Self {
         QueryLimits {
             max_range: 32 * 86_400,
-            max_points: 11_000,
+            max_points: MAX_POINTS,
             future_skew: 3600,
             retention: None,
         }
@@ -164,18 +167,13 @@ impl QueryRange {
     /// The timeline step (in leaves, a power of ten) for about `target` points: the
     /// largest step at most `range / target` (the web UI's timeline asks 1,024).
     pub fn step_for(&self, target: i64) -> i64 {
-        self.step_leaves(self.seconds() / target.max(1))
+        self.step_leaves(self.seconds() / target.max(1), MAX_POINTS)
     }
 
     /// The step (in leaves, a power of ten) for a requested step in seconds: rounded
     /// down to a power of ten of leaves, at least one leaf, then widened until the
     /// range has at most `max_points` points.
-    pub fn step_leaves(&self, wanted_seconds: i64) -> i64 {
-        self.step_leaves_within(wanted_seconds, QueryLimits::default().max_points)
-    }
-
-    /// [`QueryRange::step_leaves`] with an explicit point budget.
-    pub fn step_leaves_within(&self, wanted_seconds: i64, max_points: i64) -> i64 {
+    pub fn step_leaves(&self, wanted_seconds: i64, max_points: i64) -> i64 {
         let span_leaves = self.seconds().div_euclid(LEAF_SECONDS) + 1;
         // Never wider than the range: one point holds it all.
         let wanted = (wanted_seconds / LEAF_SECONDS).clamp(1, span_leaves);
@@ -276,22 +274,23 @@ mod tests {
 
     #[test]
     fn steps_are_powers_of_ten_and_bounded_in_points() {
+        const P: i64 = MAX_POINTS;
         let day = QueryRange {
             from: NOW - 86_400,
             until: NOW,
         };
-        assert_eq!(day.step_leaves(10), 1);
-        assert_eq!(day.step_leaves(15), 1);
-        assert_eq!(day.step_leaves(100), 10);
+        assert_eq!(day.step_leaves(10, P), 1);
+        assert_eq!(day.step_leaves(15, P), 1);
+        assert_eq!(day.step_leaves(100, P), 10);
         // A huge step is one point, without overflowing.
-        assert_eq!(day.step_leaves(i64::MAX), 1000);
-        assert_eq!(day.step_leaves(i64::MIN), 1);
+        assert_eq!(day.step_leaves(i64::MAX, P), 1000);
+        assert_eq!(day.step_leaves(i64::MIN, P), 1);
         // A tiny step over a month widens until it fits 11,000 points.
         let month = QueryRange {
             from: NOW - 30 * 86_400,
             until: NOW,
         };
-        let step = month.step_leaves(1);
+        let step = month.step_leaves(1, P);
         assert_eq!(step, 100);
         assert!(month.seconds() / (step * LEAF_SECONDS) < 11_000);
         // The render timeline: about 1,024 points.
