@@ -280,8 +280,8 @@ impl Activity {
     fn deadline(&self, limits: &ConnLimits, draining: bool) -> Instant {
         let at = match self.due(limits, draining) {
             Some((at, _)) => at,
-            // Serving: look again after a while (the request may take long).
-            None => self.now() + limits.idle_timeout.max(limits.header_timeout).as_millis() as u64,
+            // Serving: look again soon enough to hold the next request's deadlines.
+            None => self.now() + limits.idle_timeout.min(limits.header_timeout).as_millis() as u64,
         };
         self.accepted + Duration::from_millis(at)
     }
