@@ -89,9 +89,28 @@ pub async fn ingest_budget(
         }
         Err(e) => {
             state.metrics.ingest_error();
+            drain(request.into_body(), state.ingest_budget.unknown_length).await;
             if connect { e.connect() } else { e }.into_response()
         }
     }
+}
+
+/// Reads and drops a refused body (at most `limit` bytes, for at most a few seconds), so
+/// the client finishes sending and reads the 429 instead of a connection reset (closing a
+/// socket with unread bytes resets it). Nothing is kept: memory stays flat.
+async fn drain(body: axum::body::Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0usize;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len());
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), read).await;
 }
 
 /// Middleware on every route: labels the response with its route pattern for
