@@ -10,6 +10,10 @@
 //! - operations: `/healthz`, `/ready`, `/metrics`;
 //! - the web UI: `GET /` and its files under `/ui/` (see [`ui`]).
 //!
+//! Every query API bounds its range with [`QueryRange`]; ingest takes a share of an
+//! in-flight byte budget (429 when full), queries a slot of a bounded pool (503 when none
+//! frees up); connections are served by hyper with a cap and header and idle timeouts.
+//!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! let config = embers_server::ServerConfig::default();

@@ -419,7 +419,8 @@ mod tests {
             std::thread::spawn(move || store.merge(&[], t - 3600, t + 3600).unwrap().total())
         };
         started.recv().unwrap();
-        // The query is inside an object read it cannot finish: pushes are acknowledged.
+        // The query is inside an object read it cannot finish: pushes are acknowledged
+        // (were the state lock held across reads, this would deadlock).
         for i in 0..5 {
             store.ingest(vec![put("new", t + 10 * i, 1)]).unwrap();
         }
