@@ -173,3 +173,48 @@ impl QueryGate {
         .map_err(ApiError::internal)?
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_busy_query_pool_answers_503_and_frees_its_slot() {
+        let gate = Arc::new(QueryGate::new(1, Duration::from_millis(10)));
+        let (hold, release) = std::sync::mpsc::channel::<()>();
+        let (started, running) = tokio::sync::oneshot::channel();
+        let busy = {
+            let gate = Arc::clone(&gate);
+            tokio::spawn(async move {
+                gate.run(move || {
+                    let _ = started.send(());
+                    let _ = release.recv();
+                    Ok(1)
+                })
+                .await
+            })
+        };
+        running.await.unwrap();
+        let refused = gate.run(|| Ok(2)).await.unwrap_err();
+        assert_eq!(refused.status.as_u16(), 503);
+        assert_eq!(refused.retry_after, Some(1));
+        assert_eq!(refused.rejection, Some(Rejection::QueryQueue));
+        hold.send(()).unwrap();
+        assert_eq!(busy.await.unwrap().unwrap(), 1);
+        assert_eq!(gate.run(|| Ok(3)).await.unwrap(), 3);
+    }
+
+    #[test]
+    fn the_ingest_budget_admits_by_bytes() {
+        let budget = IngestBudget::new(1000, 600);
+        let a = budget.admit(Some(400)).unwrap();
+        assert_eq!(budget.in_use(), 400);
+        // Unknown length counts as the largest body.
+        let b = budget.admit(None).unwrap();
+        let refused = budget.admit(Some(1)).unwrap_err();
+        assert_eq!(refused.status.as_u16(), 429);
+        assert_eq!(budget.admit(Some(1001)).unwrap_err().status.as_u16(), 413);
+        drop((a, b));
+        assert_eq!(budget.in_use(), 0);
+    }
+}
