@@ -138,9 +138,15 @@ pub struct Server {
 impl Server {
     /// Starts `embers server` on `data_dir` and waits until it logs its listening address.
     pub fn start(embers: &Path, data_dir: &Path) -> Server {
+        Server::start_with(embers, data_dir, &[])
+    }
+
+    /// [`Server::start`] with extra flags.
+    pub fn start_with(embers: &Path, data_dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(embers)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

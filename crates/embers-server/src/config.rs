@@ -25,6 +25,23 @@ pub struct ServerConfig {
     pub max_label_length: usize,
     /// Most series per service.
     pub max_series_per_service: usize,
+    /// Most series in the whole store, over every service (429 past it).
+    pub max_series: usize,
+    /// Longest query range (`32d`, `12h`); see `range.rs` for how `from` is clamped
+    /// first.
+    pub max_query_range: String,
+    /// Queries computed at once; 0: the number of CPUs (at least 2).
+    pub max_concurrent_queries: usize,
+    /// Milliseconds a query waits for a free slot before a 503.
+    pub query_queue_timeout_ms: u64,
+    /// Bytes of ingest request bodies in flight at once (429 past it).
+    pub max_inflight_ingest_bytes: usize,
+    /// Seconds a connection has to send a complete request head.
+    pub header_timeout_seconds: u64,
+    /// Seconds a keep-alive connection may stay without a request.
+    pub idle_timeout_seconds: u64,
+    /// Connections served at once (503 past it).
+    pub max_connections: usize,
     /// Seconds between flushes of the in-memory head.
     pub flush_interval_seconds: u64,
     /// Bytes of decoded blocks cached for queries.
@@ -44,6 +61,14 @@ impl Default for ServerConfig {
             max_labels_per_series: 64,
             max_label_length: 1024,
             max_series_per_service: 10_000,
+            max_series: 1_000_000,
+            max_query_range: "32d".into(),
+            max_concurrent_queries: 0,
+            query_queue_timeout_ms: 2_000,
+            max_inflight_ingest_bytes: 256 << 20,
+            header_timeout_seconds: 10,
+            idle_timeout_seconds: 120,
+            max_connections: 1024,
             flush_interval_seconds: 10,
             cache_bytes: 256 << 20,
             log_format: "text".into(),
@@ -68,6 +93,34 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The query bounds every query API applies.
+    pub fn query_limits(&self) -> Result<crate::range::QueryLimits, String> {
+        Ok(crate::range::QueryLimits {
+            max_range: crate::range::parse_max_range(&self.max_query_range)?,
+            retention: self.retention()?.map(|d| d.as_secs() as i64),
+            ..crate::range::QueryLimits::default()
+        })
+    }
+
+    /// Query slots: the setting, or the number of CPUs (at least 2).
+    pub fn query_slots(&self) -> usize {
+        match self.max_concurrent_queries {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
+            n => n,
+        }
+    }
+
+    /// The connection limits.
+    pub fn conn_limits(&self) -> crate::serve::ConnLimits {
+        crate::serve::ConnLimits {
+            header_timeout: Duration::from_secs(self.header_timeout_seconds.max(1)),
+            idle_timeout: Duration::from_secs(self.idle_timeout_seconds.max(1)),
+            max_connections: self.max_connections.max(1),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -83,5 +136,12 @@ mod tests {
         );
         assert_eq!(c.max_body_bytes, ServerConfig::default().max_body_bytes);
         assert!(ServerConfig::from_toml("retension = \"1d\"").is_err());
+        let c = ServerConfig::from_toml("max_query_range = \"2d\"\nmax_connections = 3\n").unwrap();
+        assert_eq!(c.query_limits().unwrap().max_range, 2 * 86_400);
+        assert_eq!(c.conn_limits().max_connections, 3);
+        assert!(ServerConfig::from_toml("max_query_range = \"x\"")
+            .unwrap()
+            .query_limits()
+            .is_err());
     }
 }

@@ -1,8 +1,15 @@
 //! API errors: an HTTP status, a Connect error code, and a message saying what is wrong.
 
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use embers_store::StoreError;
+
+use crate::metrics::Rejection;
+
+/// What `Retry-After` says on 429 and 503: our clients (the agent, Pyroscope's) back off
+/// and retry; a second is long enough for an in-flight burst to drain.
+pub const RETRY_AFTER_SECONDS: u64 = 1;
 
 /// An error answered to a client.
 #[derive(Debug)]
@@ -15,6 +22,10 @@ pub struct ApiError {
     pub message: String,
     /// Answer in Connect's JSON error shape instead of plain text.
     pub connect: bool,
+    /// Seconds a client should wait before retrying (`Retry-After`), for 429 and 503.
+    pub retry_after: Option<u64>,
+    /// Which budget turned the request away, for `embers_rejections_total`.
+    pub rejection: Option<Rejection>,
 }
 
 impl ApiError {
@@ -24,7 +35,34 @@ impl ApiError {
             code,
             message: message.into(),
             connect: false,
+            retry_after: None,
+            rejection: None,
         }
+    }
+
+    /// The same error, counted as a rejection for `why`.
+    pub fn because(mut self, why: Rejection) -> Self {
+        self.rejection = Some(why);
+        self
+    }
+
+    /// 429: over a budget right now (in-flight ingest bytes, series); retry later.
+    pub fn too_many(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", message);
+        e.retry_after = Some(RETRY_AFTER_SECONDS);
+        e
+    }
+
+    /// 503: the server cannot do this now (queries saturated, storage failing); retry.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+        e.retry_after = Some(RETRY_AFTER_SECONDS);
+        e
+    }
+
+    /// 404: a method we do not implement.
+    pub fn not_implemented(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "unimplemented", message)
     }
 
     /// 400: bad parameters.
@@ -46,9 +84,16 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "resource_exhausted", message)
     }
 
-    /// 500: our fault.
-    pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    /// 500: our fault. The detail is logged under a fresh error id; the client sees only
+    /// the id, never paths or error chains from inside the server.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        let id = format!("{:016x}", fastrand::u64(..));
+        tracing::error!(error_id = %id, error = %detail, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("internal error (id {id}); the server log has the detail"),
+        )
     }
 
     /// The same error, answered in Connect's JSON shape.
@@ -65,36 +110,30 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Limit(m) => {
-                Self::new(StatusCode::TOO_MANY_REQUESTS, "resource_exhausted", m)
-            }
+            StoreError::Limit(m) => Self::too_many(m).because(Rejection::StoreLimit),
             StoreError::Invalid(m) => Self::bad_request(m),
             // Not stored and not visible; the store heals by itself: ask to retry.
-            StoreError::Unavailable(m) => {
-                Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m)
-            }
-            other => {
-                tracing::error!(error = %other, "store error");
-                Self::internal(other.to_string())
-            }
+            StoreError::Unavailable(m) => Self::unavailable(m).because(Rejection::StoreUnavailable),
+            other => Self::internal(format_args!("store: {other}")),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let unavailable = self.status == StatusCode::SERVICE_UNAVAILABLE;
         let mut response = if self.connect {
             let body = serde_json::json!({ "code": self.code, "message": self.message });
             (self.status, axum::Json(body)).into_response()
         } else {
             (self.status, format!("{}\n", self.message)).into_response()
         };
-        if unavailable {
-            response.headers_mut().insert(
-                axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
-            );
+        if let Some(why) = self.rejection {
+            response.extensions_mut().insert(why);
+        }
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(secs));
         }
         response
     }

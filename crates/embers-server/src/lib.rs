@@ -10,6 +10,10 @@
 //! - operations: `/healthz`, `/ready`, `/metrics`;
 //! - the web UI: `GET /` and its files under `/ui/` (see [`ui`]).
 //!
+//! Every query API bounds its range with [`QueryRange`]; ingest takes a share of an
+//! in-flight byte budget (429 when full), queries a slot of a bounded pool (503 when none
+//! frees up); connections are served by hyper with a cap and header and idle timeouts.
+//!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! let config = embers_server::ServerConfig::default();
@@ -19,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod budget;
 mod config;
 mod error;
 mod flamebearer;
@@ -29,6 +34,8 @@ mod params;
 mod profile_type;
 mod querier;
 mod query;
+pub mod range;
+mod serve;
 pub mod trie;
 pub mod ui;
 mod warnings;
@@ -44,6 +51,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use embers_store::Store;
@@ -52,6 +62,7 @@ pub use config::ServerConfig;
 pub use error::ApiError;
 pub use ingest::{pprof_puts, IngestLimits};
 pub use params::{parse_duration, parse_time};
+pub use range::{QueryLimits, QueryRange};
 
 /// What every handler shares.
 #[derive(Debug, Clone)]
@@ -59,30 +70,85 @@ pub struct AppState {
     store: Arc<Store>,
     metrics: Arc<metrics::Metrics>,
     limits: Arc<IngestLimits>,
+    query_limits: QueryLimits,
+    queries: Arc<budget::QueryGate>,
+    ingest_budget: Arc<budget::IngestBudget>,
+}
+
+impl AppState {
+    /// A request's time range, bounded by the server's [`QueryLimits`].
+    fn range(
+        &self,
+        from: Option<&str>,
+        until: Option<&str>,
+        default: range::DefaultFrom,
+    ) -> Result<QueryRange, ApiError> {
+        QueryRange::parse(from, until, default, &self.query_limits, || {
+            self.store.oldest_data()
+        })
+    }
+
+    /// A Connect request's `start`/`end` (ms), bounded likewise.
+    fn range_ms(&self, start: i64, end: i64) -> Result<QueryRange, ApiError> {
+        QueryRange::from_millis(start, end, &self.query_limits, || self.store.oldest_data())
+    }
+
+    /// Runs a store read in a query slot, off the async workers.
+    async fn query<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = Arc::clone(&self.store);
+        self.queries.run(move || f(&store)).await
+    }
 }
 
 /// The HTTP routes over a store.
 pub fn router(store: Arc<Store>, config: &ServerConfig) -> Router {
+    router_with_metrics(store, config, Arc::default())
+}
+
+fn router_with_metrics(
+    store: Arc<Store>,
+    config: &ServerConfig,
+    metrics: Arc<metrics::Metrics>,
+) -> Router {
     let state = AppState {
         store,
-        metrics: Arc::default(),
+        metrics: Arc::clone(&metrics),
         limits: Arc::new(IngestLimits {
             max_decoded_bytes: config.max_decoded_bytes,
             max_labels: config.max_labels_per_series,
             max_label_len: config.max_label_length,
         }),
+        query_limits: config.query_limits().unwrap_or_default(),
+        queries: Arc::new(budget::QueryGate::new(
+            config.query_slots(),
+            Duration::from_millis(config.query_queue_timeout_ms),
+        )),
+        ingest_budget: Arc::new(budget::IngestBudget::new(
+            config.max_inflight_ingest_bytes,
+            config.max_body_bytes,
+        )),
     };
+    let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
-        .route("/push.v1.PusherService/Push", post(ingest::push))
+        .route(
+            "/push.v1.PusherService/Push",
+            post(ingest::push).route_layer(ingest_budget()),
+        )
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/ready", get(|| async { "ready\n" }))
+        .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
         .route("/", get(ui::index))
         .route("/ui/{*path}", get(ui::file));
     for prefix in ["", "/pyroscope"] {
         app = app
-            .route(&format!("{prefix}/ingest"), post(ingest::legacy))
+            .route(
+                &format!("{prefix}/ingest"),
+                post(ingest::legacy).route_layer(ingest_budget()),
+            )
             .route(&format!("{prefix}/render"), get(query::render))
             .route(&format!("{prefix}/render-diff"), get(query::render_diff))
             .route(&format!("{prefix}/labels"), get(query::labels))
@@ -91,14 +157,30 @@ pub fn router(store: Arc<Store>, config: &ServerConfig) -> Router {
             .route(&format!("{prefix}/apps"), get(query::apps));
     }
     app.layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(from_fn_with_state(metrics, budget::label_route))
         .with_state(state)
 }
 
+/// `GET /ready`: 503 with the reason while the store cannot persist writes.
+async fn ready(State(state): State<AppState>) -> axum::response::Response {
+    match state.store.unwritable_reason() {
+        None => "ready\n".into_response(),
+        Some(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the store cannot persist writes: {reason}\n"),
+        )
+            .into_response(),
+    }
+}
+
 async fn metrics_text(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    (
-        [("content-type", "text/plain; version=0.0.4")],
-        state.metrics.render(&state.store),
-    )
+    let mut text = state.metrics.render(&state.store);
+    text.push_str(&format!(
+        "# HELP embers_ingest_inflight_bytes Request body bytes of pushes being served.\n\
+         # TYPE embers_ingest_inflight_bytes gauge\nembers_ingest_inflight_bytes {}\n",
+        state.ingest_budget.in_use()
+    ));
+    ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
 /// A started server: bound, store open, maintenance running.
@@ -107,6 +189,8 @@ pub struct Server {
     listener: tokio::net::TcpListener,
     store: Arc<Store>,
     router: Router,
+    metrics: Arc<metrics::Metrics>,
+    conn_limits: serve::ConnLimits,
     stop: Arc<AtomicBool>,
     maintenance: std::thread::JoinHandle<()>,
 }
@@ -118,9 +202,11 @@ impl Server {
             retention: config.retention().map_err(anyhow::Error::msg)?,
             flush_interval: Duration::from_secs(config.flush_interval_seconds.max(1)),
             max_series_per_service: config.max_series_per_service,
+            max_series: config.max_series,
             cache_bytes: config.cache_bytes,
             ..embers_store::Config::default()
         };
+        config.query_limits().map_err(anyhow::Error::msg)?;
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir, store_config))
             .await?
@@ -131,12 +217,15 @@ impl Server {
             .with_context(|| format!("listening on {}", config.listen))?;
         let stop = Arc::new(AtomicBool::new(false));
         let maintenance = spawn_maintenance(Arc::clone(&store), Arc::clone(&stop));
-        let router = router(Arc::clone(&store), &config);
+        let metrics = Arc::<metrics::Metrics>::default();
+        let router = router_with_metrics(Arc::clone(&store), &config, Arc::clone(&metrics));
         tracing::info!(address = %listener.local_addr()?, data = %config.data_dir.display(), "embers server ready");
         Ok(Server {
             listener,
             store,
             router,
+            metrics,
+            conn_limits: config.conn_limits(),
             stop,
             maintenance,
         })
@@ -155,9 +244,14 @@ impl Server {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        serve::serve(
+            self.listener,
+            self.router,
+            self.conn_limits,
+            self.metrics,
+            shutdown,
+        )
+        .await;
         self.stop.store(true, Ordering::SeqCst);
         let _ = tokio::task::spawn_blocking(move || self.maintenance.join()).await;
         let store = self.store;

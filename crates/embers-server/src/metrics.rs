@@ -1,11 +1,17 @@
 //! Prometheus metrics: request counters and latency histograms for ingest and queries,
 //! plus the store's own counters, in the text exposition format.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Instant;
 
 use embers_store::Store;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Latency bucket bounds, seconds.
 const BUCKETS: [f64; 12] = [
@@ -54,9 +60,48 @@ impl Histogram {
     }
 }
 
+/// The route a response answered (the matched path pattern, e.g. `/render`), put in the
+/// response's extensions so the connection layer can count responses by route.
+#[derive(Debug, Clone)]
+pub struct RouteLabel(pub std::sync::Arc<str>);
+
+/// Why a request or connection was turned away before being served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rejection {
+    /// The in-flight ingest byte budget was full (429).
+    IngestInflight,
+    /// Every query slot stayed busy past the queue timeout (503).
+    QueryQueue,
+    /// `max_connections` reached (503).
+    Connections,
+    /// The store refused for a limit (series budgets; 429).
+    StoreLimit,
+    /// The store cannot persist now (503).
+    StoreUnavailable,
+}
+
+impl Rejection {
+    fn label(self) -> &'static str {
+        match self {
+            Rejection::IngestInflight => "ingest_inflight_bytes",
+            Rejection::QueryQueue => "query_queue",
+            Rejection::Connections => "max_connections",
+            Rejection::StoreLimit => "store_limit",
+            Rejection::StoreUnavailable => "store_unavailable",
+        }
+    }
+}
+
 /// The server's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Responses by (route, status code).
+    http: Mutex<BTreeMap<(String, u16), u64>>,
+    rejections: Mutex<BTreeMap<Rejection, u64>>,
+    /// Connections closed by the server, by reason.
+    closed: Mutex<BTreeMap<&'static str, u64>>,
+    connections_open: AtomicI64,
+    connections_total: AtomicU64,
     ingest_requests: AtomicU64,
     ingest_errors: AtomicU64,
     ingest_bytes: AtomicU64,
@@ -97,9 +142,89 @@ impl Metrics {
         self.query_latency.observe(since);
     }
 
+    /// A response sent on `route` with `code`.
+    pub fn http_response(&self, route: &str, code: u16) {
+        *lock(&self.http)
+            .entry((route.to_owned(), code))
+            .or_insert(0) += 1;
+    }
+
+    /// A request or connection turned away.
+    pub fn rejected(&self, why: Rejection) {
+        *lock(&self.rejections).entry(why).or_insert(0) += 1;
+    }
+
+    /// A connection accepted for serving.
+    pub fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::Relaxed);
+        self.connections_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A served connection ended.
+    pub fn connection_ended(&self) {
+        self.connections_open.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// A connection the server closed for a timeout (or shutdown).
+    pub fn connection_closed(&self, why: crate::serve::Closed) {
+        let label = match why {
+            crate::serve::Closed::HeaderTimeout => "header_timeout",
+            crate::serve::Closed::IdleTimeout => "idle_timeout",
+            crate::serve::Closed::Shutdown => "shutdown",
+        };
+        *lock(&self.closed).entry(label).or_insert(0) += 1;
+    }
+
+    fn render_http(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "# HELP embers_http_requests_total HTTP responses by route and status code.\n\
+             # TYPE embers_http_requests_total counter"
+        );
+        for ((route, code), n) in lock(&self.http).iter() {
+            let _ = writeln!(
+                out,
+                "embers_http_requests_total{{route=\"{route}\",code=\"{code}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP embers_rejections_total Requests and connections turned away, by reason.\n\
+             # TYPE embers_rejections_total counter"
+        );
+        for (why, n) in lock(&self.rejections).iter() {
+            let _ = writeln!(
+                out,
+                "embers_rejections_total{{reason=\"{}\"}} {n}",
+                why.label()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP embers_http_connections_closed_total Connections the server closed, by reason.\n\
+             # TYPE embers_http_connections_closed_total counter"
+        );
+        for (why, n) in lock(&self.closed).iter() {
+            let _ = writeln!(
+                out,
+                "embers_http_connections_closed_total{{reason=\"{why}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP embers_http_connections Connections being served.\n\
+             # TYPE embers_http_connections gauge\nembers_http_connections {}\n\
+             # HELP embers_http_connections_total Connections accepted for serving.\n\
+             # TYPE embers_http_connections_total counter\nembers_http_connections_total {}",
+            self.connections_open.load(Ordering::Relaxed).max(0),
+            self.connections_total.load(Ordering::Relaxed)
+        );
+    }
+
     /// The exposition text.
     pub fn render(&self, store: &Store) -> String {
         let mut out = String::new();
+        self.render_http(&mut out);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
             let _ = writeln!(
                 out,

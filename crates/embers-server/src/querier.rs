@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use embers_profile::Labels;
-use embers_store::{MatchOp, Matcher, Selector, LEAF_SECONDS, PROFILE_TYPE};
+use embers_store::{MatchOp, Matcher, Selector, Store, LEAF_SECONDS, PROFILE_TYPE};
 use prost::Message;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::flamebearer::{self, Flamegraph};
 use crate::profile_type::{parts, resolve};
-use crate::query::{blocking, DEFAULT_MAX_NODES};
+use crate::query::max_nodes;
+use crate::range::QueryRange;
 use crate::warnings::with_warnings;
 use crate::wire;
 use crate::AppState;
@@ -69,17 +70,6 @@ fn int(v: &Option<Value>) -> i64 {
     }
 }
 
-/// `[start, end)` in ms → seconds; 0 means "unbounded" on that side.
-fn range_ms(start: i64, end: i64) -> (i64, i64) {
-    let from = if start > 0 { start / 1000 } else { 0 };
-    let until = if end > 0 {
-        (end + 999) / 1000
-    } else {
-        crate::params::now() + 3600
-    };
-    (from, until.max(from + 1))
-}
-
 fn selector_matchers(s: &str) -> Result<Vec<Matcher>, ApiError> {
     let s = if s.trim().is_empty() { "{}" } else { s };
     let sel = Selector::parse(s)
@@ -105,18 +95,26 @@ fn all_matchers(list: &[String]) -> Result<Vec<Vec<Matcher>>, ApiError> {
     list.iter().map(|s| selector_matchers(s)).collect()
 }
 
-/// The sorted union of `f` over each selector of a request (one empty selector if none).
-fn union_over(
+/// The sorted union of `f` over each selector of a request (one empty selector if none),
+/// computed in a query slot.
+async fn union_over(
+    state: &AppState,
     selectors: &[String],
-    f: impl Fn(&[Matcher]) -> Vec<String>,
+    f: impl Fn(&Store, &[Matcher]) -> Vec<String> + Send + 'static,
 ) -> Result<Vec<String>, ApiError> {
-    let mut out = Vec::new();
-    for m in all_matchers(selectors)? {
-        out.extend(f(&m));
-    }
-    out.sort();
-    out.dedup();
-    Ok(out)
+    let all = all_matchers(selectors)?;
+    state
+        .query(move |store| {
+            let mut out = Vec::new();
+            for m in &all {
+                out.extend(f(store, m));
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        })
+        .await
+        .map_err(ApiError::connect)
 }
 
 fn labels_json(labels: &[wire::LabelPair]) -> Value {
@@ -227,16 +225,17 @@ async fn dispatch(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
-    let store = state.store.clone();
     match method {
         "ProfileTypes" => {
             let (req, json) = decode(headers, body, |j: JStart| wire::ProfileTypesRequest {
                 start: int(&j.start),
                 end: int(&j.end),
             })?;
-            let (from, until) = range_ms(req.start, req.end);
-            let mut types: Vec<String> = store.label_values(PROFILE_TYPE, &[], from, until);
-            types.dedup();
+            let r = state.range_ms(req.start, req.end)?;
+            let types = union_over(state, &[], move |store, m| {
+                store.label_values(PROFILE_TYPE, m, r.from, r.until)
+            })
+            .await?;
             let profile_types = types
                 .iter()
                 .filter_map(|id| {
@@ -263,8 +262,11 @@ async fn dispatch(
                 start: int(&j.start),
                 end: int(&j.end),
             })?;
-            let (from, until) = range_ms(req.start, req.end);
-            let names = union_over(&req.matchers, |m| store.label_names(m, from, until))?;
+            let r = state.range_ms(req.start, req.end)?;
+            let names = union_over(state, &req.matchers, move |store, m| {
+                store.label_names(m, r.from, r.until)
+            })
+            .await?;
             Ok(reply(
                 wire::LabelNamesResponse { names },
                 json,
@@ -278,10 +280,12 @@ async fn dispatch(
                 start: int(&j.start),
                 end: int(&j.end),
             })?;
-            let (from, until) = range_ms(req.start, req.end);
-            let names = union_over(&req.matchers, |m| {
-                store.label_values(&req.name, m, from, until)
-            })?;
+            let r = state.range_ms(req.start, req.end)?;
+            let name = req.name.clone();
+            let names = union_over(state, &req.matchers, move |store, m| {
+                store.label_values(&name, m, r.from, r.until)
+            })
+            .await?;
             Ok(reply(
                 wire::LabelValuesResponse { names },
                 json,
@@ -295,10 +299,20 @@ async fn dispatch(
                 start: int(&j.start),
                 end: int(&j.end),
             })?;
-            let (from, until) = range_ms(req.start, req.end);
+            let r = state.range_ms(req.start, req.end)?;
+            let all = all_matchers(&req.matchers)?;
+            let found = state
+                .query(move |store| {
+                    Ok(all
+                        .iter()
+                        .flat_map(|m| store.series(m, r.from, r.until))
+                        .collect::<Vec<_>>())
+                })
+                .await
+                .map_err(ApiError::connect)?;
             let mut sets = std::collections::BTreeSet::new();
-            for m in all_matchers(&req.matchers)? {
-                for (_, key) in store.series(&m, from, until) {
+            {
+                for (_, key) in found {
                     let mut labels = key.labels.clone();
                     labels.set(PROFILE_TYPE, key.profile_type.clone());
                     let kept: Labels = if req.label_names.is_empty() {
@@ -327,11 +341,7 @@ async fn dispatch(
             let (req, json) = decode(headers, body, JSelect::merge_request)?;
             let (tree, (from, until)) = merged(state, &req).await?;
             let warnings = state.store.damage_warnings(from, until);
-            let max = req
-                .max_nodes
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(DEFAULT_MAX_NODES);
+            let max = max_nodes(req.max_nodes.and_then(|n| usize::try_from(n).ok()));
             let fg = flamebearer::single(&tree.truncated(max).0);
             let message = wire::SelectMergeStacktracesResponse {
                 flamegraph: Some(fg_wire(&fg)),
@@ -353,11 +363,7 @@ async fn dispatch(
             let (r, (rf, ru)) = merged(state, &right).await?;
             let mut warnings = state.store.damage_warnings(lf, lu);
             warnings.extend(state.store.damage_warnings(rf, ru));
-            let max = left
-                .max_nodes
-                .and_then(|n| usize::try_from(n).ok())
-                .filter(|&n| n > 0)
-                .unwrap_or(DEFAULT_MAX_NODES);
+            let max = max_nodes(left.max_nodes.and_then(|n| usize::try_from(n).ok()));
             let (fg, lt, rt) = flamebearer::diff(&l.truncated(max).0, &r.truncated(max).0);
             let g = fg_wire(&fg);
             let message = wire::DiffResponse {
@@ -390,7 +396,7 @@ async fn dispatch(
                 start: int(&j.start),
                 end: int(&j.end),
             })?;
-            let (from, until) = range_ms(req.start, req.end);
+            let QueryRange { from, until } = state.range_ms(req.start, req.end)?;
             let series = select_series(state, req).await?;
             let warnings = state.store.damage_warnings(from, until);
             let response = reply(wire::SelectSeriesResponse { series }, json, |m| {
@@ -401,12 +407,10 @@ async fn dispatch(
             });
             Ok(with_warnings(response, &warnings))
         }
-        other => Err(ApiError {
-            status: axum::http::StatusCode::NOT_FOUND,
-            code: "unimplemented",
-            message: format!("QuerierService/{other} is not implemented"),
-            connect: true,
-        }),
+        other => Err(ApiError::not_implemented(format!(
+            "QuerierService/{other} is not implemented"
+        ))
+        .connect()),
     }
 }
 
@@ -418,14 +422,11 @@ async fn merged(
         selector_matchers(&req.label_selector)?,
         &req.profile_type_id,
     )?;
-    let (from, until) = range_ms(req.start, req.end);
-    let store = state.store.clone();
-    let tree = blocking(move || {
-        store
-            .merge(&m, from, until)
-            .map_err(|e| ApiError::from(e).connect())
-    })
-    .await?;
+    let QueryRange { from, until } = state.range_ms(req.start, req.end)?;
+    let tree = state
+        .query(move |store| Ok(store.merge(&m, from, until)?))
+        .await
+        .map_err(ApiError::connect)?;
     Ok((tree, (from, until)))
 }
 
@@ -437,36 +438,35 @@ async fn select_series(
         selector_matchers(&req.label_selector)?,
         &req.profile_type_id,
     )?;
-    let (from, until) = range_ms(req.start, req.end);
-    // Steps are whole powers of ten of leaves (the segment tree's block sizes).
-    let wanted = (req.step.max(1.0) / LEAF_SECONDS as f64).max(1.0);
-    let mut step = 1i64;
-    while (step * 10) as f64 <= wanted {
-        step *= 10;
-    }
-    let store = state.store.clone();
+    let range = state.range_ms(req.start, req.end)?;
+    let QueryRange { from, until } = range;
+    // Steps are whole powers of ten of leaves (the segment tree's block sizes), widened
+    // until the range has at most 11,000 points (`as` saturates: NaN is 0, ∞ is max).
+    let step = range.step_leaves(req.step as i64, state.query_limits.max_points);
     let group_by = req.group_by.clone();
-    let series = blocking(move || {
-        let keys: BTreeMap<_, _> = store.series(&m, from, until).into_iter().collect();
-        let (first, totals) = store
-            .totals(&m, from, until, step)
-            .map_err(|e| ApiError::from(e).connect())?;
-        let mut groups: BTreeMap<Labels, Vec<u64>> = BTreeMap::new();
-        for (id, values) in totals {
-            let Some(key) = keys.get(&id) else { continue };
-            let group = Labels::from_pairs(
-                group_by
-                    .iter()
-                    .filter_map(|g| key.labels.get(g).map(|v| (g.clone(), v.to_owned()))),
-            );
-            let sums = groups.entry(group).or_insert_with(|| vec![0; values.len()]);
-            for (i, v) in values.iter().enumerate() {
-                sums[i] += v;
+    let series = state
+        .query(move |store| {
+            let keys: BTreeMap<_, _> = store.series(&m, from, until).into_iter().collect();
+            let (first, totals) = store
+                .totals(&m, from, until, step)
+                .map_err(|e| ApiError::from(e).connect())?;
+            let mut groups: BTreeMap<Labels, Vec<u64>> = BTreeMap::new();
+            for (id, values) in totals {
+                let Some(key) = keys.get(&id) else { continue };
+                let group = Labels::from_pairs(
+                    group_by
+                        .iter()
+                        .filter_map(|g| key.labels.get(g).map(|v| (g.clone(), v.to_owned()))),
+                );
+                let sums = groups.entry(group).or_insert_with(|| vec![0; values.len()]);
+                for (i, v) in values.iter().enumerate() {
+                    sums[i] += v;
+                }
             }
-        }
-        Ok((first, groups))
-    })
-    .await?;
+            Ok((first, groups))
+        })
+        .await
+        .map_err(ApiError::connect)?;
     let (first, groups) = series;
     let mut out: Vec<wire::Series> = groups
         .into_iter()

@@ -13,13 +13,18 @@ use serde_json::{json, Value};
 
 use crate::error::ApiError;
 use crate::flamebearer;
-use crate::params::{now, parse_time};
 use crate::profile_type::{legacy_suffix, parts, resolve};
+use crate::range::{DefaultFrom, QueryRange};
 use crate::warnings::with_warnings;
 use crate::AppState;
 
 /// Default `maxNodes`.
 pub const DEFAULT_MAX_NODES: usize = 8192;
+
+/// A client's `maxNodes` (absent or 0: the default).
+pub fn max_nodes(n: Option<usize>) -> usize {
+    n.filter(|&n| n > 0).unwrap_or(DEFAULT_MAX_NODES)
+}
 
 /// Parses a selector into store matchers, with a 400 that points at the problem.
 pub fn matchers(query: &str) -> Result<(Selector, Vec<Matcher>), ApiError> {
@@ -27,38 +32,6 @@ pub fn matchers(query: &str) -> Result<(Selector, Vec<Matcher>), ApiError> {
         .map_err(|e| ApiError::bad_request(format!("query {query:?}: {e}")))?;
     let m = resolve(&selector);
     Ok((selector, m))
-}
-
-/// A `[from, until)` range in Unix seconds from request parameters (default: last hour).
-pub fn range(from: Option<&str>, until: Option<&str>) -> Result<(i64, i64), ApiError> {
-    let now = now();
-    let from = parse_time(from.unwrap_or("now-1h"), now).map_err(ApiError::bad_request)?;
-    let until = parse_time(until.unwrap_or("now"), now).map_err(ApiError::bad_request)?;
-    if until <= from {
-        return Err(ApiError::bad_request(format!(
-            "`until` ({until}) must be after `from` ({from})"
-        )));
-    }
-    Ok((from, until))
-}
-
-/// The timeline step for a range: the largest 10 s × 10^k at most range/1024, in leaves.
-pub fn step_leaves(from: i64, until: i64) -> i64 {
-    let per_point = (until - from) / 1024;
-    let mut step = 1;
-    while step * 10 * LEAF_SECONDS <= per_point {
-        step *= 10;
-    }
-    step
-}
-
-/// Runs a blocking store read off the async workers.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?
 }
 
 /// Parameters of `/render`.
@@ -98,9 +71,13 @@ struct Rendered {
     step_seconds: i64,
 }
 
-fn render_query(store: &Store, m: &[Matcher], from: i64, until: i64) -> Result<Rendered, ApiError> {
+/// Points the `/render` timeline aims at (the web UI's width).
+const TIMELINE_POINTS: i64 = 1024;
+
+fn render_query(store: &Store, m: &[Matcher], range: QueryRange) -> Result<Rendered, ApiError> {
+    let QueryRange { from, until } = range;
     let tree = store.merge(m, from, until)?;
-    let step = step_leaves(from, until);
+    let step = range.step_for(TIMELINE_POINTS);
     let (first, per_series) = store.totals(m, from, until, step)?;
     let mut timeline: Vec<u64> = Vec::new();
     for totals in per_series.values() {
@@ -146,7 +123,7 @@ pub fn encode(
     // A profile the format cannot hold (an empty one has no SVG) is the query's answer,
     // not a server fault; only failing to write is.
     embers_formats::write(&profile, format, &options, &mut out).map_err(|e| match e {
-        embers_formats::FormatError::Io(_) => ApiError::internal(e.to_string()),
+        embers_formats::FormatError::Io(_) => ApiError::internal(e),
         other => ApiError::unprocessable(other.to_string()),
     })?;
     Ok(out)
@@ -168,11 +145,13 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
         ApiError::bad_request("missing `query` parameter, e.g. app.cpu{region=\"eu\"}")
     })?;
     let (selector, m) = matchers(&query)?;
-    let (from, until) = range(p.from.as_deref(), p.until.as_deref())?;
-    let max_nodes = p.max_nodes.filter(|&n| n > 0).unwrap_or(DEFAULT_MAX_NODES);
-    let store = state.store.clone();
+    let range = state.range(p.from.as_deref(), p.until.as_deref(), DefaultFrom::LastHour)?;
+    let QueryRange { from, until } = range;
+    let max_nodes = max_nodes(p.max_nodes);
     let m2 = m.clone();
-    let r = blocking(move || render_query(&store, &m2, from, until)).await?;
+    let r = state
+        .query(move |store| render_query(store, &m2, range))
+        .await?;
     let warnings = state.store.damage_warnings(from, until);
     let profile_type = pinned_type(&m).map(str::to_owned);
     let format = p.format.as_deref().unwrap_or("json");
@@ -261,21 +240,28 @@ async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, 
         .ok_or_else(missing)?;
     let (_, lm) = matchers(&lq)?;
     let (_, rm) = matchers(&rq)?;
-    let (lf, lu) = range(
+    let l = state.range(
         p.left_from.as_deref().or(p.from.as_deref()),
         p.left_until.as_deref().or(p.until.as_deref()),
+        DefaultFrom::LastHour,
     )?;
-    let (rf, ru) = range(
+    let r = state.range(
         p.right_from.as_deref().or(p.from.as_deref()),
         p.right_until.as_deref().or(p.until.as_deref()),
+        DefaultFrom::LastHour,
     )?;
-    let max_nodes = p.max_nodes.filter(|&n| n > 0).unwrap_or(DEFAULT_MAX_NODES);
-    let store = state.store.clone();
+    let max_nodes = max_nodes(p.max_nodes);
     let profile_type = pinned_type(&lm).map(str::to_owned);
-    let (left, right) =
-        blocking(move || Ok((store.merge(&lm, lf, lu)?, store.merge(&rm, rf, ru)?))).await?;
-    let mut warnings = state.store.damage_warnings(lf, lu);
-    warnings.extend(state.store.damage_warnings(rf, ru));
+    let (left, right) = state
+        .query(move |store| {
+            Ok((
+                store.merge(&lm, l.from, l.until)?,
+                store.merge(&rm, r.from, r.until)?,
+            ))
+        })
+        .await?;
+    let mut warnings = state.store.damage_warnings(l.from, l.until);
+    warnings.extend(state.store.damage_warnings(r.from, r.until));
     let (left, _) = left.truncated(max_nodes);
     let (right, _) = right.truncated(max_nodes);
     let (fg, lt, rt) = flamebearer::diff(&left, &right);
@@ -303,13 +289,17 @@ pub struct LabelParams {
     until: Option<String>,
 }
 
-fn label_scope(p: &LabelParams) -> Result<(Vec<Matcher>, i64, i64), ApiError> {
+fn label_scope(state: &AppState, p: &LabelParams) -> Result<(Vec<Matcher>, i64, i64), ApiError> {
     let m = match p.query.as_deref().filter(|q| !q.is_empty()) {
         Some(q) => matchers(q)?.1,
         None => Vec::new(),
     };
-    let (from, until) = range(p.from.as_deref().or(Some("now-30d")), p.until.as_deref())?;
-    Ok((m, from, until))
+    let r = state.range(
+        p.from.as_deref(),
+        p.until.as_deref(),
+        DefaultFrom::LastMonth,
+    )?;
+    Ok((m, r.from, r.until))
 }
 
 /// `GET /labels`: label names of the selected series.
@@ -317,8 +307,11 @@ pub async fn labels(
     State(state): State<AppState>,
     Query(p): Query<LabelParams>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let (m, from, until) = label_scope(&p)?;
-    Ok(Json(state.store.label_names(&m, from, until)))
+    let (m, from, until) = label_scope(&state, &p)?;
+    let names = state
+        .query(move |store| Ok(store.label_names(&m, from, until)))
+        .await?;
+    Ok(Json(names))
 }
 
 /// `GET /label-values?label=region`: values of one label.
@@ -326,13 +319,15 @@ pub async fn label_values(
     State(state): State<AppState>,
     Query(p): Query<LabelParams>,
 ) -> Result<Json<Vec<String>>, ApiError> {
-    let (m, from, until) = label_scope(&p)?;
+    let (m, from, until) = label_scope(&state, &p)?;
     let name = p
         .label
-        .as_deref()
-        .or(p.name.as_deref())
+        .or(p.name)
         .ok_or_else(|| ApiError::bad_request("missing `label` parameter"))?;
-    Ok(Json(state.store.label_values(name, &m, from, until)))
+    let values = state
+        .query(move |store| Ok(store.label_values(&name, &m, from, until)))
+        .await?;
+    Ok(Json(values))
 }
 
 /// `GET /series`: every matching series with its labels and profile type.
@@ -340,10 +335,11 @@ pub async fn series(
     State(state): State<AppState>,
     Query(p): Query<LabelParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (m, from, until) = label_scope(&p)?;
-    let list: Vec<Value> = state
-        .store
-        .series(&m, from, until)
+    let (m, from, until) = label_scope(&state, &p)?;
+    let found = state
+        .query(move |store| Ok(store.series(&m, from, until)))
+        .await?;
+    let list: Vec<Value> = found
         .into_iter()
         .map(|(_, key)| {
             let labels: BTreeMap<&str, &str> = key.labels.iter().collect();
@@ -358,9 +354,12 @@ pub async fn apps(
     State(state): State<AppState>,
     Query(p): Query<LabelParams>,
 ) -> Result<Json<Value>, ApiError> {
-    let (m, from, until) = label_scope(&p)?;
+    let (m, from, until) = label_scope(&state, &p)?;
+    let found = state
+        .query(move |store| Ok(store.series(&m, from, until)))
+        .await?;
     let mut apps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (_, key) in state.store.series(&m, from, until) {
+    for (_, key) in found {
         let service = key
             .labels
             .get(SERVICE_NAME)

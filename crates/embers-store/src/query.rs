@@ -2,7 +2,9 @@
 //!
 //! A read takes a consistent snapshot under the state lock (matching series, head trees,
 //! the plan of objects to read), then reads and merges objects without holding any lock,
-//! so a slow query never stalls ingest.
+//! so a slow query never stalls ingest. The snapshot itself is bounded by the data: the
+//! range is narrowed to the leaves the selected series have data in, so `from=0` or a
+//! far-future `until` plans over stored leaves, not over every 10 s since 1970.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -90,6 +92,21 @@ impl Store {
     fn clip(&self, st: &State, from: i64, until: i64) -> (i64, i64) {
         let (first, end) = leaves_for(from, until);
         (first.max(st.first_kept), end)
+    }
+
+    /// Unix second of the oldest data the store holds (the start of its first leaf), or
+    /// `None` when empty. Scans the catalog under the lock: for bounding rare huge ranges,
+    /// not for every query.
+    pub fn oldest_data(&self) -> Option<i64> {
+        let st = lock(&self.state);
+        let first = st
+            .catalog
+            .select(&[], i64::MIN, i64::MAX)
+            .into_iter()
+            .filter_map(|id| st.catalog.get(id))
+            .map(|info| info.leaves.0)
+            .min()?;
+        Some(first.max(st.first_kept) * crate::segment::LEAF_SECONDS)
     }
 
     /// Series matching `matchers` with data in Unix seconds `[from, until)`.
@@ -281,6 +298,15 @@ impl Store {
             .select(matchers, first, end)
             .into_iter()
             .collect();
+        // Nothing exists outside the selected series' own leaves: narrowing to them keeps
+        // the answer exact and the plan (and the time the lock is held) bounded by data.
+        let (lo, hi) = ids
+            .iter()
+            .filter_map(|&id| st.catalog.get(id))
+            .fold((i64::MAX, i64::MIN), |(lo, hi), info| {
+                (lo.min(info.leaves.0), hi.max(info.leaves.1))
+            });
+        let (first, end) = (first.max(lo), end.min(hi.saturating_add(1)));
         if ids.is_empty() || first >= end {
             return None;
         }
@@ -314,5 +340,102 @@ fn for_head(st: &State, first: i64, end: i64, mut f: impl FnMut(i64, SeriesId, &
                 f(leaf, id, tree);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+    use std::sync::{Arc, Condvar, Mutex};
+
+    use embers_profile::{Frame, Labels, StackTree};
+
+    use crate::storage::{MemoryStorage, Storage, StorageError};
+    use crate::{Config, Put, SeriesKey, Store};
+
+    /// Storage whose block reads wait until the test opens the gate, and say when one
+    /// started: a query provably in the middle of reading objects.
+    #[derive(Debug)]
+    struct GatedReads {
+        inner: MemoryStorage,
+        open: Mutex<bool>,
+        opened: Condvar,
+        reading: Mutex<Option<mpsc::Sender<()>>>,
+    }
+
+    impl Storage for GatedReads {
+        fn put(&self, key: &str, bytes: &[u8]) -> Result<(), StorageError> {
+            self.inner.put(key, bytes)
+        }
+        fn get(&self, key: &str) -> Result<Vec<u8>, StorageError> {
+            if key.ends_with(".blk") {
+                if let Some(tx) = self.reading.lock().unwrap().as_ref() {
+                    let _ = tx.send(());
+                }
+                let mut open = self.open.lock().unwrap();
+                while !*open {
+                    open = self.opened.wait(open).unwrap();
+                }
+            }
+            self.inner.get(key)
+        }
+        fn list(&self, prefix: &str) -> Result<Vec<String>, StorageError> {
+            self.inner.list(prefix)
+        }
+        fn delete(&self, key: &str) -> Result<(), StorageError> {
+            self.inner.delete(key)
+        }
+    }
+
+    fn put(service: &str, time: i64, value: u64) -> Put {
+        let mut tree = StackTree::new();
+        tree.add_frames([&Frame::named("main"), &Frame::named(service)], value);
+        Put {
+            key: SeriesKey {
+                profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+                labels: Labels::from_pairs([("service_name", service)]),
+            },
+            time,
+            tree,
+        }
+    }
+
+    #[test]
+    fn a_query_reading_objects_never_stalls_ingest() {
+        let wal = tempfile::tempdir().unwrap();
+        let storage = Arc::new(GatedReads {
+            inner: MemoryStorage::default(),
+            open: Mutex::new(true),
+            opened: Condvar::new(),
+            reading: Mutex::new(None),
+        });
+        let t = 1_700_000_000;
+        {
+            let store = Store::open(storage.clone(), wal.path().into(), Config::default()).unwrap();
+            store.ingest(vec![put("old", t, 7)]).unwrap();
+            store.close().unwrap();
+        }
+        // Reopened, the block cache is cold: the query must read the run object.
+        let store =
+            Arc::new(Store::open(storage.clone(), wal.path().into(), Config::default()).unwrap());
+        *storage.open.lock().unwrap() = false;
+        let (tx, started) = mpsc::channel();
+        *storage.reading.lock().unwrap() = Some(tx);
+        let query = {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || store.merge(&[], t - 3600, t + 3600).unwrap().total())
+        };
+        started.recv().unwrap();
+        // The query is inside an object read it cannot finish: pushes are acknowledged
+        // (were the state lock held across reads, this would deadlock).
+        for i in 0..5 {
+            store.ingest(vec![put("new", t + 10 * i, 1)]).unwrap();
+        }
+        assert!(!query.is_finished(), "the query waits on the gate");
+        *storage.open.lock().unwrap() = true;
+        storage.opened.notify_all();
+        // It answers from its snapshot: the old data, not the pushes made meanwhile.
+        assert_eq!(query.join().unwrap(), 7);
+        assert_eq!(store.merge(&[], t - 3600, t + 3600).unwrap().total(), 12);
     }
 }

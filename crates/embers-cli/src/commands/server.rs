@@ -35,6 +35,30 @@ pub struct ServerArgs {
     /// Most series per service [default: 10000].
     #[arg(long, env = "EMBERS_MAX_SERIES_PER_SERVICE", value_name = "N")]
     pub max_series_per_service: Option<usize>,
+    /// Most series in the whole store, over all services [default: 1000000].
+    #[arg(long, env = "EMBERS_MAX_SERIES", value_name = "N")]
+    pub max_series: Option<usize>,
+    /// Longest time range one query may cover (e.g. 32d) [default: 32d].
+    #[arg(long, env = "EMBERS_MAX_QUERY_RANGE", value_name = "AGE")]
+    pub max_query_range: Option<String>,
+    /// Queries computed at once; 0 = number of CPUs [default: 0].
+    #[arg(long, env = "EMBERS_MAX_CONCURRENT_QUERIES", value_name = "N")]
+    pub max_concurrent_queries: Option<usize>,
+    /// Milliseconds a query waits for a free slot before a 503 [default: 2000].
+    #[arg(long, env = "EMBERS_QUERY_QUEUE_TIMEOUT_MS", value_name = "MS")]
+    pub query_queue_timeout_ms: Option<u64>,
+    /// Bytes of ingest bodies in flight at once before 429s [default: 256 MiB].
+    #[arg(long, env = "EMBERS_MAX_INFLIGHT_INGEST_BYTES", value_name = "N")]
+    pub max_inflight_ingest_bytes: Option<usize>,
+    /// Seconds a connection has to send a complete request head [default: 10].
+    #[arg(long, env = "EMBERS_HEADER_TIMEOUT", value_name = "SECONDS")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a keep-alive connection may wait for its next request [default: 120].
+    #[arg(long, env = "EMBERS_IDLE_TIMEOUT", value_name = "SECONDS")]
+    pub idle_timeout: Option<u64>,
+    /// Connections served at once; more are answered 503 [default: 1024].
+    #[arg(long, env = "EMBERS_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
     /// Seconds between flushes of recent data to block files [default: 10].
     #[arg(long, env = "EMBERS_FLUSH_INTERVAL", value_name = "SECONDS")]
     pub flush_interval: Option<u64>,
@@ -63,11 +87,17 @@ impl ServerArgs {
         set!(listen => listen, data_dir => data_dir, max_body_bytes => max_body_bytes,
              max_decoded_bytes => max_decoded_bytes, max_labels_per_series => max_labels_per_series,
              max_series_per_service => max_series_per_service, flush_interval => flush_interval_seconds,
-             log_format => log_format);
+             log_format => log_format, max_series => max_series,
+             max_query_range => max_query_range, max_concurrent_queries => max_concurrent_queries,
+             query_queue_timeout_ms => query_queue_timeout_ms,
+             max_inflight_ingest_bytes => max_inflight_ingest_bytes,
+             header_timeout => header_timeout_seconds, idle_timeout => idle_timeout_seconds,
+             max_connections => max_connections);
         if let Some(r) = &self.retention {
             c.retention = Some(r.clone());
         }
         c.retention().map_err(anyhow::Error::msg)?;
+        c.query_limits().map_err(anyhow::Error::msg)?;
         Ok(c)
     }
 }

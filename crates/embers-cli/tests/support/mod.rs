@@ -176,3 +176,11 @@ pub fn now() -> u64 {
         .unwrap()
         .as_secs()
 }
+
+impl ServerHandle {
+    /// SIGTERM without waiting: the server starts its graceful stop.
+    pub fn terminate(&self) {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    }
+}
