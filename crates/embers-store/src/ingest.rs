@@ -182,7 +182,7 @@ impl Store {
             let have = st.catalog.count_for_service(service);
             if have + new.len() > self.config.max_series_per_service {
                 return Err(StoreError::Limit(format!(
-                    "service {service:?} would have more than {} series; drop high-cardinality labels",
+                    "service {service:?} would have more than {} series (max_series_per_service); drop high-cardinality labels or raise the limit",
                     self.config.max_series_per_service
                 )));
             }
@@ -190,7 +190,7 @@ impl Store {
         }
         if st.catalog.len() + new_total > self.config.max_series {
             return Err(StoreError::Limit(format!(
-                "the store would have more than {} series; drop high-cardinality labels",
+                "the store would have more than {} series (max_series); drop high-cardinality labels or raise the limit",
                 self.config.max_series
             )));
         }
