@@ -85,6 +85,7 @@ fn a_full_disk_refuses_pushes_invisibly_and_heals_without_a_restart() {
     };
     assert_eq!(first, expected(&acked));
     assert_eq!(metric(&server, "embers_store_unwritable"), 0);
+    assert_eq!(get(&server.url("/ready")).0, 200);
 
     let filler = fs.fill();
     for i in 3..6 {
@@ -101,8 +102,11 @@ fn a_full_disk_refuses_pushes_invisibly_and_heals_without_a_restart() {
             "refused push {i} visible"
         );
     }
-    // While full: unwritable (what `/ready` reports), and the errors are counted.
+    // While full: unwritable, `/ready` says why, and the errors are counted.
     assert_eq!(metric(&server, "embers_store_unwritable"), 1);
+    let (ready, why) = get(&server.url("/ready"));
+    assert_eq!(ready, 503, "{why}");
+    assert!(why.contains("write-ahead log"), "{why}");
     assert!(metric(&server, "embers_store_wal_write_errors_total") >= 3);
 
     std::fs::remove_file(filler).unwrap();
@@ -118,6 +122,7 @@ fn a_full_disk_refuses_pushes_invisibly_and_heals_without_a_restart() {
         assert!(std::time::Instant::now() < deadline, "still unwritable");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
+    assert_eq!(get(&server.url("/ready")).0, 200);
 
     // Restarts, after SIGKILL (replaying the WAL, whose failed writes were cut back, so
     // replay finds nothing damaged) and clean: what was acknowledged is there once,
