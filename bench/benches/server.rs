@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use embers_bench::{client_pprof, median_time, synthetic_profile, Rng};
 use embers_formats::ReadLimits;
 use embers_profile::{Labels, StackTree};
-use embers_server::{pprof_puts, IngestLimits};
+use embers_server::{pprof_puts, IngestBudget};
 use embers_store::{Config, Put, Selector, Store};
 
 fn base_labels() -> Labels {
@@ -23,7 +23,7 @@ fn base_labels() -> Labels {
 }
 
 fn ingest() {
-    let limits = IngestLimits::default();
+    let limits = IngestBudget::default();
     let bodies: Vec<Vec<u8>> = (0..64).map(client_pprof).collect();
     let body = &bodies[0];
     let stacks = embers_formats::pprof::decode(body, &ReadLimits::default())
@@ -85,7 +85,7 @@ fn ingest() {
                 let store = Arc::clone(&store);
                 let bodies = bodies.clone();
                 std::thread::spawn(move || {
-                    let limits = IngestLimits::default();
+                    let limits = IngestBudget::default();
                     for i in 0..per_thread {
                         let labels = Labels::from_pairs([
                             ("service_name", format!("app-{w}")),
@@ -301,7 +301,7 @@ fn query() {
 /// Steady state: one app pushing a 10 s profile for 6 hours; bytes on disk per profile
 /// after flushes and compaction, vs the gzipped pprof bytes received.
 fn storage() {
-    let limits = IngestLimits::default();
+    let limits = IngestBudget::default();
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open_dir(dir.path(), Config::default()).expect("store");
     let n = 6 * 360;
@@ -403,7 +403,7 @@ fn main() {
     if which.iter().any(|w| w == "decode-loop") {
         // For profilers (`perf record`): the ingest decode path alone, in a loop.
         let body = client_pprof(1);
-        let limits = IngestLimits::default();
+        let limits = IngestBudget::default();
         for _ in 0..3000 {
             std::hint::black_box(
                 pprof_puts(

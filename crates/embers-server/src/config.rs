@@ -25,6 +25,10 @@ pub struct ServerConfig {
     pub max_label_length: usize,
     /// Most series per service.
     pub max_series_per_service: usize,
+    /// The other bounds of one ingest request (`[ingest]` in the TOML file). The four
+    /// above (body sizes, label count and length) are set there, not here: their keys
+    /// in this table are ignored.
+    pub ingest: embers_formats::IngestBudget,
     /// Seconds between flushes of the in-memory head.
     pub flush_interval_seconds: u64,
     /// Bytes of decoded blocks cached for queries.
@@ -44,6 +48,7 @@ impl Default for ServerConfig {
             max_labels_per_series: 64,
             max_label_length: 1024,
             max_series_per_service: 10_000,
+            ingest: embers_formats::IngestBudget::default(),
             flush_interval_seconds: 10,
             cache_bytes: 256 << 20,
             log_format: "text".into(),

@@ -24,12 +24,10 @@ mod error;
 mod flamebearer;
 mod ingest;
 mod metrics;
-pub mod multipart;
 mod params;
 mod profile_type;
 mod querier;
 mod query;
-pub mod trie;
 pub mod ui;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
 /// the agent shares).
@@ -48,8 +46,9 @@ use axum::Router;
 use embers_store::Store;
 
 pub use config::ServerConfig;
+pub use embers_formats::IngestBudget;
 pub use error::ApiError;
-pub use ingest::{pprof_puts, IngestLimits};
+pub use ingest::pprof_puts;
 pub use params::{parse_duration, parse_time};
 
 /// What every handler shares.
@@ -57,7 +56,7 @@ pub use params::{parse_duration, parse_time};
 pub struct AppState {
     store: Arc<Store>,
     metrics: Arc<metrics::Metrics>,
-    limits: Arc<IngestLimits>,
+    budget: Arc<IngestBudget>,
 }
 
 /// The HTTP routes over a store.
@@ -65,11 +64,7 @@ pub fn router(store: Arc<Store>, config: &ServerConfig) -> Router {
     let state = AppState {
         store,
         metrics: Arc::default(),
-        limits: Arc::new(IngestLimits {
-            max_decoded_bytes: config.max_decoded_bytes,
-            max_labels: config.max_labels_per_series,
-            max_label_len: config.max_label_length,
-        }),
+        budget: Arc::new(ingest::budget(config)),
     };
     let mut app = Router::new()
         .route("/push.v1.PusherService/Push", post(ingest::push))
