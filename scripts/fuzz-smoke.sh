@@ -16,7 +16,7 @@ seed pprof_decode crates/embers-formats/tests/data/*.pb.gz
 mkdir -p fuzz/corpus/ingest fuzz/corpus/selector_parse fuzz/corpus/block_decode
 printf 'app.cpu{region="us-east-1", vehicle=~"car|bike"}' > fuzz/corpus/selector_parse/selector
 # The ingest target's first byte picks the format (see fuzz_targets/ingest.rs): 0 folded,
-# 1 lines, 2 trie, 3 tree, 4 pprof, 5 multipart, 7 Push protobuf, 8 Push JSON.
+# 1 lines, 2 trie, 3 tree, 4 pprof, 5 and 6 multipart, 7 Push protobuf, 8 and 9 Push JSON.
 printf '\x00main;foo 3\nmain;bar 1\n' > fuzz/corpus/ingest/folded
 printf '\x01main;foo\nmain;foo;baz\n' > fuzz/corpus/ingest/lines
 printf '\x02\x00\x00\x01\x05main;\x00\x02\x03foo\x03\x00\x03bar\x01\x00' > fuzz/corpus/ingest/trie

@@ -391,6 +391,48 @@ fn walk_with(path: &std::path::Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -
         .sum()
 }
 
+/// What the ingest budget costs: the entry point (`decode_legacy`, wire counts checked
+/// before decoding, every bound spent) vs the same decoder with no budget
+/// (`pprof::decode_trees` with read limits only), alternating in one run.
+fn budget() {
+    use embers_formats::ingest::{decode_legacy, LegacyUpload};
+    let bodies: Vec<Vec<u8>> = (0..16).map(client_pprof).collect();
+    let budget = IngestBudget::default();
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        without.push(median_time(30, || {
+            for body in &bodies {
+                let trees = embers_formats::pprof::decode_trees(body, &ReadLimits::default())
+                    .expect("decodes");
+                std::hint::black_box(trees);
+            }
+        }));
+        with.push(median_time(30, || {
+            for body in &bodies {
+                let upload = LegacyUpload {
+                    body,
+                    format: "pprof",
+                    ..LegacyUpload::default()
+                };
+                std::hint::black_box(decode_legacy(&upload, &budget).expect("decodes"));
+            }
+        }));
+    }
+    with.sort();
+    without.sort();
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / bodies.len() as f64;
+    println!("budget: decode of one client profile (median of 7 rounds × 30 runs × 16 bodies)");
+    println!(
+        "  without the budget (decode_trees)   {:>8.1} µs",
+        per(without[3])
+    );
+    println!(
+        "  with it (decode_legacy, IngestBudget) {:>6.1} µs  = {:+.1} %",
+        per(with[3]),
+        (ratio(with[3], without[3]) - 1.0) * 100.0
+    );
+}
+
 fn main() {
     let which: Vec<String> = std::env::args()
         .skip(1)
@@ -399,6 +441,9 @@ fn main() {
     let run = |name: &str| which.is_empty() || which.iter().any(|w| w == name);
     if run("ingest") {
         ingest();
+    }
+    if run("budget") {
+        budget();
     }
     if which.iter().any(|w| w == "decode-loop") {
         // For profilers (`perf record`): the ingest decode path alone, in a loop.
