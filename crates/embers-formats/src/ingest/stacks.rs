@@ -103,6 +103,12 @@ pub(crate) fn folded(body: &[u8], spend: &mut Spend<'_>) -> Result<StackTree, Fo
         if frames.is_empty() {
             return Err(at("a count with no stack"));
         }
+        if frames
+            .rsplit_once(' ')
+            .is_some_and(|(_, c)| c.parse::<u64>().is_ok())
+        {
+            return Err(at("two counts: differential input cannot be ingested"));
+        }
         b.spend.spend(NAME, Bound::Samples, 1)?;
         b.add(frames.split(';'), count)?;
     }
