@@ -391,45 +391,73 @@ fn walk_with(path: &std::path::Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -
         .sum()
 }
 
+/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`): unlike
+/// wall time, it does not count the time other processes on a busy machine take.
+fn on_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/thread-self/schedstat")
+}
+
 /// What the ingest budget costs: the entry point (`decode_legacy`, wire counts checked
 /// before decoding, every bound spent) vs the same decoder with no budget
-/// (`pprof::decode_trees` with read limits only), alternating in one run.
+/// (`pprof::decode_trees` with read limits only). The two alternate, pass by pass, and
+/// each is timed in CPU time of this thread, so load on the machine falls on both alike.
 fn budget() {
     use embers_formats::ingest::{decode_legacy, LegacyUpload};
     let bodies: Vec<Vec<u8>> = (0..16).map(client_pprof).collect();
     let budget = IngestBudget::default();
-    let (mut with, mut without) = (Vec::new(), Vec::new());
-    for _ in 0..7 {
-        without.push(median_time(30, || {
-            for body in &bodies {
-                let trees = embers_formats::pprof::decode_trees(body, &ReadLimits::default())
-                    .expect("decodes");
-                std::hint::black_box(trees);
-            }
-        }));
-        with.push(median_time(30, || {
-            for body in &bodies {
-                let upload = LegacyUpload {
-                    body,
-                    format: "pprof",
-                    ..LegacyUpload::default()
-                };
-                std::hint::black_box(decode_legacy(&upload, &budget).expect("decodes"));
-            }
-        }));
+    let without = || {
+        for body in &bodies {
+            let trees =
+                embers_formats::pprof::decode_trees(body, &ReadLimits::default()).expect("decodes");
+            std::hint::black_box(trees);
+        }
+    };
+    let with = || {
+        for body in &bodies {
+            let upload = LegacyUpload {
+                body,
+                format: "pprof",
+                ..LegacyUpload::default()
+            };
+            std::hint::black_box(decode_legacy(&upload, &budget).expect("decodes"));
+        }
+    };
+    let timed = |f: &dyn Fn()| {
+        let start = on_cpu_ns();
+        f();
+        on_cpu_ns() - start
+    };
+    without();
+    with();
+    let rounds = 400;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(timed(&without));
+        b.push(timed(&with));
     }
-    with.sort();
-    without.sort();
-    let per = |d: Duration| d.as_secs_f64() * 1e6 / bodies.len() as f64;
-    println!("budget: decode of one client profile (median of 7 rounds × 30 runs × 16 bodies)");
+    a.sort_unstable();
+    b.sort_unstable();
+    let per = |ns: u64| ns as f64 / 1e3 / bodies.len() as f64;
+    let cost = |with: u64, without: u64| (with as f64 / without as f64 - 1.0) * 100.0;
+    println!("budget: decode of one client profile, CPU time over {rounds} alternating passes");
+    println!("                                                median      fastest");
     println!(
-        "  without the budget (decode_trees)   {:>8.1} µs",
-        per(without[3])
+        "  without the budget (pprof::decode_trees)      {:>7.1} µs  {:>7.1} µs",
+        per(a[rounds / 2]),
+        per(a[0])
     );
     println!(
-        "  with it (decode_legacy, IngestBudget) {:>6.1} µs  = {:+.1} %",
-        per(with[3]),
-        (ratio(with[3], without[3]) - 1.0) * 100.0
+        "  with it (ingest::decode_legacy, IngestBudget) {:>7.1} µs  {:>7.1} µs",
+        per(b[rounds / 2]),
+        per(b[0])
+    );
+    println!(
+        "  cost of the budget                            {:>+7.1} %   {:>+7.1} %",
+        cost(b[rounds / 2], a[rounds / 2]),
+        cost(b[0], a[0])
     );
 }
 
