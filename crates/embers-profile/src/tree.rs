@@ -420,6 +420,10 @@ mod bulk_tests {
         }
         let mut refs: Vec<(&[FrameId], u64)> =
             stacks.iter().map(|(s, v)| (s.as_slice(), *v)).collect();
+        // The bounded build stops past its node count (this tree has 5 nodes).
+        assert!(StackTree::from_stacks_bounded(symbols.clone(), &mut refs, 4).is_none());
+        let bounded = StackTree::from_stacks_bounded(symbols.clone(), &mut refs, 5).unwrap();
+        assert_eq!(bounded.node_count(), 5);
         let mut bulk = StackTree::from_stacks(symbols, &mut refs);
         assert_eq!(bulk.to_sorted_stacks(), incremental.to_sorted_stacks());
         assert_eq!(bulk.total(), 22);
