@@ -13,13 +13,22 @@ seed() { mkdir -p "fuzz/corpus/$1"; cp "${@:2}" "fuzz/corpus/$1/" 2>/dev/null ||
 seed folded_parse examples/foobar/*.py
 printf '<module> (app.py:40);foo (app.py:22);work (app.py:17) 75\n' > fuzz/corpus/folded_parse/foobar.folded
 seed pprof_decode crates/embers-formats/tests/data/*.pb.gz
-mkdir -p fuzz/corpus/ingest_bodies fuzz/corpus/block_decode
-printf 'app.cpu{region="us-east-1", vehicle=~"car|bike"}' > fuzz/corpus/ingest_bodies/selector
-printf -- '--B0UNDARY\r\nContent-Disposition: form-data; name="profile"\r\n\r\nxyz\r\n--B0UNDARY--\r\n' > fuzz/corpus/ingest_bodies/multipart
-
+mkdir -p fuzz/corpus/ingest fuzz/corpus/selector_parse fuzz/corpus/block_decode
+printf 'app.cpu{region="us-east-1", vehicle=~"car|bike"}' > fuzz/corpus/selector_parse/selector
+# The ingest target's first byte picks the format (see fuzz_targets/ingest.rs): 0 folded,
+# 1 lines, 2 trie, 3 tree, 4 pprof, 5 and 6 multipart, 7 Push protobuf, 8 and 9 Push JSON.
+printf '\x00main;foo 3\nmain;bar 1\n' > fuzz/corpus/ingest/folded
+printf '\x01main;foo\nmain;foo;baz\n' > fuzz/corpus/ingest/lines
+printf '\x02\x00\x00\x01\x05main;\x00\x02\x03foo\x03\x00\x03bar\x01\x00' > fuzz/corpus/ingest/trie
+printf '\x03\x00\x00\x01\x04main\x01\x01\x03foo\x03\x00' > fuzz/corpus/ingest/tree
+for f in crates/embers-formats/tests/data/*.pb.gz; do
+  { printf '\x04'; cat "$f"; } > "fuzz/corpus/ingest/pprof-$(basename "$f")"
+done
+printf -- '\x05--B0UNDARY\r\nContent-Disposition: form-data; name="profile"\r\n\r\nxyz\r\n--B0UNDARY--\r\n' > fuzz/corpus/ingest/multipart
+printf '\x08{"series":[{"labels":[{"name":"service_name","value":"a"}],"samples":[{"rawProfile":"","ID":"x"}]}]}' > fuzz/corpus/ingest/push-json
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode ingest_bodies block_decode; do
+for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"

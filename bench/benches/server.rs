@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use embers_bench::{client_pprof, median_time, synthetic_profile, Rng};
 use embers_formats::ReadLimits;
 use embers_profile::{Labels, StackTree};
-use embers_server::{pprof_puts, IngestLimits};
+use embers_server::{pprof_puts, IngestBudget};
 use embers_store::{Config, Put, Selector, Store};
 
 fn base_labels() -> Labels {
@@ -23,7 +23,7 @@ fn base_labels() -> Labels {
 }
 
 fn ingest() {
-    let limits = IngestLimits::default();
+    let limits = IngestBudget::default();
     let bodies: Vec<Vec<u8>> = (0..64).map(client_pprof).collect();
     let body = &bodies[0];
     let stacks = embers_formats::pprof::decode(body, &ReadLimits::default())
@@ -85,7 +85,7 @@ fn ingest() {
                 let store = Arc::clone(&store);
                 let bodies = bodies.clone();
                 std::thread::spawn(move || {
-                    let limits = IngestLimits::default();
+                    let limits = IngestBudget::default();
                     for i in 0..per_thread {
                         let labels = Labels::from_pairs([
                             ("service_name", format!("app-{w}")),
@@ -301,7 +301,7 @@ fn query() {
 /// Steady state: one app pushing a 10 s profile for 6 hours; bytes on disk per profile
 /// after flushes and compaction, vs the gzipped pprof bytes received.
 fn storage() {
-    let limits = IngestLimits::default();
+    let limits = IngestBudget::default();
     let dir = tempfile::tempdir().expect("temp dir");
     let store = Store::open_dir(dir.path(), Config::default()).expect("store");
     let n = 6 * 360;
@@ -391,6 +391,76 @@ fn walk_with(path: &std::path::Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -
         .sum()
 }
 
+/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`): unlike
+/// wall time, it does not count the time other processes on a busy machine take.
+fn on_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/thread-self/schedstat")
+}
+
+/// What the ingest budget costs: the entry point (`decode_legacy`, wire counts checked
+/// before decoding, every bound spent) vs the same decoder with no budget
+/// (`pprof::decode_trees` with read limits only). The two alternate, pass by pass, and
+/// each is timed in CPU time of this thread, so load on the machine falls on both alike.
+fn budget() {
+    use embers_formats::ingest::{decode_legacy, LegacyUpload};
+    let bodies: Vec<Vec<u8>> = (0..16).map(client_pprof).collect();
+    let budget = IngestBudget::default();
+    let without = || {
+        for body in &bodies {
+            let trees =
+                embers_formats::pprof::decode_trees(body, &ReadLimits::default()).expect("decodes");
+            std::hint::black_box(trees);
+        }
+    };
+    let with = || {
+        for body in &bodies {
+            let upload = LegacyUpload {
+                body,
+                format: "pprof",
+                ..LegacyUpload::default()
+            };
+            std::hint::black_box(decode_legacy(&upload, &budget).expect("decodes"));
+        }
+    };
+    let timed = |f: &dyn Fn()| {
+        let start = on_cpu_ns();
+        f();
+        on_cpu_ns() - start
+    };
+    without();
+    with();
+    let rounds = 400;
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        a.push(timed(&without));
+        b.push(timed(&with));
+    }
+    a.sort_unstable();
+    b.sort_unstable();
+    let per = |ns: u64| ns as f64 / 1e3 / bodies.len() as f64;
+    let cost = |with: u64, without: u64| (with as f64 / without as f64 - 1.0) * 100.0;
+    println!("budget: decode of one client profile, CPU time over {rounds} alternating passes");
+    println!("                                                median      fastest");
+    println!(
+        "  without the budget (pprof::decode_trees)      {:>7.1} µs  {:>7.1} µs",
+        per(a[rounds / 2]),
+        per(a[0])
+    );
+    println!(
+        "  with it (ingest::decode_legacy, IngestBudget) {:>7.1} µs  {:>7.1} µs",
+        per(b[rounds / 2]),
+        per(b[0])
+    );
+    println!(
+        "  cost of the budget                            {:>+7.1} %   {:>+7.1} %",
+        cost(b[rounds / 2], a[rounds / 2]),
+        cost(b[0], a[0])
+    );
+}
+
 fn main() {
     let which: Vec<String> = std::env::args()
         .skip(1)
@@ -400,10 +470,13 @@ fn main() {
     if run("ingest") {
         ingest();
     }
+    if run("budget") {
+        budget();
+    }
     if which.iter().any(|w| w == "decode-loop") {
         // For profilers (`perf record`): the ingest decode path alone, in a loop.
         let body = client_pprof(1);
-        let limits = IngestLimits::default();
+        let limits = IngestBudget::default();
         for _ in 0..3000 {
             std::hint::black_box(
                 pprof_puts(

@@ -24,6 +24,17 @@ pub enum FormatError {
         /// The bound.
         limit: usize,
     },
+    /// The input exceeds a bound of the [`crate::ingest::IngestBudget`]; the message
+    /// names the setting to raise.
+    #[error("{format}: over the ingest budget: {} above {limit} (setting {})", bound.what(), bound.setting())]
+    OverBudget {
+        /// Format (or part of the request) that went over.
+        format: &'static str,
+        /// Which bound.
+        bound: crate::ingest::Bound,
+        /// Its value.
+        limit: u64,
+    },
     /// The format cannot do this (speedscope is write-only, for example).
     #[error("{format} profiles cannot be {operation}")]
     Unsupported {

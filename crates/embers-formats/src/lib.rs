@@ -20,6 +20,7 @@ pub mod chrome;
 mod error;
 pub mod folded;
 mod format;
+pub mod ingest;
 pub mod pprof;
 pub mod speedscope;
 pub mod svg;
@@ -31,6 +32,7 @@ pub mod wire;
 
 pub use error::FormatError;
 pub use format::Format;
+pub use ingest::{decode_legacy, decode_push, IngestBudget};
 
 use std::io::Write;
 

@@ -165,6 +165,18 @@ impl StackTree {
     /// hash lookups per frame, which made tree building the largest cost of ingest. The
     /// edge map is rebuilt only if the tree is later merged into.
     pub fn from_stacks(symbols: SymbolTable, stacks: &mut [(&[FrameId], u64)]) -> StackTree {
+        Self::from_stacks_bounded(symbols, stacks, usize::MAX)
+            .expect("an unbounded build cannot exceed its bound")
+    }
+
+    /// [`StackTree::from_stacks`] that gives up (`None`) as soon as the tree would hold
+    /// more than `max_nodes` nodes (root excluded): decoders of untrusted input stop
+    /// before a hostile set of distinct stacks costs memory, not after.
+    pub fn from_stacks_bounded(
+        symbols: SymbolTable,
+        stacks: &mut [(&[FrameId], u64)],
+        max_nodes: usize,
+    ) -> Option<StackTree> {
         stacks.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut tree = StackTree {
             symbols,
@@ -181,6 +193,9 @@ impl StackTree {
                 .take_while(|(a, b)| a == b)
                 .count();
             path.truncate(common);
+            if tree.nodes.len() - 1 + (stack.len() - common) > max_nodes {
+                return None;
+            }
             for &frame in &stack[common..] {
                 let parent = path.last().copied().unwrap_or(0);
                 let child = tree.nodes.len() as u32;
@@ -202,7 +217,7 @@ impl StackTree {
             tree.nodes[last].self_value += value;
             previous = stack;
         }
-        tree
+        Some(tree)
     }
 
     /// The child of `parent` for `frame`, created (with no value) if it does not exist.
@@ -405,6 +420,10 @@ mod bulk_tests {
         }
         let mut refs: Vec<(&[FrameId], u64)> =
             stacks.iter().map(|(s, v)| (s.as_slice(), *v)).collect();
+        // The bounded build stops past its node count (this tree has 5 nodes).
+        assert!(StackTree::from_stacks_bounded(symbols.clone(), &mut refs, 4).is_none());
+        let bounded = StackTree::from_stacks_bounded(symbols.clone(), &mut refs, 5).unwrap();
+        assert_eq!(bounded.node_count(), 5);
         let mut bulk = StackTree::from_stacks(symbols, &mut refs);
         assert_eq!(bulk.to_sorted_stacks(), incremental.to_sorted_stacks());
         assert_eq!(bulk.total(), 22);

@@ -3,7 +3,7 @@
 //! with `Retry-After` rather than letting latency and memory grow without bound; the
 //! agent and Pyroscope's clients retry such answers.
 //!
-//! Per-tenant budgets (issue 13) extend [`IngestBudget::admit`]: a tenant's own
+//! Per-tenant budgets (issue 13) extend [`InflightBytes::admit`]: a tenant's own
 //! semaphore acquired before the global one.
 
 use std::sync::Arc;
@@ -21,18 +21,18 @@ use crate::AppState;
 
 /// Bytes of ingest request bodies being received, decoded and stored at once.
 #[derive(Debug)]
-pub struct IngestBudget {
+pub struct InflightBytes {
     bytes: Arc<Semaphore>,
     total: usize,
     /// What a body without `Content-Length` reserves (it may grow to this).
     unknown_length: usize,
 }
 
-impl IngestBudget {
+impl InflightBytes {
     /// A budget of `total` bytes; bodies of unknown length count as `max_body_bytes`.
     pub fn new(total: usize, max_body_bytes: usize) -> Self {
         let total = total.clamp(1, Semaphore::MAX_PERMITS);
-        IngestBudget {
+        InflightBytes {
             bytes: Arc::new(Semaphore::new(total)),
             total,
             unknown_length: max_body_bytes.clamp(1, total),
@@ -206,7 +206,7 @@ mod tests {
 
     #[test]
     fn the_ingest_budget_admits_by_bytes() {
-        let budget = IngestBudget::new(1000, 600);
+        let budget = InflightBytes::new(1000, 600);
         let a = budget.admit(Some(400)).unwrap();
         assert_eq!(budget.in_use(), 400);
         // Unknown length counts as the largest body.

@@ -42,6 +42,10 @@ pub struct ServerConfig {
     pub idle_timeout_seconds: u64,
     /// Connections served at once (503 past it).
     pub max_connections: usize,
+    /// The other bounds of one ingest request (`[ingest]` in the TOML file). The four
+    /// above (body sizes, label count and length) are set there, not here: their keys
+    /// in this table are ignored.
+    pub ingest: embers_formats::IngestBudget,
     /// Seconds between flushes of the in-memory head.
     pub flush_interval_seconds: u64,
     /// Bytes of decoded blocks cached for queries.
@@ -69,6 +73,7 @@ impl Default for ServerConfig {
             header_timeout_seconds: 10,
             idle_timeout_seconds: 120,
             max_connections: 1024,
+            ingest: embers_formats::IngestBudget::default(),
             flush_interval_seconds: 10,
             cache_bytes: 256 << 20,
             log_format: "text".into(),

@@ -29,14 +29,12 @@ mod error;
 mod flamebearer;
 mod ingest;
 mod metrics;
-pub mod multipart;
 mod params;
 mod profile_type;
 mod querier;
 mod query;
 pub mod range;
 mod serve;
-pub mod trie;
 pub mod ui;
 mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
@@ -59,8 +57,9 @@ use axum::Router;
 use embers_store::Store;
 
 pub use config::ServerConfig;
+pub use embers_formats::IngestBudget;
 pub use error::ApiError;
-pub use ingest::{pprof_puts, IngestLimits};
+pub use ingest::pprof_puts;
 pub use params::{parse_duration, parse_time};
 pub use range::{QueryLimits, QueryRange};
 
@@ -69,10 +68,10 @@ pub use range::{QueryLimits, QueryRange};
 pub struct AppState {
     store: Arc<Store>,
     metrics: Arc<metrics::Metrics>,
-    limits: Arc<IngestLimits>,
+    budget: Arc<IngestBudget>,
     query_limits: QueryLimits,
     queries: Arc<budget::QueryGate>,
-    ingest_budget: Arc<budget::IngestBudget>,
+    ingest_budget: Arc<budget::InflightBytes>,
 }
 
 impl AppState {
@@ -116,17 +115,13 @@ fn router_with_metrics(
     let state = AppState {
         store,
         metrics: Arc::clone(&metrics),
-        limits: Arc::new(IngestLimits {
-            max_decoded_bytes: config.max_decoded_bytes,
-            max_labels: config.max_labels_per_series,
-            max_label_len: config.max_label_length,
-        }),
+        budget: Arc::new(ingest::budget(config)),
         query_limits: config.query_limits().unwrap_or_default(),
         queries: Arc::new(budget::QueryGate::new(
             config.query_slots(),
             Duration::from_millis(config.query_queue_timeout_ms),
         )),
-        ingest_budget: Arc::new(budget::IngestBudget::new(
+        ingest_budget: Arc::new(budget::InflightBytes::new(
             config.max_inflight_ingest_bytes,
             config.max_body_bytes,
         )),

@@ -2,7 +2,6 @@
 //! bounded (a gzip bomb is refused, not inflated), and nothing panics on bad input.
 
 use std::collections::HashMap;
-use std::io::Read;
 
 use embers_profile::{
     Frame, FrameId, FxHashMap, Labels, Profile, ProfileMeta, StackTree, ValueType,
@@ -10,6 +9,7 @@ use embers_profile::{
 use prost::Message;
 
 use super::proto;
+use crate::ingest::{Bound, IngestBudget, Spend};
 use crate::{FormatError, ReadLimits};
 
 const NAME: &str = "pprof";
@@ -20,36 +20,48 @@ fn bad(message: impl Into<String>) -> FormatError {
 
 /// Decodes the protobuf message, gunzipping first when the bytes are gzip.
 pub fn decode_proto(bytes: &[u8], limits: &ReadLimits) -> Result<proto::Profile, FormatError> {
-    let too_large = || FormatError::TooLarge {
-        format: NAME,
-        what: "bytes after decompression",
-        limit: limits.max_decoded_bytes,
-    };
-    let inflated;
-    let raw = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        let cap = limits.max_decoded_bytes as u64 + 1;
-        flate2::read::MultiGzDecoder::new(bytes)
-            .take(cap)
-            .read_to_end(&mut out)
-            .map_err(|e| bad(format!("corrupt gzip: {e}")))?;
-        if out.len() > limits.max_decoded_bytes {
-            return Err(too_large());
-        }
-        inflated = out;
-        &inflated[..]
-    } else {
-        if bytes.len() > limits.max_decoded_bytes {
-            return Err(too_large());
-        }
-        bytes
-    };
-    proto::Profile::decode(raw).map_err(|e| bad(format!("truncated or corrupt protobuf: {e}")))
+    let budget = IngestBudget::from_read_limits(limits);
+    decode_in(bytes, &mut Spend::new(&budget), false).map_err(read_limits_error)
+}
+
+/// Gunzips within the budget, checks the counts on the wire when `scan` (untrusted
+/// ingest), then decodes the message.
+fn decode_in(
+    bytes: &[u8],
+    spend: &mut Spend<'_>,
+    scan: bool,
+) -> Result<proto::Profile, FormatError> {
+    let raw = spend.gunzip(NAME, bytes)?;
+    if !bytes.starts_with(&[0x1f, 0x8b]) {
+        spend.at_most(NAME, Bound::DecodedBytes, bytes.len())?;
+    }
+    if scan {
+        crate::ingest::scan::pprof(&raw, spend)?;
+    }
+    proto::Profile::decode(&raw[..]).map_err(|e| bad(format!("truncated or corrupt protobuf: {e}")))
+}
+
+/// Turns the budget's errors into the [`ReadLimits`] errors callers of the file readers
+/// have always seen.
+fn read_limits_error(e: FormatError) -> FormatError {
+    match e {
+        FormatError::OverBudget {
+            format,
+            bound,
+            limit,
+        } => FormatError::TooLarge {
+            format,
+            what: bound.what(),
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+        },
+        other => other,
+    }
 }
 
 /// Decodes the default sample type: the one `default_sample_type` names, else the last,
 /// as `go tool pprof` does.
 pub fn decode(bytes: &[u8], limits: &ReadLimits) -> Result<Profile, FormatError> {
+    let budget = IngestBudget::from_read_limits(limits);
     let p = decode_proto(bytes, limits)?;
     if p.sample_type.is_empty() {
         return Err(bad(
@@ -61,15 +73,18 @@ pub fn decode(bytes: &[u8], limits: &ReadLimits) -> Result<Profile, FormatError>
         .iter()
         .position(|t| p.default_sample_type != 0 && t.r#type == p.default_sample_type)
         .unwrap_or(p.sample_type.len() - 1);
-    Decoder::new(&p, limits)?.profile(index)
+    Decoder::new(&p, &Spend::new(&budget))
+        .and_then(|d| d.profile(index))
+        .map_err(read_limits_error)
 }
 
 /// Decodes every sample type into its own profile (the server keeps one series each).
 pub fn decode_all(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Profile>, FormatError> {
+    let budget = IngestBudget::from_read_limits(limits);
     let p = decode_proto(bytes, limits)?;
-    let decoder = Decoder::new(&p, limits)?;
+    let decoder = Decoder::new(&p, &Spend::new(&budget)).map_err(read_limits_error)?;
     (0..p.sample_type.len())
-        .map(|i| decoder.profile(i))
+        .map(|i| decoder.profile(i).map_err(read_limits_error))
         .collect()
 }
 
@@ -86,9 +101,21 @@ pub struct LabelledTrees {
 /// server stores, without building the per-sample [`Profile`] first (several times faster
 /// for ingest).
 pub fn decode_trees(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<LabelledTrees>, FormatError> {
-    let p = decode_proto(bytes, limits)?;
-    let decoder = Decoder::new(&p, limits)?;
-    (0..p.sample_type.len()).map(|i| decoder.trees(i)).collect()
+    let budget = IngestBudget::from_read_limits(limits);
+    decode_trees_in(bytes, &mut Spend::new(&budget), false).map_err(read_limits_error)
+}
+
+/// [`decode_trees`] spending one request's budget (the ingest entry point's path).
+pub(crate) fn decode_trees_in(
+    bytes: &[u8],
+    spend: &mut Spend<'_>,
+    scan: bool,
+) -> Result<Vec<LabelledTrees>, FormatError> {
+    let p = decode_in(bytes, spend, scan)?;
+    let decoder = Decoder::new(&p, spend)?;
+    (0..p.sample_type.len())
+        .map(|i| decoder.trees(i, spend))
+        .collect()
 }
 
 /// Location id → its frames. Profilers number locations 1..n, so a vector indexed by id
@@ -134,24 +161,18 @@ impl Locations {
 /// Locations resolved once into frames, shared by every sample type.
 struct Decoder<'a> {
     p: &'a proto::Profile,
-    limits: &'a ReadLimits,
+    max_stack_depth: usize,
     template: Profile,
     /// Location id → its frames, root-most first.
     locations: Locations,
 }
 
 impl<'a> Decoder<'a> {
-    fn new(p: &'a proto::Profile, limits: &'a ReadLimits) -> Result<Self, FormatError> {
+    fn new(p: &'a proto::Profile, spend: &Spend<'_>) -> Result<Self, FormatError> {
         if p.string_table.first().is_some_and(|s| !s.is_empty()) {
             return Err(bad("string_table[0] must be the empty string"));
         }
-        if p.sample.len() > limits.max_samples {
-            return Err(FormatError::TooLarge {
-                format: NAME,
-                what: "samples",
-                limit: limits.max_samples,
-            });
-        }
+        spend.at_most(NAME, Bound::Samples, p.sample.len())?;
         let s = |i: i64| -> Result<&str, FormatError> {
             usize::try_from(i)
                 .ok()
@@ -170,11 +191,15 @@ impl<'a> Decoder<'a> {
                 "" => s(f.system_name)?,
                 name => name,
             };
-            functions.insert(f.id, (name, s(f.filename)?));
+            let file = s(f.filename)?;
+            spend.at_most(NAME, Bound::FrameLength, name.len().max(file.len()))?;
+            functions.insert(f.id, (name, file));
         }
         let mut mappings: HashMap<u64, &str> = HashMap::new();
         for m in &p.mapping {
-            mappings.insert(m.id, s(m.filename)?);
+            let file = s(m.filename)?;
+            spend.at_most(NAME, Bound::FrameLength, file.len())?;
+            mappings.insert(m.id, file);
         }
         let mut template = Profile::new(ProfileMeta {
             period_type: p
@@ -224,7 +249,7 @@ impl<'a> Decoder<'a> {
         }
         Ok(Decoder {
             p,
-            limits,
+            max_stack_depth: spend.budget.max_stack_depth,
             template,
             locations,
         })
@@ -252,11 +277,11 @@ impl<'a> Decoder<'a> {
                 .ok_or_else(|| bad(format!("sample {n} names unknown location {id}")))?;
             stack.extend_from_slice(frames);
         }
-        if stack.len() > self.limits.max_stack_depth {
-            return Err(FormatError::TooLarge {
+        if stack.len() > self.max_stack_depth {
+            return Err(FormatError::OverBudget {
                 format: NAME,
-                what: "frames in one stack",
-                limit: self.limits.max_stack_depth,
+                bound: Bound::StackDepth,
+                limit: self.max_stack_depth as u64,
             });
         }
         Ok(())
@@ -298,7 +323,7 @@ impl<'a> Decoder<'a> {
         Ok(labels)
     }
 
-    fn trees(&self, index: usize) -> Result<LabelledTrees, FormatError> {
+    fn trees(&self, index: usize, spend: &mut Spend<'_>) -> Result<LabelledTrees, FormatError> {
         let p = self.p;
         let t = &p.sample_type[index];
         let mut meta = self.template.meta.clone();
@@ -316,6 +341,7 @@ impl<'a> Decoder<'a> {
             if value == 0 {
                 continue;
             }
+            spend.value(NAME, value)?;
             let key: Vec<(i64, i64, i64)> =
                 sample.label.iter().map(|l| (l.key, l.str, l.num)).collect();
             let group = match groups.get(&key) {
@@ -327,21 +353,62 @@ impl<'a> Decoder<'a> {
                 }
             };
             let start = frames.len();
+            spend.at_most(NAME, Bound::StackFrames, start + stack.len())?;
             frames.extend_from_slice(&stack);
             grouped[group].1.push((start, frames.len(), value));
         }
-        let trees = grouped
-            .into_iter()
-            .map(|(labels, spans)| {
-                let mut stacks: Vec<(&[FrameId], u64)> =
-                    spans.iter().map(|&(a, b, v)| (&frames[a..b], v)).collect();
-                (
-                    labels,
-                    StackTree::from_stacks(self.template.symbols.clone(), &mut stacks),
-                )
+        let mut trees = Vec::with_capacity(grouped.len());
+        for (labels, spans) in grouped {
+            let (tree, table) = self
+                .group_tree(&frames, &spans, spend.nodes_left())
+                .ok_or_else(|| spend.over(NAME, Bound::Nodes))?;
+            // A symbol table costs what nodes cost: charge whichever is larger, so many
+            // sample types or label sets cannot each copy a large table for free.
+            spend.spend(NAME, Bound::Nodes, tree.node_count().max(table))?;
+            trees.push((labels, tree));
+        }
+        Ok(LabelledTrees { meta, trees })
+    }
+
+    /// One label set's tree, and the size of its symbol table. The profile's whole
+    /// table is shared by copy when the group's stacks are at least as large as it (the
+    /// common case: one label set); otherwise the tree gets only the frames it uses, so
+    /// a table is never copied once per small group. `None` past `max_nodes`.
+    fn group_tree(
+        &self,
+        frames: &[FrameId],
+        spans: &[(usize, usize, u64)],
+        max_nodes: usize,
+    ) -> Option<(StackTree, usize)> {
+        let symbols = &self.template.symbols;
+        let used: usize = spans.iter().map(|&(a, b, _)| b - a).sum();
+        if symbols.len() <= used {
+            let mut stacks: Vec<(&[FrameId], u64)> =
+                spans.iter().map(|&(a, b, v)| (&frames[a..b], v)).collect();
+            let tree = StackTree::from_stacks_bounded(symbols.clone(), &mut stacks, max_nodes)?;
+            return Some((tree, symbols.len()));
+        }
+        let mut table = embers_profile::SymbolTable::new();
+        let mut ids: FxHashMap<FrameId, FrameId> = FxHashMap::default();
+        let local: Vec<FrameId> = spans
+            .iter()
+            .flat_map(|&(a, b, _)| &frames[a..b])
+            .map(|&id| {
+                *ids.entry(id)
+                    .or_insert_with(|| table.intern(symbols.get(id)))
             })
             .collect();
-        Ok(LabelledTrees { meta, trees })
+        let mut at = 0;
+        let mut stacks: Vec<(&[FrameId], u64)> = spans
+            .iter()
+            .map(|&(a, b, v)| {
+                at += b - a;
+                (&local[at - (b - a)..at], v)
+            })
+            .collect();
+        let n = table.len();
+        let tree = StackTree::from_stacks_bounded(table, &mut stacks, max_nodes)?;
+        Some((tree, n))
     }
 
     fn profile(&self, index: usize) -> Result<Profile, FormatError> {
