@@ -14,7 +14,7 @@ mod tmpfs;
 
 use std::collections::BTreeMap;
 
-use support::{agent, collapsed, enc, get, now, ServerHandle};
+use support::{collapsed, enc, get, now, post_text, ServerHandle};
 use tmpfs::Tmpfs;
 
 /// Push `i`: `main;w<i>` with 1000 + i samples, and enough distinct padding stacks that
@@ -28,20 +28,7 @@ fn push(server: &ServerHandle, from: u64, i: u64) -> (u16, Option<String>, Strin
         "/ingest?name={}&from={from}&format=folded",
         enc("disk.cpu")
     ));
-    let mut r = agent()
-        .post(&url)
-        .header("content-type", "text/plain")
-        .send(body.as_bytes())
-        .unwrap();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (
-        r.status().as_u16(),
-        retry,
-        r.body_mut().read_to_string().unwrap(),
-    )
+    post_text(&url, body.as_bytes())
 }
 
 /// The `w<i>` stacks a query returns, by `i`.

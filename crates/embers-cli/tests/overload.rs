@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{agent, collapsed, enc, get, now, post, ServerHandle};
+use support::{agent, collapsed, enc, get, now, post, post_text, ServerHandle};
 
 /// One sample at 100 Hz, as the store keeps CPU time: nanoseconds.
 const NS: u64 = 10_000_000;
@@ -23,20 +23,7 @@ fn push(server: &ServerHandle, app: &str, time: u64, body: &str) -> (u16, Option
     let url = server.url(&format!(
         "/ingest?name={app}.cpu&from={time}&sampleRate=100"
     ));
-    let mut r = agent()
-        .post(&url)
-        .header("content-type", "text/plain")
-        .send(body.as_bytes())
-        .unwrap();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (
-        r.status().as_u16(),
-        retry,
-        r.body_mut().read_to_string().unwrap(),
-    )
+    post_text(&url, body.as_bytes())
 }
 
 /// One Connect querier call in JSON.

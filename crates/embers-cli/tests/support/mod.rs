@@ -201,3 +201,21 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// POSTs a `text/plain` body; returns the status, `Retry-After` (if any) and the body.
+pub fn post_text(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
+    let mut r = agent()
+        .post(url)
+        .header("content-type", "text/plain")
+        .send(body)
+        .unwrap();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        r.status().as_u16(),
+        retry,
+        r.body_mut().read_to_string().unwrap(),
+    )
+}
