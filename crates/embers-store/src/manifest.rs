@@ -159,16 +159,26 @@ impl Manifest {
     /// After loading: runs that a combined run already holds (a crash came between
     /// writing the combined run and deleting its originals), each with that combined run.
     /// Recovery deletes an original only once the combined run has been read back whole.
+    ///
+    /// Only outermost combined runs (within no other) are named: a block combined again
+    /// after late data leaves an older combined run that is itself an original of the
+    /// newer one, and is deleted as such. Naming it for its own originals as well would
+    /// have recovery read an object it has just deleted.
     pub fn combined_originals(&self) -> Vec<(Run, String)> {
         let combined: Vec<&Run> = self
             .runs
             .values()
             .filter(|r| r.combined_from.is_some())
             .collect();
+        let outermost: Vec<&Run> = combined
+            .iter()
+            .filter(|c| !combined.iter().any(|o| c.is_within(o)))
+            .copied()
+            .collect();
         self.runs
             .values()
             .filter_map(|run| {
-                combined
+                outermost
                     .iter()
                     .find(|c| run.is_within(c))
                     .map(|c| (run.clone(), c.key.clone()))
