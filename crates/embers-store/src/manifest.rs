@@ -33,10 +33,18 @@ pub struct Run {
 
 impl Run {
     /// Whether `self` is one of the runs `combined` was made from.
+    ///
+    /// A combined `self` holding sequence numbers below `combined`'s lowest is within it
+    /// only if it is older (a lower newest sequence number): then those runs had left the
+    /// manifest (expired) before `combined` was made from the rest. With the same newest
+    /// sequence number it is the other way round: `self` was made first, its write failed
+    /// or was torn, runs expired and the block was combined again from fewer runs, so
+    /// `self` holds `combined` and not the reverse.
     pub fn is_within(&self, combined: &Run) -> bool {
         combined.combined_from.is_some_and(|min| {
             self.key != combined.key
                 && (min..=combined.seq).contains(&self.seq)
+                && (self.combined_from.unwrap_or(self.seq) >= min || self.seq < combined.seq)
                 && self.first >= combined.first
                 && self.last <= combined.last
         })
@@ -159,16 +167,26 @@ impl Manifest {
     /// After loading: runs that a combined run already holds (a crash came between
     /// writing the combined run and deleting its originals), each with that combined run.
     /// Recovery deletes an original only once the combined run has been read back whole.
+    ///
+    /// Only outermost combined runs (within no other) are named: a block combined again
+    /// after late data leaves an older combined run that is itself an original of the
+    /// newer one, and is deleted as such. Naming it for its own originals as well would
+    /// have recovery read an object it has just deleted.
     pub fn combined_originals(&self) -> Vec<(Run, String)> {
         let combined: Vec<&Run> = self
             .runs
             .values()
             .filter(|r| r.combined_from.is_some())
             .collect();
+        let outermost: Vec<&Run> = combined
+            .iter()
+            .filter(|c| !combined.iter().any(|o| c.is_within(o)))
+            .copied()
+            .collect();
         self.runs
             .values()
             .filter_map(|run| {
-                combined
+                outermost
                     .iter()
                     .find(|c| run.is_within(c))
                     .map(|c| (run.clone(), c.key.clone()))
@@ -284,6 +302,33 @@ mod tests {
         assert_eq!((b, agg.seq), (block, 9));
         assert!(parse_run("l0/x.blk").is_none());
         assert!(parse_aggregate("agg/0/1-2.blk").is_none());
+    }
+
+    fn combined(seq: u64, min: u64) -> Run {
+        parse_run(&combined_key(seq, 100, 199, min)).unwrap()
+    }
+
+    /// A block whose first combination (runs 3..=10) was torn, then combined again from
+    /// runs 6..=10 after 3..=5 expired: each used to count as within the other, so
+    /// recovery kept the originals beside the good one (counted twice).
+    #[test]
+    fn a_block_combined_again_from_fewer_runs_is_within_the_first_only() {
+        let (first, again) = (combined(10, 3), combined(10, 6));
+        assert!(again.is_within(&first));
+        assert!(!first.is_within(&again));
+        // An older combined run whose lowest runs expired before the newer one was made.
+        let (old, new) = (combined(5, 3), combined(7, 5));
+        assert!(old.is_within(&new));
+        assert!(!new.is_within(&old));
+        let mut m = Manifest::default();
+        let original = parse_run(&run_key(8, 150, 150)).unwrap();
+        for run in [first.clone(), again.clone(), original.clone()] {
+            m.add_run(run);
+        }
+        assert_eq!(
+            m.combined_originals(),
+            vec![(again, first.key.clone()), (original, first.key)]
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! quarantine (`quarantine.rs`) with a log line each. A missing or damaged `meta/flushed`
 //! is rebuilt from the object names and the WAL segments present ([`rebuild_flushed`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -139,35 +139,7 @@ impl Store {
         if rewrite_flushed {
             storage.put(FLUSHED_KEY, &flushed_marker(flushed))?;
         }
-        let mut checked: HashMap<String, bool> = HashMap::new();
-        for (original, combined) in manifest.combined_originals() {
-            let whole = match checked.get(&combined) {
-                Some(&whole) => whole,
-                None => {
-                    let whole = match check_block(storage.as_ref(), &combined)? {
-                        Ok(_) => true,
-                        Err(reason) => {
-                            // The originals it was made from are still here: kept.
-                            quarantine.isolate(
-                                storage.as_ref(),
-                                &stats,
-                                &combined,
-                                &reason,
-                                true,
-                            )?;
-                            manifest.forget(&combined);
-                            false
-                        }
-                    };
-                    checked.insert(combined.clone(), whole);
-                    whole
-                }
-            };
-            if whole {
-                manifest.forget(&original.key);
-                storage.delete(&original.key)?;
-            }
-        }
+        remove_combined_originals(storage.as_ref(), &quarantine, &stats, &mut manifest)?;
         for key in storage.list("agg/")? {
             if let Some((block, agg)) = parse_aggregate(&key) {
                 if let Some(old) = manifest.add_aggregate(block, agg) {
@@ -310,6 +282,35 @@ pub(crate) fn check_block(
         scratch.clear();
     }
     Ok(Ok(block))
+}
+
+/// Deletes the originals a crash left beside the combined run holding them, once that
+/// combined run has been read back whole. A damaged combined run is quarantined instead
+/// and its originals kept; as it may itself have held an older combined run, which is
+/// then the outermost one for its own originals, the pairs are worked out again.
+fn remove_combined_originals(
+    storage: &dyn Storage,
+    quarantine: &Quarantine,
+    stats: &Stats,
+    manifest: &mut Manifest,
+) -> Result<(), StoreError> {
+    let mut whole: BTreeSet<String> = BTreeSet::new();
+    'again: loop {
+        for (original, combined) in manifest.combined_originals() {
+            if !whole.contains(&combined) {
+                if let Err(reason) = check_block(storage, &combined)? {
+                    // The originals it was made from are still here: kept.
+                    quarantine.isolate(storage, stats, &combined, &reason, true)?;
+                    manifest.forget(&combined);
+                    continue 'again;
+                }
+                whole.insert(combined);
+            }
+            manifest.forget(&original.key);
+            storage.delete(&original.key)?;
+        }
+        return Ok(());
+    }
 }
 
 /// Whether WAL segment `seq` reads to its end with every record decoding.

@@ -13,7 +13,8 @@
 //!
 //! One test per fault kind; a failing case prints its fault, put index, key and mode.
 //! Rerun one case with `EMBERS_CRASH_CASE=<fault>:<index>:<mode>` (for example
-//! `EMBERS_CRASH_CASE=Torn:17:at-fault cargo test -p embers-store --test crash torn`).
+//! `EMBERS_CRASH_CASE=Torn:17:at-fault cargo test -p embers-store --test crash torn`);
+//! choose the random-fault seeds with `EMBERS_CRASH_SEEDS=16` or `EMBERS_CRASH_SEEDS=0..200`.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
@@ -23,7 +24,7 @@ use std::time::Duration;
 use embers_profile::{Frame, Labels, StackTree};
 use embers_store::{
     leaf_of, Config, Fault, FaultyStorage, Ingested, MemoryStorage, Put, Schedule, Selector,
-    SeriesKey, Store,
+    SeriesKey, Storage, Store,
 };
 
 /// On a 10^5-leaf boundary, so blocks of every level start here.
@@ -339,10 +340,26 @@ fn an_ambiguous_failure_at_any_put_loses_and_invents_nothing() {
     matrix(Fault::Ambiguous);
 }
 
+/// The seeds of the random-fault test: `0..24`, or `EMBERS_CRASH_SEEDS` as `a..b` or one
+/// seed (for example `EMBERS_CRASH_SEEDS=16` or `EMBERS_CRASH_SEEDS=100..400`).
+fn random_seeds() -> std::ops::Range<u64> {
+    let Ok(spec) = std::env::var("EMBERS_CRASH_SEEDS") else {
+        return 0..24;
+    };
+    let bad = || panic!("EMBERS_CRASH_SEEDS={spec:?}: expected a..b or one seed");
+    match spec.split_once("..") {
+        Some((a, b)) => a.parse().unwrap_or_else(|_| bad())..b.parse().unwrap_or_else(|_| bad()),
+        None => {
+            let seed: u64 = spec.parse().unwrap_or_else(|_| bad());
+            seed..seed + 1
+        }
+    }
+}
+
 #[test]
 fn random_faults_of_every_kind_lose_and_invent_nothing() {
     let mut failures = Vec::new();
-    for seed in 0..24u64 {
+    for seed in random_seeds() {
         let fault = Fault::ALL[seed as usize % Fault::ALL.len()];
         let schedule = Schedule::Random { seed, percent: 4 };
         if let Err(e) = case(fault, schedule, Mode::AtEnd, seed) {
@@ -350,4 +367,57 @@ fn random_faults_of_every_kind_lose_and_invent_nothing() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// A block combined twice (late data after its first combination) leaves, after a crash,
+/// the originals, the first combined run and the second one holding both. Recovery used
+/// to delete the first combined run as an original of the second and then read it back
+/// to delete its own originals: the store did not open ("no object").
+#[test]
+fn a_block_combined_twice_reopens_after_a_crash_and_counts_once() {
+    let wal = tempfile::tempdir().unwrap();
+    let memory = MemoryStorage::default();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut model = Model::default();
+    let put = |store: &Store, model: &mut Model, rng: &mut fastrand::Rng, time: i64| {
+        let tree = tree(rng);
+        *model
+            .acked
+            .entry(("ride".to_owned(), leaf_of(time)))
+            .or_default() += tree.total();
+        store
+            .ingest(vec![Put {
+                key: key("ride"),
+                time,
+                tree,
+            }])
+            .unwrap();
+        store.flush().unwrap();
+    };
+    {
+        let store = Store::open(Arc::new(memory.clone()), wal.path().into(), config()).unwrap();
+        // Leaves 11 and 50 of the first 1,000 s block, combined once the block ended.
+        put(&store, &mut model, &mut rng, T0 + 110);
+        put(&store, &mut model, &mut rng, T0 + 500);
+        store.compact(T0 + 1100).unwrap();
+        // Late data for the same block: combined again, with the first combined run.
+        put(&store, &mut model, &mut rng, T0 + 300);
+        store.compact(T0 + 1200).unwrap();
+        model.end = T0 + 1200;
+        // Crash: the originals outlive their combined runs by a minute.
+    }
+    let combined = memory
+        .list("l0/")
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.matches('-').count() == 3)
+        .count();
+    assert_eq!(combined, 2, "the block was combined twice");
+    let store = Store::open(Arc::new(memory.clone()), wal.path().into(), config()).unwrap();
+    check(&store, &model, false).unwrap();
+    assert_eq!(
+        memory.list("l0/").unwrap().len(),
+        1,
+        "only the newest run is left"
+    );
 }

@@ -179,9 +179,12 @@ impl<S: Storage> FaultyStorage<S> {
 }
 
 fn injected_error(key: &str, fault: Fault) -> StorageError {
+    // The message says the fault was injected (what a test or a log reader needs to
+    // know); a full disk keeps the kind a real `ENOSPC` has.
+    let message = format!("injected fault: {fault:?}");
     let source = match fault {
-        Fault::NoSpace => std::io::Error::from(std::io::ErrorKind::StorageFull),
-        _ => std::io::Error::other(format!("injected fault: {fault:?}")),
+        Fault::NoSpace => std::io::Error::new(std::io::ErrorKind::StorageFull, message),
+        _ => std::io::Error::other(message),
     };
     StorageError::Io {
         key: key.to_owned(),
