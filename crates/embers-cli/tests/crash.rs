@@ -144,7 +144,8 @@ fn acknowledged_writes_survive_sigkill_in_ingest_flush_compaction_and_retention(
             .unwrap_or(0)
     };
     while flushes() < 2 {
-        support::post(&marker, "text/plain", b"marker 1\n");
+        let (status, body) = support::post(&marker, "text/plain", b"marker 1\n");
+        assert_eq!(status, 200, "marker push: {body}");
         std::thread::sleep(Duration::from_millis(100));
     }
     let checked_at = now();
@@ -194,6 +195,10 @@ fn acknowledged_writes_survive_sigkill_in_ingest_flush_compaction_and_retention(
     // Retention ran: what was past it by a minute when the server last compacted is gone.
     let gone = checked_at - RETENTION - 60;
     let past: Vec<_> = all.acked.iter().filter(|(_, t)| **t < gone).collect();
+    assert!(
+        !past.is_empty(),
+        "seed {seed}: no write old enough to test retention"
+    );
     let still = past.iter().filter(|(n, _)| stored.contains_key(n)).count();
     if still > 0 {
         problems.push(format!(

@@ -194,9 +194,8 @@ fn content_type(headers: &HeaderMap) -> String {
         .to_owned()
 }
 
-/// Runs `decode` on the blocking pool, then stores its puts (once per request ID, for a
-/// push);
-/// counts the request in the metrics either way.
+/// Decodes and stores on the blocking pool, in one hop (for a push, once per request
+/// ID); counts the request in the metrics either way.
 async fn decode_and_store(
     state: &AppState,
     bytes: usize,
@@ -206,27 +205,29 @@ async fn decode_and_store(
 ) -> Result<(), ApiError> {
     let timer = state.metrics.start();
     let budget = Arc::clone(&state.budget);
-    let decoded = tokio::task::spawn_blocking(move || decode(&budget))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))
-        .and_then(|r| r);
-    let (ids, puts) = match decoded {
-        Ok(d) => d,
-        Err(e) => {
-            state.metrics.ingest_error();
-            return Err(e);
-        }
-    };
-    let count = puts.len();
     let store = Arc::clone(&state.store);
-    tokio::task::spawn_blocking(move || match ids {
-        None => store.ingest(puts),
-        Some(ids) => store.ingest_once(&ids, puts).map(drop),
+    let stored = tokio::task::spawn_blocking(move || {
+        let (ids, puts) = decode(&budget)?;
+        let count = puts.len();
+        match ids {
+            None => store.ingest(puts),
+            Some(ids) => store.ingest_once(&ids, puts).map(drop),
+        }?;
+        Ok(count)
     })
     .await
-    .map_err(|e| ApiError::internal(e.to_string()))??;
-    state.metrics.ingested(bytes, count, timer);
-    Ok(())
+    .map_err(ApiError::internal)
+    .and_then(|r| r);
+    match stored {
+        Ok(count) => {
+            state.metrics.ingested(bytes, count, timer);
+            Ok(())
+        }
+        Err(e) => {
+            state.metrics.ingest_error();
+            Err(e)
+        }
+    }
 }
 
 /// `POST /ingest` (and `/pyroscope/ingest`).

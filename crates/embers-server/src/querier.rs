@@ -361,8 +361,7 @@ async fn dispatch(
             let (left, right) = (req.left.unwrap_or_default(), req.right.unwrap_or_default());
             let (l, (lf, lu)) = merged(state, &left).await?;
             let (r, (rf, ru)) = merged(state, &right).await?;
-            let mut warnings = state.store.damage_warnings(lf, lu);
-            warnings.extend(state.store.damage_warnings(rf, ru));
+            let warnings = state.store.damage_warnings_for(&[(lf, lu), (rf, ru)]);
             let max = max_nodes(left.max_nodes.and_then(|n| usize::try_from(n).ok()));
             let (fg, lt, rt) = flamebearer::diff(&l.truncated(max).0, &r.truncated(max).0);
             let g = fg_wire(&fg);
@@ -396,8 +395,9 @@ async fn dispatch(
                 start: int(&j.start),
                 end: int(&j.end),
             })?;
-            let QueryRange { from, until } = state.range_ms(req.start, req.end)?;
-            let series = select_series(state, req).await?;
+            let range = state.range_ms(req.start, req.end)?;
+            let QueryRange { from, until } = range;
+            let series = select_series(state, req, range).await?;
             let warnings = state.store.damage_warnings(from, until);
             let response = reply(wire::SelectSeriesResponse { series }, json, |m| {
                 json!({"series": m.series.iter().map(|s| json!({
@@ -433,12 +433,12 @@ async fn merged(
 async fn select_series(
     state: &AppState,
     req: wire::SelectSeriesRequest,
+    range: QueryRange,
 ) -> Result<Vec<wire::Series>, ApiError> {
     let m = with_type(
         selector_matchers(&req.label_selector)?,
         &req.profile_type_id,
     )?;
-    let range = state.range_ms(req.start, req.end)?;
     let QueryRange { from, until } = range;
     // Steps are whole powers of ten of leaves (the segment tree's block sizes), widened
     // until the range has at most 11,000 points (`as` saturates: NaN is 0, ∞ is max).

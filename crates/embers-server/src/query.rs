@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::flamebearer;
 use crate::profile_type::{legacy_suffix, parts, resolve};
 use crate::range::{DefaultFrom, QueryRange};
-use crate::warnings::with_warnings;
+use crate::warnings::{json_with_warnings, with_warnings};
 use crate::AppState;
 
 /// Default `maxNodes`.
@@ -176,7 +176,7 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
     let (tree, _) = r.tree.truncated(max_nodes);
     let fg = flamebearer::single(&tree);
     let app = selector.name.clone().unwrap_or_default();
-    let mut body = json!({
+    let body = json!({
         "version": 1,
         "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
         "metadata": {
@@ -193,10 +193,7 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
         },
         "timeline": { "startTime": r.timeline_start, "samples": r.timeline, "durationDelta": r.step_seconds },
     });
-    if !warnings.is_empty() {
-        body["warnings"] = json!(warnings);
-    }
-    Ok(with_warnings(Json(body).into_response(), &warnings))
+    Ok(json_with_warnings(body, &warnings))
 }
 
 /// Parameters of `/render-diff`.
@@ -260,22 +257,20 @@ async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, 
             ))
         })
         .await?;
-    let mut warnings = state.store.damage_warnings(l.from, l.until);
-    warnings.extend(state.store.damage_warnings(r.from, r.until));
+    let warnings = state
+        .store
+        .damage_warnings_for(&[(l.from, l.until), (r.from, r.until)]);
     let (left, _) = left.truncated(max_nodes);
     let (right, _) = right.truncated(max_nodes);
     let (fg, lt, rt) = flamebearer::diff(&left, &right);
-    let mut body = json!({
+    let body = json!({
         "version": 1,
         "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
         "metadata": { "format": "double", "spyName": "", "sampleRate": 100, "units": units(profile_type.as_deref()), "name": lq, "maxNodes": max_nodes },
         "leftTicks": lt,
         "rightTicks": rt,
     });
-    if !warnings.is_empty() {
-        body["warnings"] = json!(warnings);
-    }
-    Ok(with_warnings(Json(body).into_response(), &warnings))
+    Ok(json_with_warnings(body, &warnings))
 }
 
 /// Parameters of the label and series listings.

@@ -4,7 +4,9 @@
 //! also carry them as `warnings`.
 
 use axum::http::HeaderValue;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
 
 /// The response header carrying a warning.
 pub const HEADER: &str = "embers-warning";
@@ -17,4 +19,12 @@ pub fn with_warnings(mut response: Response, warnings: &[String]) -> Response {
         }
     }
     response
+}
+
+/// A JSON answer with its warnings both in the body (`warnings`) and as headers.
+pub fn json_with_warnings(mut body: Value, warnings: &[String]) -> Response {
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    with_warnings(Json(body).into_response(), warnings)
 }

@@ -452,7 +452,7 @@ impl Dictionary {
         &self,
         pairs: impl IntoIterator<Item = (&'a u32, &'a u64)>,
         tree: &mut StackTree,
-    ) -> Result<(), Corrupt> {
+    ) {
         let mut frame_ids: FxHashMap<u32, FrameId> = FxHashMap::default();
         let mut lost = None;
         let mut stack: Vec<FrameId> = Vec::new();
@@ -481,7 +481,6 @@ impl Dictionary {
             stack.reverse();
             tree.add_stack(&stack, value);
         }
-        Ok(())
     }
 }
 
@@ -507,7 +506,7 @@ mod tests {
     fn resolve(d: &Dictionary, pairs: &[(u32, u64)]) -> Vec<(Vec<Frame>, u64)> {
         let mut back = StackTree::new();
         let map: FxHashMap<u32, u64> = pairs.iter().copied().collect();
-        d.add_to_tree(&map, &mut back).unwrap();
+        d.add_to_tree(&map, &mut back);
         back.to_sorted_stacks()
     }
 

@@ -2,7 +2,6 @@
 
 use crate::block::BlockError;
 use crate::storage::StorageError;
-use crate::varint::Corrupt;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,14 +20,6 @@ pub enum StoreError {
         key: String,
         /// What was wrong.
         source: BlockError,
-    },
-    /// A stored catalog object is damaged.
-    #[error("damaged catalog object {key}: {source}")]
-    DamagedCatalog {
-        /// The object.
-        key: String,
-        /// What was wrong.
-        source: Corrupt,
     },
     /// A write would pass a configured limit (too many series for one service…).
     #[error("limit reached: {0}")]

@@ -158,10 +158,7 @@ impl Store {
         }
 
         self.storage
-            .put(
-                FLUSHED_KEY,
-                &envelope::seal(Kind::Catalog, &seq.to_le_bytes(), false),
-            )
+            .put(FLUSHED_KEY, &crate::recover::flushed_marker(seq))
             .map_err(cannot_persist)?;
         {
             let mut st = lock(&self.state);

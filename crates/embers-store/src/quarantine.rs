@@ -182,23 +182,32 @@ impl Store {
     /// quarantined run whose leaves overlap the range. Empty when nothing is missing.
     /// Call it after the read (a read may quarantine what it found damaged).
     pub fn damage_warnings(&self, from: i64, until: i64) -> Vec<String> {
-        let (first, end) = leaves_for(from, until);
+        self.damage_warnings_for(&[(from, until)])
+    }
+
+    /// [`Store::damage_warnings`] for a read of several ranges (a diff's two sides): each
+    /// quarantined run is named once, and the read counts once as degraded.
+    pub fn damage_warnings_for(&self, ranges: &[(i64, i64)]) -> Vec<String> {
+        let leaves: Vec<(i64, i64)> = ranges.iter().map(|&(f, u)| leaves_for(f, u)).collect();
         let out: Vec<String> = self
             .quarantine
             .all()
             .into_iter()
             .filter_map(|q| {
                 let (a, b) = q.lost_leaves()?;
-                (a < end && b >= first).then(|| {
-                    format!(
-                        "data in Unix seconds {}..{} may be missing: object {} is damaged ({}) and was moved to {}",
-                        a * LEAF_SECONDS,
-                        (b + 1) * LEAF_SECONDS,
-                        q.key,
-                        q.reason,
-                        q.moved_to
-                    )
-                })
+                leaves
+                    .iter()
+                    .any(|&(first, end)| a < end && b >= first)
+                    .then(|| {
+                        format!(
+                            "data in Unix seconds {}..{} may be missing: object {} is damaged ({}) and was moved to {}",
+                            a * LEAF_SECONDS,
+                            (b + 1) * LEAF_SECONDS,
+                            q.key,
+                            q.reason,
+                            q.moved_to
+                        )
+                    })
             })
             .collect();
         if !out.is_empty() {

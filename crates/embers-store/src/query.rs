@@ -214,11 +214,7 @@ impl Store {
         self.dict
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add_to_tree(sorted.iter().map(|(p, v)| (p, v)), &mut out)
-            .map_err(|e| StoreError::Damaged {
-                key: "symbols/".into(),
-                source: e.into(),
-            })?;
+            .add_to_tree(sorted.iter().map(|(p, v)| (p, v)), &mut out);
         Ok(out)
     }
 

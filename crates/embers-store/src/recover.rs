@@ -154,7 +154,7 @@ impl Store {
         let mut head = Head::default();
         let mut seen = Seen::new(config.max_request_ids);
         let mut last_seq = flushed;
-        for seq in wal::segments(&wal_dir).map_err(StoreError::Wal)? {
+        for seq in wal_segments {
             last_seq = last_seq.max(seq);
             if seq <= flushed {
                 wal::remove(&wal_dir, seq).map_err(StoreError::Wal)?;

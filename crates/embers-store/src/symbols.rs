@@ -378,7 +378,7 @@ mod tests {
         assert_eq!(keys, vec![full_key(4, (2, 3))]);
         let mut back = StackTree::new();
         let map: embers_profile::FxHashMap<u32, u64> = pairs.iter().copied().collect();
-        loaded.add_to_tree(&map, &mut back).unwrap();
+        loaded.add_to_tree(&map, &mut back);
         assert_eq!(back.to_sorted_stacks(), t.to_sorted_stacks());
         assert_eq!(loaded.len(), d.len());
         let (ends, frames, paths) = decode_full(&encode_full(&loaded).payload).unwrap();
