@@ -357,15 +357,17 @@ fn check_values(st: &State, puts: &[Logged]) -> Result<(), StoreError> {
             }
         }
     }
-    for ((key, leaf), mut sum) in sums {
-        if let Some(held) = st.catalog.id(key).and_then(|id| st.head.get(leaf, id)) {
-            add_checked(&mut sum, held).map_err(|_| overflow())?;
+    for ((key, leaf), sum) in sums.iter_mut() {
+        if let Some(held) = st.catalog.id(key).and_then(|id| st.head.get(*leaf, id)) {
+            add_checked(sum, held).map_err(|_| overflow())?;
         }
-        for (_, staged) in st.staging.waiting() {
-            for (k, time, pairs) in &staged.puts {
-                if leaf_of(*time) == leaf && k == key {
-                    add_checked(&mut sum, pairs).map_err(|_| overflow())?;
-                }
+    }
+    // One pass over the staged writes (values are unsigned, so the order of the additions
+    // does not change whether the total passes 2^64).
+    for (_, staged) in st.staging.waiting() {
+        for (key, time, pairs) in &staged.puts {
+            if let Some(sum) = sums.get_mut(&(key, leaf_of(*time))) {
+                add_checked(sum, pairs).map_err(|_| overflow())?;
             }
         }
     }
