@@ -8,6 +8,8 @@
 #                    (type-checks the web UI), from npm
 #   py-spy (PyPI)    the baseline the record benchmark compares against
 #   pyroscope-io     (PyPI) the real Python client, pushing to `embers server` in tests
+#   opentelemetry-proto, grpcio (PyPI) build and send the OTLP profiles exports of
+#                    crates/embers-cli/tests/otlp.rs (HTTP and gRPC)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +39,11 @@ if ! python3 -c "import pyroscope" 2>/dev/null; then
   echo "installing pyroscope-io from PyPI"
   python3 -m pip install -q pyroscope-io==1.4.0 \
     || python3 -m pip install -q --break-system-packages pyroscope-io==1.4.0
+fi
+
+# The published OTLP schema (opentelemetry-proto v1.10.0) and gRPC client for the OTLP tests.
+if ! python3 -c "import opentelemetry.proto.profiles.v1development, grpc" 2>/dev/null; then
+  echo "installing opentelemetry-proto and grpcio from PyPI"
+  python3 -m pip install -q opentelemetry-proto==1.45.2 grpcio==1.85.3 \
+    || python3 -m pip install -q --break-system-packages opentelemetry-proto==1.45.2 grpcio==1.85.3
 fi
