@@ -26,9 +26,15 @@ for f in crates/embers-formats/tests/data/*.pb.gz; do
 done
 printf -- '\x05--B0UNDARY\r\nContent-Disposition: form-data; name="profile"\r\n\r\nxyz\r\n--B0UNDARY--\r\n' > fuzz/corpus/ingest/multipart
 printf '\x08{"series":[{"labels":[{"name":"service_name","value":"a"}],"samples":[{"rawProfile":"","ID":"x"}]}]}' > fuzz/corpus/ingest/push-json
+# OTLP exports from the published opentelemetry-proto package (tests/otlp/export.py):
+# first byte 0 protobuf, 1 JSON.
+mkdir -p fuzz/corpus/otlp_decode
+otlp=crates/embers-cli/tests/otlp/export.py
+{ printf '\x00'; python3 "$otlp" dump-protobuf - a,b --reject-one; } > fuzz/corpus/otlp_decode/export.pb || true
+{ printf '\x01'; python3 "$otlp" dump-json - a; } > fuzz/corpus/otlp_decode/export.json || true
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode; do
+for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode otlp_decode; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"

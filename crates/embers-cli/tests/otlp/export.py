@@ -3,7 +3,8 @@ sends it to an Embers server, as an OpenTelemetry exporter would.
 
     export.py MODE BASE_URL SERVICE[,SERVICE...] [--reject-one]
 
-MODE: protobuf | protobuf-gzip | json | grpc | grpc-gzip, or grpc-raw with a file in
+MODE: protobuf | protobuf-gzip | json | grpc | grpc-gzip; dump-protobuf or dump-json
+write the request to stdout instead (fuzz seeds; BASE_URL is ignored); or grpc-raw with a file in
 place of the services: its bytes are sent as the Export message as they are (hostile
 bodies built by the Rust test). Each service gets its own
 ResourceProfiles (one shared dictionary) with a CPU profile (`samples`/`count`, period
@@ -143,6 +144,12 @@ def main():
         print(json.dumps(out))
         return
     request = build(services, "--reject-one" in sys.argv)
+    if mode == "dump-protobuf":
+        sys.stdout.buffer.write(request.SerializeToString())
+        return
+    if mode == "dump-json":
+        sys.stdout.write(json_format.MessageToJson(request))
+        return
     if mode.startswith("grpc"):
         import grpc
         from opentelemetry.proto.collector.profiles.v1development import (

@@ -35,6 +35,8 @@ mod convert;
 )]
 pub mod proto;
 mod scan;
+#[cfg(test)]
+mod tests;
 
 use embers_profile::Labels;
 use prost::Message;
