@@ -292,3 +292,37 @@ fn counts_are_refused_on_the_wire_and_indexes_checked() {
     let err = decode_export(&upload, &IngestBudget::default()).unwrap_err();
     assert!(err.to_string().contains("value -1"), "{err}");
 }
+
+#[test]
+fn nested_attribute_values_are_counted_and_bounded_in_depth() {
+    let array = |values: Vec<AnyValue>| AnyValue {
+        value: Some(any_value::Value::ArrayValue(
+            super::proto::opentelemetry::proto::common::v1::ArrayValue { values },
+        )),
+    };
+    // Many empty values in one attribute: two bytes each on the wire.
+    let mut r = request(vec![]);
+    r.dictionary.as_mut().unwrap().attribute_table[2].value =
+        Some(array(vec![AnyValue::default(); 1000]));
+    let budget = IngestBudget {
+        max_locations: 500,
+        ..IngestBudget::default()
+    };
+    let body = r.encode_to_vec();
+    let upload = OtlpUpload {
+        body: &body,
+        encoding: Encoding::Protobuf,
+    };
+    let err = decode_export(&upload, &budget).unwrap_err();
+    assert!(err.to_string().contains("max_locations"), "{err}");
+    // Arrays in arrays, deeper than any real attribute.
+    let deep = (0..40).fold(AnyValue::default(), |v, _| array(vec![v]));
+    let r = request(vec![kv("deep", Some(deep))]);
+    let body = r.encode_to_vec();
+    let upload = OtlpUpload {
+        body: &body,
+        encoding: Encoding::Protobuf,
+    };
+    let err = decode_export(&upload, &IngestBudget::default()).unwrap_err();
+    assert!(err.to_string().contains("nested deeper"), "{err}");
+}
