@@ -326,3 +326,20 @@ fn nested_attribute_values_are_counted_and_bounded_in_depth() {
     let err = decode_export(&upload, &IngestBudget::default()).unwrap_err();
     assert!(err.to_string().contains("nested deeper"), "{err}");
 }
+
+#[test]
+fn equal_labels_from_different_attribute_entries_are_one_tree() {
+    let mut r = request(vec![]);
+    let d = r.dictionary.as_mut().unwrap();
+    let copy = d.attribute_table[2].clone();
+    d.attribute_table.push(copy);
+    let samples = &mut r.resource_profiles[0].scope_profiles[0].profiles[0].samples;
+    samples[0].attribute_indices = vec![2];
+    samples[1].attribute_indices = vec![3];
+    let export = decode(&r, &IngestBudget::default());
+    let [(labels, tree)] = &export.series[0].profile.trees[..] else {
+        panic!("one label set: {:?}", export.series[0].profile.trees);
+    };
+    assert_eq!(labels.get("thread.name"), Some("t1"));
+    assert_eq!(tree.total(), 5000);
+}
