@@ -16,7 +16,7 @@ use embers_formats::otlp::proto::opentelemetry::proto as otlp;
 use otlp::collector::profiles::v1development::ExportProfilesServiceRequest;
 use otlp::profiles::v1development as pb;
 use prost::Message;
-use support::{agent, collapsed, enc, get, repo, ServerHandle};
+use support::{agent, collapsed, enc, get, repo, status_kib, ServerHandle};
 
 /// Runs `tests/otlp/export.py MODE URL ARG [--reject-one]`; its JSON answer.
 fn export(server: &ServerHandle, mode: &str, arg: &str, extra: &[&str]) -> serde_json::Value {
@@ -346,4 +346,8 @@ fn hostile_otlp_bodies_get_clear_errors() {
     assert_eq!(stacks(&server, &query), expected(&[("f", 40_000_000)]));
     let (status, _) = get(&server.url(&format!("/render?query={}&from=now-1h", enc(&query))));
     assert_eq!(status, 200);
+    // Refused early, not after inflating: the same ceiling as tests/hostile_ingest.rs
+    // (the default budget's 64 MiB of decoded bytes and their decoding, plus room).
+    let peak = status_kib(server.pid(), "VmHWM").unwrap();
+    assert!(peak < 192 << 10, "peak memory {peak} KiB");
 }
