@@ -338,6 +338,15 @@ fn hostile_otlp_bodies_get_clear_errors() {
     let (code, details) = grpc_raw(&server, &many);
     assert_eq!(code, "RESOURCE_EXHAUSTED", "{details}");
     assert!(details.contains("max_samples"), "{details}");
+    let mut huge = valid_request();
+    huge.dictionary
+        .as_mut()
+        .unwrap()
+        .string_table
+        .push("x".repeat(17 << 20));
+    let (code, details) = grpc_raw(&server, &huge.encode_to_vec());
+    assert_eq!(code, "RESOURCE_EXHAUSTED", "{details}");
+    assert!(details.contains("max_body_bytes"), "{details}");
 
     // The server is still well: a valid export over both transports lands.
     assert_eq!(protobuf(&server, &valid).0, 200);
