@@ -136,16 +136,20 @@ fn pprof(locations: u64, stacks: &[Vec<u64>], labels: usize) -> Vec<u8> {
         });
     }
     for (i, stack) in stacks.iter().enumerate() {
+        let label = (0..labels)
+            .map(|l| {
+                p.string_table.push(format!("v{}", i * labels + l));
+                proto::Label {
+                    key: 3,
+                    str: p.string_table.len() as i64 - 1,
+                    ..proto::Label::default()
+                }
+            })
+            .collect();
         p.sample.push(proto::Sample {
             location_id: stack.clone(),
             value: vec![1],
-            label: (0..labels)
-                .map(|l| proto::Label {
-                    key: 3,
-                    num: (i * labels + l) as i64,
-                    ..proto::Label::default()
-                })
-                .collect(),
+            label,
         });
     }
     p.encode_to_vec()
@@ -191,6 +195,33 @@ fn many_label_sets_cannot_copy_a_large_symbol_table_each() {
     let symbols: usize = types[0].trees.iter().map(|(_, t)| t.symbols().len()).sum();
     assert_eq!(types[0].trees.len(), 1000);
     assert_eq!(symbols, 1000, "each tree holds only the frames it uses");
+}
+
+#[test]
+fn numeric_labels_are_never_sample_labels() {
+    // Go's heap profiles label every sample with its allocation size (`bytes`, a
+    // Label.num): as a series label it would make one series per size.
+    let mut p = proto::Profile::decode(&pprof(3, &[vec![1], vec![2]], 1)[..]).unwrap();
+    p.string_table.push("bytes".into());
+    let bytes = p.string_table.len() as i64 - 1;
+    for (i, s) in p.sample.iter_mut().enumerate() {
+        s.label.push(proto::Label {
+            key: bytes,
+            num: 1024 * (i as i64 + 1),
+            ..proto::Label::default()
+        });
+    }
+    // Both samples share the string label: one label set, without `bytes`.
+    let v0 = p.sample[0].label[0].str;
+    p.sample[1].label[0].str = v0;
+    let Legacy::Pprof(types) = legacy_pprof(&p.encode_to_vec(), &IngestBudget::default()).unwrap()
+    else {
+        panic!("pprof");
+    };
+    assert_eq!(types[0].trees.len(), 1);
+    let (labels, tree) = &types[0].trees[0];
+    assert_eq!(labels.iter().collect::<Vec<_>>(), vec![("f", "v0")]);
+    assert_eq!(tree.total(), 2);
 }
 
 #[test]

@@ -7,8 +7,8 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use embers_formats::{Format, WriteOptions};
-use embers_profile::{Profile, ProfileMeta, StackTree, ValueType};
-use embers_store::{Matcher, Selector, Store, LEAF_SECONDS, PROFILE_TYPE, SERVICE_NAME};
+use embers_profile::{Profile, StackTree};
+use embers_store::{Matcher, Selector, Store, LEAF_SECONDS, SERVICE_NAME};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -58,9 +58,7 @@ fn units(profile_type: Option<&str>) -> &'static str {
 
 /// The profile type the matchers select, if they pin one.
 fn pinned_type(m: &[Matcher]) -> Option<&str> {
-    m.iter()
-        .find(|m| m.name == PROFILE_TYPE && m.op == embers_store::MatchOp::Eq)
-        .map(|m| m.value.as_str())
+    crate::profile_type::pinned(m)
 }
 
 /// Merged tree and timeline of a query.
@@ -105,15 +103,11 @@ pub fn encode(
     format: Format,
     profile_type: Option<&str>,
     title: &str,
+    range: QueryRange,
 ) -> Result<Vec<u8>, ApiError> {
-    let meta = match profile_type.and_then(parts) {
-        Some(p) => ProfileMeta {
-            sample_type: ValueType::new(p[1], p[2]),
-            period_type: Some(ValueType::new(p[3], p[4])),
-            ..ProfileMeta::default()
-        },
-        None => ProfileMeta::default(),
-    };
+    let mut meta = crate::profile_type::export_meta(profile_type);
+    meta.time_nanos = range.from.saturating_mul(1_000_000_000);
+    meta.duration_nanos = (range.until - range.from).saturating_mul(1_000_000_000);
     let profile = Profile::from_tree(tree, meta);
     let mut out = Vec::new();
     let options = WriteOptions {
@@ -169,7 +163,7 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
         }
     };
     if let Some((codec, content_type)) = codec {
-        let bytes = encode(&r.tree, codec, profile_type.as_deref(), &query)?;
+        let bytes = encode(&r.tree, codec, profile_type.as_deref(), &query, range)?;
         let response = ([("content-type", content_type)], bytes).into_response();
         return Ok(with_warnings(response, &warnings));
     }

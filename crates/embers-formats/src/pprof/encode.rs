@@ -74,7 +74,11 @@ pub fn encode_proto(profile: &Profile) -> proto::Profile {
                         out.function.push(proto::Function {
                             id: next_fn,
                             name,
-                            system_name: name,
+                            // Frames keep one name (the decoder takes `name`, else
+                            // `system_name`), so there is no system name to write. Writing
+                            // the name there too would make `go tool pprof` demangle it:
+                            // `Foo<int>::bar(int)` would lose its template and arguments.
+                            system_name: 0,
                             filename: file,
                             start_line: 0,
                         });
