@@ -26,6 +26,8 @@ use crate::profile_type::{family, split_app_name, type_id};
 use crate::wire;
 use crate::{AppState, ServerConfig};
 
+pub mod spans;
+
 /// The ingest budget of every request: the `[ingest]` settings, with the bounds that
 /// have their own flags (body sizes, labels) taken from those.
 pub fn budget(config: &ServerConfig) -> IngestBudget {
@@ -85,6 +87,7 @@ pub fn puts_from_trees(
     let metas: Vec<&ProfileMeta> = decoded.iter().map(|d| &d.meta).collect();
     let family = name.map_or_else(|| family(&metas), str::to_owned);
     let mut puts = Vec::new();
+    let mut spans_left = budget.max_spans;
     for typed in decoded {
         let profile_type = type_id(&family, &typed.meta);
         let time = if typed.meta.time_nanos > 0 {
@@ -92,7 +95,12 @@ pub fn puts_from_trees(
         } else {
             time
         };
-        for (sample_labels, tree) in typed.trees {
+        for spans::SeriesTrees {
+            labels: sample_labels,
+            tree,
+            spans,
+        } in spans::split(typed.trees, budget, &mut spans_left)?
+        {
             if tree.total() == 0 {
                 continue;
             }
@@ -111,6 +119,7 @@ pub fn puts_from_trees(
                 },
                 time,
                 tree,
+                spans,
             });
         }
     }
@@ -304,6 +313,7 @@ fn legacy_puts(
         },
         time: from,
         tree,
+        ..Default::default()
     }])
 }
 
