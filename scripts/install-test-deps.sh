@@ -8,6 +8,8 @@
 #                    (type-checks the web UI), from npm
 #   py-spy (PyPI)    the baseline the record benchmark compares against
 #   pyroscope-io     (PyPI) the real Python client, pushing to `embers server` in tests
+#   pyroscope-otel, opentelemetry-sdk (PyPI) span profiles from the real OpenTelemetry
+#                    integration (crates/embers-cli/tests/spans.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,4 +39,12 @@ if ! python3 -c "import pyroscope" 2>/dev/null; then
   echo "installing pyroscope-io from PyPI"
   python3 -m pip install -q pyroscope-io==1.4.0 \
     || python3 -m pip install -q --break-system-packages pyroscope-io==1.4.0
+fi
+
+# The OpenTelemetry integration of the Python client, for span profiles.
+if ! python3 -c "import pyroscope.otel, opentelemetry.sdk" 2>/dev/null; then
+  echo "installing pyroscope-otel and opentelemetry-sdk from PyPI"
+  otel=(pyroscope-otel==1.1.0 opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 pyroscope-io==1.4.0)
+  python3 -m pip install -q "${otel[@]}" \
+    || python3 -m pip install -q --break-system-packages "${otel[@]}"
 fi

@@ -28,6 +28,8 @@ use crate::profile_type::{family, legacy_type, type_id};
 use crate::wire;
 use crate::{AppState, ServerConfig};
 
+pub mod spans;
+
 /// The ingest budget of every request: the `[ingest]` settings, with the bounds that
 /// have their own flags (body sizes, labels) taken from those.
 pub fn budget(config: &ServerConfig) -> IngestBudget {
@@ -89,6 +91,7 @@ pub fn puts_from_trees(
         str::to_owned,
     );
     let mut puts = Vec::new();
+    let mut spans_left = budget.max_spans;
     for typed in decoded {
         let profile_type = type_id(&family, &typed.meta);
         // Grafana keeps the profile's own time unless it is 0 or in 1970 (old clients
@@ -97,7 +100,12 @@ pub fn puts_from_trees(
             t if t >= 365 * 86_400 => t,
             _ => time,
         };
-        for (sample_labels, tree) in typed.trees {
+        for spans::SeriesTrees {
+            labels: sample_labels,
+            tree,
+            spans,
+        } in spans::split(typed.trees, budget, &mut spans_left)?
+        {
             if tree.total() == 0 {
                 continue;
             }
@@ -116,6 +124,7 @@ pub fn puts_from_trees(
                 },
                 time,
                 tree,
+                spans,
             });
         }
     }
@@ -337,6 +346,7 @@ fn legacy_puts(
         },
         time: from,
         tree,
+        ..Default::default()
     }])
 }
 

@@ -35,6 +35,7 @@ mod querier;
 mod query;
 pub mod range;
 mod serve;
+mod spans;
 pub mod ui;
 mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
@@ -131,6 +132,10 @@ fn router_with_metrics(
         .route(
             "/push.v1.PusherService/Push",
             post(ingest::push).route_layer(ingest_budget()),
+        )
+        .route(
+            "/querier.v1.QuerierService/SelectMergeSpanProfile",
+            post(spans::select_merge_span_profile),
         )
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
         .route("/healthz", get(|| async { "ok\n" }))
