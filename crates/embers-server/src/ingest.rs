@@ -7,6 +7,8 @@
 //! request's [`IngestBudget`], built once from the server's settings. Decoding runs on
 //! the blocking pool, never on the async workers, so a slow body stalls no one else.
 
+pub(crate) mod otlp;
+
 use std::sync::Arc;
 
 use axum::body::Bytes;

@@ -3,7 +3,8 @@
 //!
 //! Routes:
 //! - ingest: `POST /ingest` (also `/pyroscope/ingest`), Connect
-//!   `POST /push.v1.PusherService/Push`;
+//!   `POST /push.v1.PusherService/Push`, OTLP `POST /v1development/profiles` and
+//!   OTLP/gRPC `ProfilesService/Export` (HTTP/2 on the same port);
 //! - query: `GET /render`, `/render-diff`, `/labels`, `/label-values`, `/series`,
 //!   `/apps` (each also under `/pyroscope/`), Connect
 //!   `POST /querier.v1.QuerierService/{method}`;
@@ -136,6 +137,14 @@ fn router_with_metrics(
         .route(
             "/querier.v1.QuerierService/SelectMergeSpanProfile",
             post(spans::select_merge_span_profile),
+        )
+        .route(
+            "/v1development/profiles",
+            post(ingest::otlp::http).route_layer(ingest_budget()),
+        )
+        .route(
+            ingest::otlp::GRPC_EXPORT,
+            post(ingest::otlp::grpc).route_layer(ingest_budget()),
         )
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -1,5 +1,5 @@
-//! Serving HTTP/1 connections with hyper directly, because `axum::serve` has no knobs for
-//! what an exposed server needs:
+//! Serving HTTP/1 and HTTP/2 connections with hyper directly, because `axum::serve` has
+//! no knobs for what an exposed server needs:
 //!
 //! - a **connection cap**: past `max_connections`, a new connection is answered
 //!   `503 Service Unavailable` with `Retry-After` and closed at once (not left waiting in
@@ -9,6 +9,11 @@
 //!   connection within `header_timeout` of the first byte of its next request;
 //! - an **idle timeout**: a keep-alive connection with no request and no bytes for
 //!   `idle_timeout` is closed.
+//!
+//! HTTP/2 without TLS (h2c, prior knowledge) is served on the same port, detected from
+//! the connection preface by hyper-util's `auto` builder: OTLP/gRPC exporters speak it.
+//! An HTTP/2 connection counts once against the cap whatever its streams; its requests
+//! are bounded by the same ingest and query budgets as any other.
 //!
 //! A connection serving a request is never cut by either timeout. On shutdown the
 //! listener closes, idle connections close, and requests in flight finish (hyper's
@@ -23,7 +28,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
@@ -143,10 +149,10 @@ async fn connection(
             response
         }
     });
-    let mut builder = hyper::server::conn::http1::Builder::new();
+    let mut builder = auto::Builder::new(TokioExecutor::new());
     // Our own deadlines below replace hyper's header timer, which would also cut
     // keep-alive connections idle for longer than it.
-    builder.header_read_timeout(None);
+    builder.http1().header_read_timeout(None);
     let conn = builder.serve_connection(io, service);
     tokio::pin!(conn);
     let mut draining = *stopped.borrow();

@@ -110,7 +110,7 @@ impl IngestBudget {
 }
 
 /// The body, gunzipped within the budget (plain bytes are spent as they are).
-fn body<'b>(
+pub(crate) fn body<'b>(
     format: &'static str,
     bytes: &'b [u8],
     spend: &mut Spend<'_>,

@@ -70,7 +70,7 @@ pub(crate) fn fields<'a>(
 }
 
 /// Entries of a repeated scalar field: one if unpacked, else the varints in the payload.
-fn scalars(field: &Field<'_>) -> usize {
+pub(crate) fn scalars(field: &Field<'_>) -> usize {
     if field.wire_type == 2 {
         field.payload.iter().filter(|&&b| b < 0x80).count()
     } else {

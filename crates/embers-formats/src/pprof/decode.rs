@@ -375,56 +375,15 @@ impl<'a> Decoder<'a> {
         }
         let mut trees = Vec::with_capacity(grouped.len());
         for (labels, spans) in grouped {
-            let (tree, table) = self
-                .group_tree(&frames, &spans, spend.nodes_left())
-                .ok_or_else(|| spend.over(NAME, Bound::Nodes))?;
+            let (tree, table) =
+                group_tree(&self.template.symbols, &frames, &spans, spend.nodes_left())
+                    .ok_or_else(|| spend.over(NAME, Bound::Nodes))?;
             // A symbol table costs what nodes cost: charge whichever is larger, so many
             // sample types or label sets cannot each copy a large table for free.
             spend.spend(NAME, Bound::Nodes, tree.node_count().max(table))?;
             trees.push((labels, tree));
         }
         Ok(LabelledTrees { meta, trees })
-    }
-
-    /// One label set's tree, and the size of its symbol table. The profile's whole
-    /// table is shared by copy when the group's stacks are at least as large as it (the
-    /// common case: one label set); otherwise the tree gets only the frames it uses, so
-    /// a table is never copied once per small group. `None` past `max_nodes`.
-    fn group_tree(
-        &self,
-        frames: &[FrameId],
-        spans: &[(usize, usize, u64)],
-        max_nodes: usize,
-    ) -> Option<(StackTree, usize)> {
-        let symbols = &self.template.symbols;
-        let used: usize = spans.iter().map(|&(a, b, _)| b - a).sum();
-        if symbols.len() <= used {
-            let mut stacks: Vec<(&[FrameId], u64)> =
-                spans.iter().map(|&(a, b, v)| (&frames[a..b], v)).collect();
-            let tree = StackTree::from_stacks_bounded(symbols.clone(), &mut stacks, max_nodes)?;
-            return Some((tree, symbols.len()));
-        }
-        let mut table = embers_profile::SymbolTable::new();
-        let mut ids: FxHashMap<FrameId, FrameId> = FxHashMap::default();
-        let local: Vec<FrameId> = spans
-            .iter()
-            .flat_map(|&(a, b, _)| &frames[a..b])
-            .map(|&id| {
-                *ids.entry(id)
-                    .or_insert_with(|| table.intern(symbols.get(id)))
-            })
-            .collect();
-        let mut at = 0;
-        let mut stacks: Vec<(&[FrameId], u64)> = spans
-            .iter()
-            .map(|&(a, b, v)| {
-                at += b - a;
-                (&local[at - (b - a)..at], v)
-            })
-            .collect();
-        let n = table.len();
-        let tree = StackTree::from_stacks_bounded(table, &mut stacks, max_nodes)?;
-        Some((tree, n))
     }
 
     fn profile(&self, index: usize) -> Result<Profile, FormatError> {
@@ -440,4 +399,44 @@ impl<'a> Decoder<'a> {
         }
         Ok(profile)
     }
+}
+
+/// One label set's tree, and the size of its symbol table. The profile's whole
+/// table is shared by copy when the group's stacks are at least as large as it (the
+/// common case: one label set); otherwise the tree gets only the frames it uses, so
+/// a table is never copied once per small group. `None` past `max_nodes`.
+pub(crate) fn group_tree(
+    symbols: &embers_profile::SymbolTable,
+    frames: &[FrameId],
+    spans: &[(usize, usize, u64)],
+    max_nodes: usize,
+) -> Option<(StackTree, usize)> {
+    let used: usize = spans.iter().map(|&(a, b, _)| b - a).sum();
+    if symbols.len() <= used {
+        let mut stacks: Vec<(&[FrameId], u64)> =
+            spans.iter().map(|&(a, b, v)| (&frames[a..b], v)).collect();
+        let tree = StackTree::from_stacks_bounded(symbols.clone(), &mut stacks, max_nodes)?;
+        return Some((tree, symbols.len()));
+    }
+    let mut table = embers_profile::SymbolTable::new();
+    let mut ids: FxHashMap<FrameId, FrameId> = FxHashMap::default();
+    let local: Vec<FrameId> = spans
+        .iter()
+        .flat_map(|&(a, b, _)| &frames[a..b])
+        .map(|&id| {
+            *ids.entry(id)
+                .or_insert_with(|| table.intern(symbols.get(id)))
+        })
+        .collect();
+    let mut at = 0;
+    let mut stacks: Vec<(&[FrameId], u64)> = spans
+        .iter()
+        .map(|&(a, b, v)| {
+            at += b - a;
+            (&local[at - (b - a)..at], v)
+        })
+        .collect();
+    let n = table.len();
+    let tree = StackTree::from_stacks_bounded(table, &mut stacks, max_nodes)?;
+    Some((tree, n))
 }

@@ -9,6 +9,6 @@ mod encode;
 #[allow(clippy::all, clippy::pedantic, missing_docs, missing_debug_implementations)]
 pub mod proto;
 
-pub(crate) use decode::decode_trees_in;
 pub use decode::{decode, decode_all, decode_proto, decode_trees, LabelledTrees};
+pub(crate) use decode::{decode_trees_in, group_tree};
 pub use encode::{encode, encode_proto};
