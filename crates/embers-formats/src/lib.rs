@@ -17,6 +17,7 @@
 
 pub mod callgrind;
 pub mod chrome;
+pub mod dot;
 mod error;
 pub mod folded;
 mod format;
@@ -71,6 +72,8 @@ pub struct WriteOptions {
     pub icicle: bool,
     /// Hide boxes narrower than this share of the width, in percent (default 0.1).
     pub min_width: Option<f64>,
+    /// Most boxes in a call graph (`dot`; default [`dot::DEFAULT_MAX_NODES`]).
+    pub max_nodes: Option<usize>,
 }
 
 /// Reads a profile. With `format` `None` the bytes are sniffed: gzip or protobuf means
@@ -110,6 +113,7 @@ pub fn write(
         Format::Callgrind => callgrind::write(profile, options, out),
         Format::ChromeTrace => chrome::write(profile, options, out),
         Format::Svg => svg::write(profile, options, out),
+        Format::Dot => dot::write(profile, options, out),
     }
 }
 

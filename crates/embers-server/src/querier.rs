@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use embers_profile::Labels;
+use embers_profile::{Granularity, Labels};
 use embers_store::{MatchOp, Matcher, Selector, Store, LEAF_SECONDS, PROFILE_TYPE};
 use prost::Message;
 use serde::de::DeserializeOwned;
@@ -432,8 +432,13 @@ async fn merged(
         &req.profile_type_id,
     )?;
     let QueryRange { from, until } = state.range_ms(req.start, req.end)?;
+    // Grafana's panels show one node per function name; lines stay in the store.
     let tree = state
-        .query(move |store| Ok(store.merge(&m, from, until)?))
+        .query(move |store| {
+            Ok(store
+                .merge(&m, from, until)?
+                .into_granularity(Granularity::Function))
+        })
         .await
         .map_err(ApiError::connect)?;
     Ok((tree, (from, until)))
