@@ -21,6 +21,7 @@ mod error;
 pub mod folded;
 mod format;
 pub mod ingest;
+pub mod jfr;
 pub mod pprof;
 pub mod speedscope;
 pub mod svg;

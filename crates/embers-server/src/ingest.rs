@@ -26,6 +26,8 @@ use crate::profile_type::{family, split_app_name, type_id};
 use crate::wire;
 use crate::{AppState, ServerConfig};
 
+mod jfr;
+
 /// The ingest budget of every request: the `[ingest]` settings, with the bounds that
 /// have their own flags (body sizes, labels) taken from those.
 pub fn budget(config: &ServerConfig) -> IngestBudget {
@@ -291,6 +293,7 @@ fn legacy_puts(
     };
     let tree = match embers_formats::decode_legacy(&upload, budget).map_err(format_error)? {
         Legacy::Pprof(decoded) => return puts_from_trees(decoded, &base, None, from, budget),
+        Legacy::Jfr(groups) => return jfr::puts(groups, &base, from, budget),
         Legacy::Stacks(tree) => tree,
         _ => return Err(ApiError::internal("an upload decoded to an unknown kind")),
     };
