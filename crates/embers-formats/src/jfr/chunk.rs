@@ -63,7 +63,7 @@ pub(super) fn chunks(bytes: &[u8]) -> Result<Vec<Chunk<'_>>, FormatError> {
         let _duration_nanos = r.be_i64()?;
         let _start_ticks = r.be_i64()?;
         let ticks_per_second = r.be_i64()?;
-        let features = r.be_u32()?;
+        let _features = r.be_u32()?;
         let size = usize::try_from(size)
             .ok()
             .filter(|&s| s >= HEADER_BYTES && s <= bytes.len() - at)
@@ -81,7 +81,10 @@ pub(super) fn chunks(bytes: &[u8]) -> Result<Vec<Chunk<'_>>, FormatError> {
             bytes: &bytes[at..at + size],
             metadata_offset,
             ticks_per_second,
-            compressed: features & 1 != 0,
+            // Feature bit 0 says integers are compressed. The JDK has set it since
+            // JDK 11; Grafana's jfr-parser and async-profiler's own reader read
+            // compressed integers whatever it says, so we do too.
+            compressed: true,
         });
         at += size;
     }
