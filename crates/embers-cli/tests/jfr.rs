@@ -271,6 +271,51 @@ fn an_allocation_recording_gives_the_memory_types_with_the_jdk_totals() {
     );
 }
 
+/// Nanoseconds of a `jfr print --json` duration (`PT0.050099735S`).
+fn nanos(duration: &serde_json::Value) -> u64 {
+    let s = duration.as_str().unwrap();
+    let seconds = s.strip_prefix("PT").unwrap().strip_suffix('S').unwrap();
+    let (whole, fraction) = seconds.split_once('.').unwrap_or((seconds, ""));
+    let fraction = format!("{fraction:0<9}");
+    whole.parse::<u64>().unwrap() * 1_000_000_000 + fraction.parse::<u64>().unwrap()
+}
+
+#[test]
+fn monitor_and_park_events_give_mutex_and_block_with_the_jdk_durations() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = record(dir.path(), "locks", &["locks"]);
+    let server = ServerHandle::start(&dir.path().join("data"), &[]);
+    let (status, body) = upload(
+        &server,
+        "jfrlocks",
+        &std::fs::read(&recording).unwrap(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    for (event, family, method) in [
+        ("jdk.JavaMonitorEnter", "mutex", "Work.contender"),
+        ("jdk.ThreadPark", "block", "Work.parker"),
+    ] {
+        let events = jfr_events(&recording, event);
+        let delay: u64 = events.iter().map(|e| nanos(&e["values"]["duration"])).sum();
+        let selector = "service_name=\"jfrlocks\"";
+        let count = query(
+            &server,
+            &format!("{family}:contentions:count:{family}:count"),
+            selector,
+        );
+        let total = query(
+            &server,
+            &format!("{family}:delay:nanoseconds:{family}:count"),
+            selector,
+        );
+        assert_eq!(count.values().sum::<u64>(), events.len() as u64, "{event}");
+        assert_eq!(total.values().sum::<u64>(), delay, "{event}");
+        // Five waits of 50 ms (monitor) or 30 ms (park) from the method that waits.
+        assert_eq!(through(&count, method), 5, "{count:?}");
+    }
+}
+
 #[test]
 fn a_labels_part_splits_samples_by_context() {
     let dir = tempfile::tempdir().unwrap();

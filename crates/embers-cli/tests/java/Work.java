@@ -1,3 +1,5 @@
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.locks.LockSupport;
 import jdk.jfr.Event;
 import jdk.jfr.Name;
 import jdk.jfr.StackTrace;
@@ -13,6 +15,8 @@ import jdk.jfr.StackTrace;
  * labels: commits JFR events named like async-profiler's allocation event, with the
  * contextId field pyroscope-java's labels refer to: 30 from checkout() with context 1,
  * 70 from search() with context 2, each of 1000 bytes.
+ * locks: contender() waits 5 times for a monitor another thread holds for 50 ms, and
+ * parker() parks 5 times for 30 ms.
  */
 public class Work {
     static volatile long sink;
@@ -78,7 +82,29 @@ public class Work {
         }
     }
 
-    public static void main(String[] args) {
+    static final Object MONITOR = new Object();
+
+    static void contender() throws InterruptedException {
+        CountDownLatch held = new CountDownLatch(1);
+        Thread holder = new Thread(() -> {
+            synchronized (MONITOR) {
+                held.countDown();
+                LockSupport.parkNanos(50_000_000);
+            }
+        });
+        holder.start();
+        held.await();
+        synchronized (MONITOR) {
+            sink++;
+        }
+        holder.join();
+    }
+
+    static void parker() {
+        LockSupport.parkNanos(30_000_000);
+    }
+
+    public static void main(String[] args) throws InterruptedException {
         switch (args[0]) {
             case "cpu": {
                 long end = System.nanoTime() + Long.parseLong(args[1]) * 1_000_000_000L;
@@ -97,6 +123,12 @@ public class Work {
             case "labels":
                 checkout();
                 search();
+                break;
+            case "locks":
+                for (int i = 0; i < 5; i++) {
+                    contender();
+                    parker();
+                }
                 break;
             default:
                 throw new IllegalArgumentException(args[0]);
