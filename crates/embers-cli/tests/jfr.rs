@@ -271,6 +271,38 @@ fn an_allocation_recording_gives_the_memory_types_with_the_jdk_totals() {
     );
 }
 
+#[test]
+fn wall_clock_samples_count_their_samples_at_the_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let recording = record(dir.path(), "wall", &["wall"]);
+    let events = jfr_events(&recording, "profiler.WallClockSample");
+    assert_eq!(events.len(), 10);
+    let server = ServerHandle::start(&dir.path().join("data"), &[]);
+    let (status, body) = upload(
+        &server,
+        "jfrwall",
+        &std::fs::read(&recording).unwrap(),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let stacks = query(
+        &server,
+        "wall:wall:nanoseconds:wall:nanoseconds",
+        "service_name=\"jfrwall\"",
+    );
+    // Ten events of three samples, 10 ms each at sampleRate=100.
+    assert_eq!(
+        through(&stacks, "Work.sleeper"),
+        10 * 3 * 10_000_000,
+        "{stacks:?}"
+    );
+    assert_eq!(
+        stacks.values().sum::<u64>(),
+        10 * 3 * 10_000_000,
+        "{stacks:?}"
+    );
+}
+
 /// Nanoseconds of a `jfr print --json` duration (`PT0.050099735S`).
 fn nanos(duration: &serde_json::Value) -> u64 {
     let s = duration.as_str().unwrap();

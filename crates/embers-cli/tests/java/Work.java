@@ -15,6 +15,8 @@ import jdk.jfr.StackTrace;
  * labels: commits JFR events named like async-profiler's allocation event, with the
  * contextId field pyroscope-java's labels refer to: 30 from checkout() with context 1,
  * 70 from search() with context 2, each of 1000 bytes.
+ * wall: sleeper() commits 10 events named like async-profiler's wall-clock sample, each
+ * standing for 3 samples.
  * locks: contender() waits 5 times for a monitor another thread holds for 50 ms, and
  * parker() parks 5 times for 30 ms.
  */
@@ -60,6 +62,20 @@ public class Work {
         long allocationSize;
         long tlabSize;
         long contextId;
+    }
+
+    @Name("profiler.WallClockSample")
+    @StackTrace(true)
+    static class WallClockSample extends Event {
+        int samples;
+    }
+
+    static void sleeper() {
+        for (int i = 0; i < 10; i++) {
+            WallClockSample w = new WallClockSample();
+            w.samples = 3;
+            w.commit();
+        }
     }
 
     static void allocation(long context) {
@@ -123,6 +139,9 @@ public class Work {
             case "labels":
                 checkout();
                 search();
+                break;
+            case "wall":
+                sleeper();
                 break;
             case "locks":
                 for (int i = 0; i < 5; i++) {
