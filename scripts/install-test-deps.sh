@@ -10,6 +10,7 @@
 #   pyroscope-io     (PyPI) the real Python client, pushing to `embers server` in tests
 #   pyroscope-otel, opentelemetry-sdk (PyPI) span profiles from the real OpenTelemetry
 #                    integration (crates/embers-cli/tests/spans.rs)
+#   default-jdk-headless java, javac and jfr: the JFR ingest tests record a real Java program
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ command -v callgrind_annotate >/dev/null || need_apt+=(valgrind)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+{ command -v javac >/dev/null && command -v jfr >/dev/null; } || need_apt+=(default-jdk-headless)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

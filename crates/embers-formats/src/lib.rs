@@ -23,6 +23,7 @@ pub mod folded;
 mod format;
 pub mod ingest;
 pub mod otlp;
+pub mod jfr;
 pub mod pprof;
 pub mod speedscope;
 pub mod svg;

@@ -31,6 +31,7 @@ use crate::wire;
 use crate::{AppState, ServerConfig};
 
 pub mod spans;
+mod jfr;
 
 /// The ingest budget of every request: the `[ingest]` settings, with the bounds that
 /// have their own flags (body sizes, labels) taken from those.
@@ -326,6 +327,7 @@ fn legacy_puts(
             let name = family_of(&profiles, &sample_types);
             return puts_from_trees(profiles, &pprof_base(), Some(&name), from, budget);
         }
+        Legacy::Jfr(groups) => return jfr::puts(groups, &pprof_base(), from, budget),
         Legacy::Stacks(tree) => tree,
         _ => return Err(ApiError::internal("an upload decoded to an unknown kind")),
     };

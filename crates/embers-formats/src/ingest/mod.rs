@@ -27,6 +27,7 @@
 
 mod budget;
 pub mod form;
+mod jfr;
 pub mod multipart;
 mod push;
 pub(crate) mod scan;
@@ -69,6 +70,9 @@ pub enum Legacy {
     /// turned into deltas when a `prev_profile` came with it, and the sample types'
     /// configuration.
     PprofForm(PprofForm),
+    /// A JFR upload (`format=jfr`): one group per kind of event, each with its
+    /// `__name__` family and series labels.
+    Jfr(Vec<crate::jfr::JfrGroup>),
 }
 
 /// A Connect Push request as it arrived.
@@ -182,6 +186,9 @@ pub fn decode_legacy(
     let is_multipart = content_type
         .get(..19)
         .is_some_and(|c| c.eq_ignore_ascii_case("multipart/form-data"));
+    if format == "jfr" {
+        return jfr::decode(&body, content_type, upload.scale, spend).map(Legacy::Jfr);
+    }
     if format == "pprof" || is_multipart {
         let Some(boundary) = multipart::boundary(content_type) else {
             return pprof(&body, spend).map(Legacy::Pprof);
@@ -192,10 +199,10 @@ pub fn decode_legacy(
         "trie" => stacks::trie(&body, spend)?,
         "tree" => stacks::tree(&body, spend)?,
         "lines" => stacks::lines(&body, spend)?,
-        "jfr" | "speedscope" => {
+        "speedscope" => {
             return Err(FormatError::Unsupported {
-                format: if format == "jfr" { "jfr" } else { "speedscope" },
-                operation: "ingested (send pprof, folded, lines, trie or tree)",
+                format: "speedscope",
+                operation: "ingested (send pprof, jfr, folded, lines, trie or tree)",
             })
         }
         // Pyroscope's clients name the node-list formats by content type alone; any
