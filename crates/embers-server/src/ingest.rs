@@ -39,6 +39,9 @@ pub fn budget(config: &ServerConfig) -> IngestBudget {
     budget
 }
 
+/// The series label naming the client's profiler.
+const SPY: &str = "pyroscope_spy";
+
 /// Over a bound: 413 naming it; anything else wrong with the body: 422.
 fn format_error(e: FormatError) -> ApiError {
     match e {
@@ -163,7 +166,7 @@ pub struct IngestParams {
     /// Hz; only legacy stack uploads use it. `0` means "no rate" (pyroscope-go's
     /// mutex, block and goroutine uploads).
     sample_rate: Option<String>,
-    #[allow(dead_code)]
+    /// The client's profiler (`gospy`, `pyspy`, …), kept as `pyroscope_spy`.
     spy_name: Option<String>,
     format: Option<String>,
     #[allow(dead_code)]
@@ -278,7 +281,15 @@ fn legacy_puts(
         .name
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("missing `name` parameter (app.cpu{tag=value})"))?;
-    let (app, tags) = parse_name(name, budget)?;
+    let (app, mut tags) = parse_name(name, budget)?;
+    // Grafana labels every /ingest series with the client's profiler (its UI picks the
+    // language from it); a tag of that name wins.
+    if tags.get(SPY).is_none() {
+        let spy = params.spy_name.as_deref().filter(|s| !s.is_empty());
+        let spy = spy.unwrap_or("unknown");
+        check_label(SPY, spy, budget)?;
+        tags.set(SPY, spy);
+    }
     let from = params
         .from
         .as_deref()
