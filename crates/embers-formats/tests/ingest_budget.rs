@@ -292,3 +292,81 @@ fn json_pushes_are_counted_before_they_are_parsed() {
     .unwrap_err();
     assert_eq!(bound_of(&e), Some(Bound::Samples), "{e}");
 }
+
+/// pyroscope-go's multipart form: file parts named `profile`, `prev_profile`,
+/// `sample_type_config`.
+fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        body.extend_from_slice(b"--B0UNDARY\r\nContent-Disposition: form-data; ");
+        body.extend_from_slice(format!("name=\"{name}\"").as_bytes());
+        if let Some(f) = filename {
+            body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--B0UNDARY--\r\n");
+    body
+}
+
+fn legacy_form(body: &[u8], budget: &IngestBudget) -> Result<Legacy, FormatError> {
+    let upload = LegacyUpload {
+        body,
+        content_type: "multipart/form-data; boundary=B0UNDARY",
+        ..LegacyUpload::default()
+    };
+    decode_legacy(&upload, budget)
+}
+
+#[test]
+fn a_prev_profile_spends_the_same_budget() {
+    let profile = gzip(&pprof(3, &vec![vec![1, 2]; 6], 0));
+    let mut budget = IngestBudget::default();
+    budget.max_samples = 10;
+    let one = form(&[("profile", Some("profile.pprof"), &profile)]);
+    assert!(legacy_form(&one, &budget).is_ok());
+    let both = form(&[
+        ("profile", Some("profile.pprof"), &profile),
+        ("prev_profile", Some("profile.pprof"), &profile),
+    ]);
+    let e = legacy_form(&both, &budget).unwrap_err();
+    assert_eq!(bound_of(&e), Some(Bound::Samples), "{e}");
+}
+
+#[test]
+fn form_parts_count_only_as_files_and_a_bad_config_is_malformed() {
+    let profile = gzip(&pprof(3, &[vec![1, 2]], 0));
+    let budget = IngestBudget::default();
+    // A `profile` field without a filename is no file: an empty upload, as in Grafana.
+    let field = form(&[("profile", None, &profile)]);
+    let Legacy::PprofForm(empty) = legacy_form(&field, &budget).unwrap() else {
+        panic!("a form");
+    };
+    assert!(empty.profiles.is_empty());
+    let bad = form(&[
+        ("profile", Some("profile.pprof"), &profile),
+        (
+            "sample_type_config",
+            Some("sample_type_config.json"),
+            b"{\"samples\":",
+        ),
+    ]);
+    let e = legacy_form(&bad, &budget).unwrap_err();
+    assert!(matches!(e, FormatError::Malformed { .. }), "{e}");
+    let good = form(&[
+        ("profile", Some("profile.pprof"), &profile),
+        (
+            "sample_type_config",
+            Some("sample_type_config.json"),
+            br#"{"samples":{"display-name":"block_count","units":"lock_samples"}}"#,
+        ),
+    ]);
+    let Legacy::PprofForm(decoded) = legacy_form(&good, &budget).unwrap() else {
+        panic!("a form");
+    };
+    assert!(decoded.configured);
+    assert_eq!(decoded.sample_types["samples"].display_name, "block_count");
+    assert_eq!(decoded.profiles[0].trees[0].1.total(), 1);
+}
