@@ -27,6 +27,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -208,16 +209,30 @@ func waitOnChannel(ch chan int, wg *sync.WaitGroup) {
 	<-ch
 }
 
-// waitUntilParked polls the goroutine dump until n goroutines wait with `reason`.
-func waitUntilParked(reason string, n int) {
+// waitUntilParked polls the goroutine dump until n goroutines wait for one of
+// `reasons`.
+func waitUntilParked(reasons []string, n int) {
 	buf := make([]byte, 1<<20)
 	for {
-		k := runtime.Stack(buf, true)
-		if strings.Count(string(buf[:k]), reason) >= n {
+		dump := string(buf[:runtime.Stack(buf, true)])
+		parked := 0
+		for _, r := range reasons {
+			parked += strings.Count(dump, r)
+		}
+		if parked >= n {
 			return
 		}
 		runtime.Gosched()
 	}
+}
+
+// cpuTime is the CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		panic(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func write(dir, kind string, p *pprof.Profile) []byte {
@@ -256,8 +271,8 @@ func main() {
 	if err := pprof.StartCPUProfile(&cpu); err != nil {
 		panic(err)
 	}
-	deadline := time.Now().Add(500 * time.Millisecond)
-	for time.Now().Before(deadline) {
+	// Until 300 ms of CPU are spent, however busy the machine: about 30 samples.
+	for used := cpuTime(); cpuTime()-used < 300*time.Millisecond; {
 		spin(3_000_000)
 	}
 	pprof.StopCPUProfile()
@@ -287,8 +302,9 @@ func main() {
 		waiters.Add(1)
 		go waitOnChannel(ch, &waiters)
 	}
-	waitUntilParked("[semacquire", 4)
-	waitUntilParked("[chan receive", 3)
+	// Go 1.19 says "semacquire", later versions "sync.Mutex.Lock".
+	waitUntilParked([]string{"[semacquire", "[sync.Mutex.Lock"}, 4)
+	waitUntilParked([]string{"[chan receive"}, 3)
 	// Goroutines: taken while seven of them are parked.
 	goroutines := write(dir, "goroutine", pprof.Lookup("goroutine"))
 	mu.Unlock()
