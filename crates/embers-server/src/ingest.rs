@@ -313,9 +313,9 @@ fn legacy_puts(
         scale: legacy.scale.filter(|_| !is_pprof),
     };
     let tree = match embers_formats::decode_legacy(&upload, budget).map_err(format_error)? {
+        // Without a config, Grafana's defaults decide the family.
         Legacy::Pprof(decoded) => {
-            let name = family_of(&decoded, &default_sample_types());
-            return puts_from_trees(decoded, &pprof_base(), Some(&name), from, budget);
+            return puts_from_trees(decoded, &pprof_base(), None, from, budget)
         }
         Legacy::PprofForm(form) => {
             let PprofForm {
