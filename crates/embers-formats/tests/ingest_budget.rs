@@ -370,3 +370,59 @@ fn form_parts_count_only_as_files_and_a_bad_config_is_malformed() {
     assert_eq!(decoded.sample_types["samples"].display_name, "block_count");
     assert_eq!(decoded.profiles[0].trees[0].1.total(), 1);
 }
+
+/// A pprof of `alloc_objects` (cumulative by default) with these stacks.
+fn alloc_pprof(stacks: &std::collections::BTreeMap<Vec<String>, u64>) -> Vec<u8> {
+    let mut p = Profile::new(ProfileMeta {
+        sample_type: embers_profile::ValueType::new("alloc_objects", "count"),
+        ..ProfileMeta::default()
+    });
+    for (s, v) in stacks {
+        let frames: Vec<Frame> = s.iter().map(Frame::named).collect();
+        p.add_frames(&frames, Labels::new(), *v);
+    }
+    let mut body = Vec::new();
+    embers_formats::pprof::encode(&p, &mut body).unwrap();
+    body
+}
+
+proptest! {
+    /// profile − prev_profile, per stack, never below 0, within any budget.
+    #[test]
+    fn prev_profile_deltas_are_exact_per_stack(
+        now in prop::collection::btree_map(stack(), 1..300u64, 1..20),
+        before in prop::collection::btree_map(stack(), 1..300u64, 0..20),
+        budget in small_budget(),
+    ) {
+        let (current, prev) = (alloc_pprof(&now), alloc_pprof(&before));
+        let body = form(&[
+            ("profile", Some("profile.pprof"), &current),
+            ("prev_profile", Some("profile.pprof"), &prev),
+        ]);
+        let expected: u64 = now
+            .iter()
+            .map(|(s, v)| v.saturating_sub(before.get(s).copied().unwrap_or(0)))
+            .sum();
+        match legacy_form(&body, &budget) {
+            Ok(Legacy::PprofForm(f)) => {
+                for (_, tree) in f.profiles.iter().flat_map(|t| &t.trees) {
+                    within(tree, &budget);
+                }
+            }
+            Ok(_) => panic!("a form"),
+            Err(e) => prop_assert!(bound_of(&e).is_some(), "{e}"),
+        }
+        let Ok(Legacy::PprofForm(f)) = legacy_form(&body, &IngestBudget::default()) else {
+            panic!("small forms fit the default budget");
+        };
+        let total: u64 = f.profiles.iter().flat_map(|t| &t.trees).map(|(_, t)| t.total()).sum();
+        prop_assert_eq!(total, expected);
+        for (_, tree) in f.profiles.iter().flat_map(|t| &t.trees) {
+            for (frames, v) in tree.to_sorted_stacks() {
+                let key: Vec<String> = frames.iter().map(|f| f.function.clone()).collect();
+                let want = now[&key].saturating_sub(before.get(&key).copied().unwrap_or(0));
+                prop_assert_eq!(v, want, "{:?}", key);
+            }
+        }
+    }
+}
