@@ -28,6 +28,15 @@ printf -- '\x05--B0UNDARY\r\nContent-Disposition: form-data; name="profile"\r\n\
 # The jfr_decode target's first byte: 0 a bare recording, 1 a LabelsSnapshot first.
 mkdir -p fuzz/corpus/jfr_decode
 { printf '\x00'; gzip -dc crates/embers-formats/tests/data/jdk17-labels.jfr.gz; } > fuzz/corpus/jfr_decode/jdk17-labels
+# pyroscope-go's form: profile, an older client's prev_profile, sample_type_config.
+part() { printf -- '--B0UNDARY\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n\r\n' "$1" "$2"; }
+for f in crates/embers-formats/tests/data/*.pb.gz; do
+  { printf '\x05'; part profile profile.pprof; cat "$f"; printf '\r\n'
+    part prev_profile profile.pprof; cat "$f"; printf '\r\n'
+    part sample_type_config sample_type_config.json
+    printf '{"samples":{"display-name":"block_count","cumulative":true}}\r\n--B0UNDARY--\r\n'
+  } > "fuzz/corpus/ingest/form-$(basename "$f")"
+done
 printf '\x08{"series":[{"labels":[{"name":"service_name","value":"a"}],"samples":[{"rawProfile":"","ID":"x"}]}]}' > fuzz/corpus/ingest/push-json
 cd fuzz
 cargo fuzz build --release -s address

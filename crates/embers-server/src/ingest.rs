@@ -44,6 +44,9 @@ pub fn budget(config: &ServerConfig) -> IngestBudget {
     budget
 }
 
+/// The series label naming the client's profiler.
+const SPY: &str = "pyroscope_spy";
+
 /// Over a bound: 413 naming it; anything else wrong with the body: 422.
 fn format_error(e: FormatError) -> ApiError {
     match e {
@@ -175,7 +178,7 @@ pub struct IngestParams {
     /// Hz; only legacy stack uploads use it. `0` means "no rate" (pyroscope-go's
     /// mutex, block and goroutine uploads).
     sample_rate: Option<String>,
-    #[allow(dead_code)]
+    /// The client's profiler (`gospy`, `pyspy`, …), kept as `pyroscope_spy`.
     spy_name: Option<String>,
     format: Option<String>,
     #[allow(dead_code)]
@@ -290,7 +293,15 @@ fn legacy_puts(
         .name
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("missing `name` parameter (app.cpu{tag=value})"))?;
-    let (app, tags) = parse_name(name, budget)?;
+    let (app, mut tags) = parse_name(name, budget)?;
+    // Grafana labels every /ingest series with the client's profiler (its UI picks the
+    // language from it); a tag of that name wins.
+    if tags.get(SPY).is_none() {
+        let spy = params.spy_name.as_deref().filter(|s| !s.is_empty());
+        let spy = spy.unwrap_or("unknown");
+        check_label(SPY, spy, budget)?;
+        tags.set(SPY, spy);
+    }
     let from = params
         .from
         .as_deref()
@@ -314,9 +325,9 @@ fn legacy_puts(
         scale: legacy.scale.filter(|_| !is_pprof),
     };
     let tree = match embers_formats::decode_legacy(&upload, budget).map_err(format_error)? {
+        // Without a config, Grafana's defaults decide the family.
         Legacy::Pprof(decoded) => {
-            let name = family_of(&decoded, &default_sample_types());
-            return puts_from_trees(decoded, &pprof_base(), Some(&name), from, budget);
+            return puts_from_trees(decoded, &pprof_base(), None, from, budget)
         }
         Legacy::PprofForm(form) => {
             let PprofForm {

@@ -9,9 +9,9 @@
 //! decoded profile to the server, and a `prev_profile` turns cumulative types into
 //! deltas instead of failing the upload.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use embers_profile::{Frame, FxHashMap, StackTree};
+use embers_profile::{Frame, Labels, StackTree};
 
 use crate::pprof::LabelledTrees;
 use crate::FormatError;
@@ -136,8 +136,11 @@ pub(crate) fn subtract_previous(
         else {
             continue;
         };
+        // By label set through a map: a hostile upload may carry many of them. Keys are
+        // the client's strings, so std's randomly keyed SipHash, not Fx.
+        let old: HashMap<&Labels, &StackTree> = before.trees.iter().map(|(l, t)| (l, t)).collect();
         for (labels, tree) in &mut typed.trees {
-            if let Some((_, old)) = before.trees.iter().find(|(l, _)| l == labels) {
+            if let Some(old) = old.get(&*labels) {
                 *tree = delta(tree, old);
             }
         }
@@ -147,7 +150,7 @@ pub(crate) fn subtract_previous(
 
 /// `tree − old` per stack, negative differences dropped.
 fn delta(tree: &StackTree, old: &StackTree) -> StackTree {
-    let mut before: FxHashMap<Vec<&Frame>, u64> = FxHashMap::default();
+    let mut before: HashMap<Vec<&Frame>, u64> = HashMap::new();
     old.for_each_stack(|stack, v| {
         let key: Vec<&Frame> = stack.iter().map(|&f| old.symbols().get(f)).collect();
         before.insert(key, v);
@@ -164,7 +167,7 @@ fn delta(tree: &StackTree, old: &StackTree) -> StackTree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use embers_profile::{Labels, ProfileMeta, ValueType};
+    use embers_profile::{ProfileMeta, ValueType};
 
     fn typed(kind: &str, stacks: &[(&str, u64)]) -> LabelledTrees {
         let mut tree = StackTree::new();
