@@ -25,6 +25,18 @@ for f in crates/embers-formats/tests/data/*.pb.gz; do
   { printf '\x04'; cat "$f"; } > "fuzz/corpus/ingest/pprof-$(basename "$f")"
 done
 printf -- '\x05--B0UNDARY\r\nContent-Disposition: form-data; name="profile"\r\n\r\nxyz\r\n--B0UNDARY--\r\n' > fuzz/corpus/ingest/multipart
+# The jfr_decode target's first byte: 0 a bare recording, 1 a LabelsSnapshot first.
+mkdir -p fuzz/corpus/jfr_decode
+{ printf '\x00'; gzip -dc crates/embers-formats/tests/data/jdk17-labels.jfr.gz; } > fuzz/corpus/jfr_decode/jdk17-labels
+# pyroscope-go's form: profile, an older client's prev_profile, sample_type_config.
+part() { printf -- '--B0UNDARY\r\nContent-Disposition: form-data; name="%s"; filename="%s"\r\n\r\n' "$1" "$2"; }
+for f in crates/embers-formats/tests/data/*.pb.gz; do
+  { printf '\x05'; part profile profile.pprof; cat "$f"; printf '\r\n'
+    part prev_profile profile.pprof; cat "$f"; printf '\r\n'
+    part sample_type_config sample_type_config.json
+    printf '{"samples":{"display-name":"block_count","cumulative":true}}\r\n--B0UNDARY--\r\n'
+  } > "fuzz/corpus/ingest/form-$(basename "$f")"
+done
 printf '\x08{"series":[{"labels":[{"name":"service_name","value":"a"}],"samples":[{"rawProfile":"","ID":"x"}]}]}' > fuzz/corpus/ingest/push-json
 # OTLP exports from the published opentelemetry-proto package (tests/otlp/export.py):
 # first byte 0 protobuf, 1 JSON.
@@ -34,14 +46,17 @@ otlp=crates/embers-cli/tests/otlp/export.py
 { printf '\x01'; python3 "$otlp" dump-json - a; } > fuzz/corpus/otlp_decode/export.json || true
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode otlp_decode; do
+for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode otlp_decode; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"
   mkdir -p target
   status=0
+  # A JDK recording's metadata alone is ~100 KB: JFR inputs may be longer.
+  max_len=65536
+  [ "$target" = jfr_decode ] && max_len=262144
   cargo fuzz run --release -s address "$target" "corpus/$target" -- \
-    -max_total_time="$seconds" -max_len=65536 -print_final_stats=1 >"$log" 2>&1 || status=$?
+    -max_total_time="$seconds" -max_len="$max_len" -print_final_stats=1 >"$log" 2>&1 || status=$?
   grep -E "stat::number_of_executed_units" "$log" || true
   if [ "$status" -ne 0 ]; then
     tail -40 "$log"

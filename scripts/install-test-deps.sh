@@ -8,6 +8,11 @@
 #                    (type-checks the web UI), from npm
 #   py-spy (PyPI)    the baseline the record benchmark compares against
 #   pyroscope-io     (PyPI) the real Python client, pushing to `embers server` in tests
+#   pyroscope-otel, opentelemetry-sdk (PyPI) span profiles from the real OpenTelemetry
+#                    integration (crates/embers-cli/tests/spans.rs)
+#   default-jdk-headless java, javac and jfr: the JFR ingest tests record a real Java program
+#   golang-go        builds the Go program that uploads as pyroscope-go (tests/go.rs) and
+#                    `go tool pprof`, which reads the profiles and Embers' pprof export
 #   opentelemetry-proto, grpcio (PyPI) build and send the OTLP profiles exports of
 #                    crates/embers-cli/tests/otlp.rs (HTTP and gRPC)
 set -euo pipefail
@@ -20,6 +25,8 @@ command -v callgrind_annotate >/dev/null || need_apt+=(valgrind)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+{ command -v javac >/dev/null && command -v jfr >/dev/null; } || need_apt+=(default-jdk-headless)
+command -v go >/dev/null || need_apt+=(golang-go)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -39,6 +46,14 @@ if ! python3 -c "import pyroscope" 2>/dev/null; then
   echo "installing pyroscope-io from PyPI"
   python3 -m pip install -q pyroscope-io==1.4.0 \
     || python3 -m pip install -q --break-system-packages pyroscope-io==1.4.0
+fi
+
+# The OpenTelemetry integration of the Python client, for span profiles.
+if ! python3 -c "import pyroscope.otel, opentelemetry.sdk" 2>/dev/null; then
+  echo "installing pyroscope-otel and opentelemetry-sdk from PyPI"
+  otel=(pyroscope-otel==1.1.0 opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 pyroscope-io==1.4.0)
+  python3 -m pip install -q "${otel[@]}" \
+    || python3 -m pip install -q --break-system-packages "${otel[@]}"
 fi
 
 # The published OTLP schema (opentelemetry-proto v1.10.0) and gRPC client for the OTLP tests.

@@ -148,6 +148,7 @@ fn run(collect: bool) -> (Vec<Day>, Duration) {
                         key: keys[s].clone(),
                         time: t,
                         tree,
+                        ..Default::default()
                     }
                 })
                 .collect();

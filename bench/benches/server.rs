@@ -240,6 +240,7 @@ fn query() {
             key: key.clone(),
             time: t0 + leaf as i64 * 10,
             tree,
+            ..Default::default()
         });
         if batch.len() == 360 {
             store.ingest(std::mem::take(&mut batch)).expect("ingest");

@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
                 assert!(tree.total() <= budget.max_total_value);
             }
             Ok(Legacy::Pprof(trees)) => check(&trees, &budget),
+            Ok(Legacy::PprofForm(form)) => check(&form.profiles, &budget),
             Ok(_) | Err(_) => {}
         }
     } else {

@@ -24,6 +24,10 @@ const GENERATED: &[(&str, &str)] = &[
         "crates/embers-formats/proto/pyroscope.proto",
         "crates/embers-formats/src/wire.rs",
     ),
+    (
+        "crates/embers-formats/proto/jfr_labels.proto",
+        "crates/embers-formats/src/jfr/labels_proto.rs",
+    ),
 ];
 
 /// (include directory, proto files under it, generated file), relative to the workspace

@@ -86,6 +86,7 @@ impl OutputArgs {
             subtitle: None,
             icicle: self.icicle,
             min_width: self.min_width,
+            max_nodes: self.max_nodes,
         }
     }
 

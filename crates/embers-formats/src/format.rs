@@ -18,17 +18,20 @@ pub enum Format {
     ChromeTrace,
     /// Interactive SVG flame graph. Write.
     Svg,
+    /// Graphviz DOT call graph, as `pprof -dot`. Write.
+    Dot,
 }
 
 impl Format {
     /// Every format, in the order `--help` lists them.
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Folded,
         Format::Pprof,
         Format::Speedscope,
         Format::Callgrind,
         Format::ChromeTrace,
         Format::Svg,
+        Format::Dot,
     ];
 
     /// The name used by `--format`.
@@ -40,6 +43,7 @@ impl Format {
             Format::Callgrind => "callgrind",
             Format::ChromeTrace => "chrome",
             Format::Svg => "svg",
+            Format::Dot => "dot",
         }
     }
 
@@ -52,13 +56,14 @@ impl Format {
             "callgrind" | "kcachegrind" => Format::Callgrind,
             "chrome" | "trace" | "chrometrace" | "perfetto" => Format::ChromeTrace,
             "svg" | "flamegraph" => Format::Svg,
+            "dot" | "graphviz" | "gv" => Format::Dot,
             _ => return None,
         })
     }
 
     /// The format a file name implies: `.svg`, `.folded`/`.collapsed`/`.txt`,
     /// `.pb.gz`/`.pb`/`.pprof`, `.speedscope.json`, `.callgrind`/`callgrind.out.*`,
-    /// `.trace.json`.
+    /// `.trace.json`, `.dot`/`.gv`.
     pub fn from_path(path: &Path) -> Option<Format> {
         let name = path.file_name()?.to_str()?.to_ascii_lowercase();
         let ends = |suffix: &str| name.ends_with(suffix);
@@ -74,6 +79,8 @@ impl Format {
             Format::Callgrind
         } else if ends(".trace.json") {
             Format::ChromeTrace
+        } else if ends(".dot") || ends(".gv") {
+            Format::Dot
         } else {
             return None;
         })
@@ -110,6 +117,7 @@ mod tests {
         assert_eq!(p("x.speedscope.json"), Some(Format::Speedscope));
         assert_eq!(p("callgrind.out.1234"), Some(Format::Callgrind));
         assert_eq!(p("a.trace.json"), Some(Format::ChromeTrace));
+        assert_eq!(p("calls.dot"), Some(Format::Dot));
         assert_eq!(p("stacks.txt"), Some(Format::Folded));
         assert_eq!(p("profile.json"), None);
     }

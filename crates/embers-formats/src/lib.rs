@@ -17,10 +17,12 @@
 
 pub mod callgrind;
 pub mod chrome;
+pub mod dot;
 mod error;
 pub mod folded;
 mod format;
 pub mod ingest;
+pub mod jfr;
 pub mod otlp;
 pub mod pprof;
 pub mod speedscope;
@@ -71,6 +73,8 @@ pub struct WriteOptions {
     pub icicle: bool,
     /// Hide boxes narrower than this share of the width, in percent (default 0.1).
     pub min_width: Option<f64>,
+    /// Most boxes in a call graph (`dot`; default [`dot::DEFAULT_MAX_NODES`]).
+    pub max_nodes: Option<usize>,
 }
 
 /// Reads a profile. With `format` `None` the bytes are sniffed: gzip or protobuf means
@@ -110,6 +114,7 @@ pub fn write(
         Format::Callgrind => callgrind::write(profile, options, out),
         Format::ChromeTrace => chrome::write(profile, options, out),
         Format::Svg => svg::write(profile, options, out),
+        Format::Dot => dot::write(profile, options, out),
     }
 }
 

@@ -173,6 +173,31 @@ pub struct SelectMergeStacktracesResponse {
     #[prost(bytes = "vec", tag = "2")]
     pub tree: ::prost::alloc::vec::Vec<u8>,
 }
+/// The samples of chosen tracing spans (span IDs: 16 hex digits), merged.
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct SelectMergeSpanProfileRequest {
+    #[prost(string, tag = "1")]
+    pub profile_type_id: ::prost::alloc::string::String,
+    #[prost(string, tag = "2")]
+    pub label_selector: ::prost::alloc::string::String,
+    #[prost(string, repeated, tag = "3")]
+    pub span_selector: ::prost::alloc::vec::Vec<::prost::alloc::string::String>,
+    #[prost(int64, tag = "4")]
+    pub start: i64,
+    #[prost(int64, tag = "5")]
+    pub end: i64,
+    #[prost(int64, optional, tag = "6")]
+    pub max_nodes: ::core::option::Option<i64>,
+    #[prost(int32, tag = "7")]
+    pub format: i32,
+}
+#[derive(Clone, PartialEq, ::prost::Message)]
+pub struct SelectMergeSpanProfileResponse {
+    #[prost(message, optional, tag = "1")]
+    pub flamegraph: ::core::option::Option<FlameGraph>,
+    #[prost(bytes = "vec", tag = "2")]
+    pub tree: ::prost::alloc::vec::Vec<u8>,
+}
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct SelectSeriesRequest {
     #[prost(string, tag = "1")]

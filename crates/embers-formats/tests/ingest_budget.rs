@@ -136,16 +136,20 @@ fn pprof(locations: u64, stacks: &[Vec<u64>], labels: usize) -> Vec<u8> {
         });
     }
     for (i, stack) in stacks.iter().enumerate() {
+        let label = (0..labels)
+            .map(|l| {
+                p.string_table.push(format!("v{}", i * labels + l));
+                proto::Label {
+                    key: 3,
+                    str: p.string_table.len() as i64 - 1,
+                    ..proto::Label::default()
+                }
+            })
+            .collect();
         p.sample.push(proto::Sample {
             location_id: stack.clone(),
             value: vec![1],
-            label: (0..labels)
-                .map(|l| proto::Label {
-                    key: 3,
-                    num: (i * labels + l) as i64,
-                    ..proto::Label::default()
-                })
-                .collect(),
+            label,
         });
     }
     p.encode_to_vec()
@@ -191,6 +195,33 @@ fn many_label_sets_cannot_copy_a_large_symbol_table_each() {
     let symbols: usize = types[0].trees.iter().map(|(_, t)| t.symbols().len()).sum();
     assert_eq!(types[0].trees.len(), 1000);
     assert_eq!(symbols, 1000, "each tree holds only the frames it uses");
+}
+
+#[test]
+fn numeric_labels_are_never_sample_labels() {
+    // Go's heap profiles label every sample with its allocation size (`bytes`, a
+    // Label.num): as a series label it would make one series per size.
+    let mut p = proto::Profile::decode(&pprof(3, &[vec![1], vec![2]], 1)[..]).unwrap();
+    p.string_table.push("bytes".into());
+    let bytes = p.string_table.len() as i64 - 1;
+    for (i, s) in p.sample.iter_mut().enumerate() {
+        s.label.push(proto::Label {
+            key: bytes,
+            num: 1024 * (i as i64 + 1),
+            ..proto::Label::default()
+        });
+    }
+    // Both samples share the string label: one label set, without `bytes`.
+    let v0 = p.sample[0].label[0].str;
+    p.sample[1].label[0].str = v0;
+    let Legacy::Pprof(types) = legacy_pprof(&p.encode_to_vec(), &IngestBudget::default()).unwrap()
+    else {
+        panic!("pprof");
+    };
+    assert_eq!(types[0].trees.len(), 1);
+    let (labels, tree) = &types[0].trees[0];
+    assert_eq!(labels.iter().collect::<Vec<_>>(), vec![("f", "v0")]);
+    assert_eq!(tree.total(), 2);
 }
 
 #[test]
@@ -260,4 +291,138 @@ fn json_pushes_are_counted_before_they_are_parsed() {
     )
     .unwrap_err();
     assert_eq!(bound_of(&e), Some(Bound::Samples), "{e}");
+}
+
+/// pyroscope-go's multipart form: file parts named `profile`, `prev_profile`,
+/// `sample_type_config`.
+fn form(parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (name, filename, bytes) in parts {
+        body.extend_from_slice(b"--B0UNDARY\r\nContent-Disposition: form-data; ");
+        body.extend_from_slice(format!("name=\"{name}\"").as_bytes());
+        if let Some(f) = filename {
+            body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n\r\n");
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--B0UNDARY--\r\n");
+    body
+}
+
+fn legacy_form(body: &[u8], budget: &IngestBudget) -> Result<Legacy, FormatError> {
+    let upload = LegacyUpload {
+        body,
+        content_type: "multipart/form-data; boundary=B0UNDARY",
+        ..LegacyUpload::default()
+    };
+    decode_legacy(&upload, budget)
+}
+
+#[test]
+fn a_prev_profile_spends_the_same_budget() {
+    let profile = gzip(&pprof(3, &vec![vec![1, 2]; 6], 0));
+    let mut budget = IngestBudget::default();
+    budget.max_samples = 10;
+    let one = form(&[("profile", Some("profile.pprof"), &profile)]);
+    assert!(legacy_form(&one, &budget).is_ok());
+    let both = form(&[
+        ("profile", Some("profile.pprof"), &profile),
+        ("prev_profile", Some("profile.pprof"), &profile),
+    ]);
+    let e = legacy_form(&both, &budget).unwrap_err();
+    assert_eq!(bound_of(&e), Some(Bound::Samples), "{e}");
+}
+
+#[test]
+fn form_parts_count_only_as_files_and_a_bad_config_is_malformed() {
+    let profile = gzip(&pprof(3, &[vec![1, 2]], 0));
+    let budget = IngestBudget::default();
+    // A `profile` field without a filename is no file: an empty upload, as in Grafana.
+    let field = form(&[("profile", None, &profile)]);
+    let Legacy::PprofForm(empty) = legacy_form(&field, &budget).unwrap() else {
+        panic!("a form");
+    };
+    assert!(empty.profiles.is_empty());
+    let bad = form(&[
+        ("profile", Some("profile.pprof"), &profile),
+        (
+            "sample_type_config",
+            Some("sample_type_config.json"),
+            b"{\"samples\":",
+        ),
+    ]);
+    let e = legacy_form(&bad, &budget).unwrap_err();
+    assert!(matches!(e, FormatError::Malformed { .. }), "{e}");
+    let good = form(&[
+        ("profile", Some("profile.pprof"), &profile),
+        (
+            "sample_type_config",
+            Some("sample_type_config.json"),
+            br#"{"samples":{"display-name":"block_count","units":"lock_samples"}}"#,
+        ),
+    ]);
+    let Legacy::PprofForm(decoded) = legacy_form(&good, &budget).unwrap() else {
+        panic!("a form");
+    };
+    assert!(decoded.configured);
+    assert_eq!(decoded.sample_types["samples"].display_name, "block_count");
+    assert_eq!(decoded.profiles[0].trees[0].1.total(), 1);
+}
+
+/// A pprof of `alloc_objects` (cumulative by default) with these stacks.
+fn alloc_pprof(stacks: &std::collections::BTreeMap<Vec<String>, u64>) -> Vec<u8> {
+    let mut p = Profile::new(ProfileMeta {
+        sample_type: embers_profile::ValueType::new("alloc_objects", "count"),
+        ..ProfileMeta::default()
+    });
+    for (s, v) in stacks {
+        let frames: Vec<Frame> = s.iter().map(Frame::named).collect();
+        p.add_frames(&frames, Labels::new(), *v);
+    }
+    let mut body = Vec::new();
+    embers_formats::pprof::encode(&p, &mut body).unwrap();
+    body
+}
+
+proptest! {
+    /// profile − prev_profile, per stack, never below 0, within any budget.
+    #[test]
+    fn prev_profile_deltas_are_exact_per_stack(
+        now in prop::collection::btree_map(stack(), 1..300u64, 1..20),
+        before in prop::collection::btree_map(stack(), 1..300u64, 0..20),
+        budget in small_budget(),
+    ) {
+        let (current, prev) = (alloc_pprof(&now), alloc_pprof(&before));
+        let body = form(&[
+            ("profile", Some("profile.pprof"), &current),
+            ("prev_profile", Some("profile.pprof"), &prev),
+        ]);
+        let expected: u64 = now
+            .iter()
+            .map(|(s, v)| v.saturating_sub(before.get(s).copied().unwrap_or(0)))
+            .sum();
+        match legacy_form(&body, &budget) {
+            Ok(Legacy::PprofForm(f)) => {
+                for (_, tree) in f.profiles.iter().flat_map(|t| &t.trees) {
+                    within(tree, &budget);
+                }
+            }
+            Ok(_) => panic!("a form"),
+            Err(e) => prop_assert!(bound_of(&e).is_some(), "{e}"),
+        }
+        let Ok(Legacy::PprofForm(f)) = legacy_form(&body, &IngestBudget::default()) else {
+            panic!("small forms fit the default budget");
+        };
+        let total: u64 = f.profiles.iter().flat_map(|t| &t.trees).map(|(_, t)| t.total()).sum();
+        prop_assert_eq!(total, expected);
+        for (_, tree) in f.profiles.iter().flat_map(|t| &t.trees) {
+            for (frames, v) in tree.to_sorted_stacks() {
+                let key: Vec<String> = frames.iter().map(|f| f.function.clone()).collect();
+                let want = now[&key].saturating_sub(before.get(&key).copied().unwrap_or(0));
+                prop_assert_eq!(v, want, "{:?}", key);
+            }
+        }
+    }
 }

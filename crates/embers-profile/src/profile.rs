@@ -27,6 +27,48 @@ impl ValueType {
     pub fn samples() -> Self {
         ValueType::new("samples", "count")
     }
+    /// `value` as people read it in this unit: time units as seconds (`1.50 s`,
+    /// `12.0 ms`), bytes in binary multiples (`2.0 KiB`), counts with their kind
+    /// (`300 samples`, `12 alloc_objects`). The CLI's summaries and the call graph use it,
+    /// so a CPU profile counted in nanoseconds never reads as billions of "samples".
+    pub fn format_value(&self, value: u64) -> String {
+        let seconds = |s: f64| {
+            if value == 0 {
+                "0 s".to_owned()
+            } else if s >= 1.0 {
+                format!("{s:.2} s")
+            } else if s >= 1e-3 {
+                format!("{:.1} ms", s * 1e3)
+            } else if s >= 1e-6 {
+                format!("{:.0} µs", s * 1e6)
+            } else {
+                format!("{:.0} ns", s * 1e9)
+            }
+        };
+        match self.unit.as_str() {
+            "nanoseconds" | "ns" => seconds(value as f64 / 1e9),
+            "microseconds" | "us" => seconds(value as f64 / 1e6),
+            "milliseconds" | "ms" => seconds(value as f64 / 1e3),
+            "seconds" | "s" => seconds(value as f64),
+            "bytes" => {
+                let units = ["B", "KiB", "MiB", "GiB", "TiB"];
+                let (mut v, mut i) = (value as f64, 0);
+                while v >= 1024.0 && i + 1 < units.len() {
+                    v /= 1024.0;
+                    i += 1;
+                }
+                if i == 0 {
+                    format!("{value} B")
+                } else {
+                    format!("{v:.1} {}", units[i])
+                }
+            }
+            _ => match self.kind.as_str() {
+                "" => format!("{value} samples"),
+                kind => format!("{value} {kind}"),
+            },
+        }
+    }
 }
 
 impl Default for ValueType {
@@ -206,5 +248,22 @@ impl Profile {
             let stack = s.stack.iter().map(|id| ids[id.0 as usize]).collect();
             self.add(stack, s.labels.clone(), s.value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_read_in_their_unit() {
+        let f = |kind: &str, unit: &str, v| ValueType::new(kind, unit).format_value(v);
+        assert_eq!(f("cpu", "nanoseconds", 1_500_000_000), "1.50 s");
+        assert_eq!(f("wall", "nanoseconds", 12_000_000), "12.0 ms");
+        assert_eq!(f("alloc_space", "bytes", 2048), "2.0 KiB");
+        assert_eq!(f("alloc_space", "bytes", 10), "10 B");
+        assert_eq!(f("samples", "count", 300), "300 samples");
+        assert_eq!(f("goroutine", "count", 5), "5 goroutine");
+        assert_eq!(f("cpu", "nanoseconds", 0), "0 s");
     }
 }

@@ -7,6 +7,52 @@ use std::collections::HashMap;
 
 use embers_profile::{NodeId, StackTree};
 
+/// The `units` and `sampleRate` of a flamebearer's metadata, chosen from the profile
+/// type as Grafana Pyroscope chooses them (`pkg/model/flamegraph.go`,
+/// `ExportToFlamebearer`), so that every consumer of the format computes the same
+/// seconds, bytes or counts: CPU nanoseconds are `samples` at a rate of 1e9 (numTicks ÷
+/// sampleRate = seconds), object counts are `objects`, other sample units pass through
+/// (`bytes`, `nanoseconds`, `count`) at the nominal rate 100.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Units {
+    /// The `units` field.
+    pub units: &'static str,
+    /// The `sampleRate` field.
+    pub sample_rate: u64,
+}
+
+impl Units {
+    /// Units of the profile type `name:sample_type:sample_unit:period_type:period_unit`;
+    /// a query that does not pin one type gets the legacy `samples` at 100.
+    pub fn of(profile_type: Option<&str>) -> Units {
+        let mut parts = profile_type.map(|t| t.split(':')).into_iter().flatten();
+        let (_, sample_type, sample_unit) = (parts.next(), parts.next(), parts.next());
+        let (units, sample_rate) = match (sample_type, sample_unit) {
+            (Some("cpu"), _) => ("samples", 1_000_000_000),
+            (Some("inuse_objects" | "alloc_objects" | "goroutine" | "samples"), _) => {
+                ("objects", 100)
+            }
+            (Some(_), Some(unit)) => (known_unit(unit), 100),
+            _ => ("samples", 100),
+        };
+        Units { units, sample_rate }
+    }
+}
+
+/// Sample units as `'static` names (anything unknown is passed on as `count`'s peers
+/// are: a plain number).
+fn known_unit(unit: &str) -> &'static str {
+    match unit {
+        "nanoseconds" => "nanoseconds",
+        "microseconds" => "microseconds",
+        "milliseconds" => "milliseconds",
+        "seconds" => "seconds",
+        "bytes" => "bytes",
+        "count" => "count",
+        _ => "",
+    }
+}
+
 /// A single flame graph.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -198,6 +244,50 @@ mod tests {
             t.add_frames(frames.iter(), *v);
         }
         t
+    }
+
+    #[test]
+    fn units_follow_grafana_pyroscope() {
+        let u = |t: &str| {
+            let u = Units::of(Some(t));
+            (u.units, u.sample_rate)
+        };
+        assert_eq!(
+            u("process_cpu:cpu:nanoseconds:cpu:nanoseconds"),
+            ("samples", 1_000_000_000)
+        );
+        assert_eq!(
+            u("wall:wall:nanoseconds:wall:nanoseconds"),
+            ("nanoseconds", 100)
+        );
+        assert_eq!(u("memory:alloc_space:bytes:space:bytes"), ("bytes", 100));
+        assert_eq!(
+            u("memory:inuse_objects:count:space:bytes"),
+            ("objects", 100)
+        );
+        assert_eq!(
+            u("goroutine:goroutine:count:goroutine:count"),
+            ("objects", 100)
+        );
+        assert_eq!(
+            u("process_cpu:samples:count:cpu:nanoseconds"),
+            ("objects", 100)
+        );
+        assert_eq!(
+            u("mutex:contentions:count:contentions:count"),
+            ("count", 100)
+        );
+        assert_eq!(
+            u("mutex:delay:nanoseconds:contentions:count"),
+            ("nanoseconds", 100)
+        );
+        assert_eq!(
+            Units::of(None),
+            Units {
+                units: "samples",
+                sample_rate: 100
+            }
+        );
     }
 
     #[test]

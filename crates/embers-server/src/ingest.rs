@@ -15,7 +15,9 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use embers_formats::ingest::{Bound, Legacy, LegacyUpload, PushUpload};
+use embers_formats::ingest::{
+    default_sample_types, Bound, Legacy, LegacyUpload, PprofForm, PushUpload, SampleTypes,
+};
 use embers_formats::pprof::LabelledTrees;
 use embers_formats::{FormatError, IngestBudget};
 use embers_profile::{Labels, ProfileMeta};
@@ -23,10 +25,13 @@ use embers_store::{Put, SeriesKey, NAME, SERVICE_NAME};
 use prost::Message;
 
 use crate::error::ApiError;
-use crate::params::{now, parse_time};
-use crate::profile_type::{family, split_app_name, type_id};
+use crate::params::{ingest_time, now};
+use crate::profile_type::{family, legacy_type, type_id};
 use crate::wire;
 use crate::{AppState, ServerConfig};
+
+mod jfr;
+pub mod spans;
 
 /// The ingest budget of every request: the `[ingest]` settings, with the bounds that
 /// have their own flags (body sizes, labels) taken from those.
@@ -38,6 +43,9 @@ pub fn budget(config: &ServerConfig) -> IngestBudget {
     budget.max_label_length = config.max_label_length;
     budget
 }
+
+/// The series label naming the client's profiler.
+const SPY: &str = "pyroscope_spy";
 
 /// Over a bound: 413 naming it; anything else wrong with the body: 422.
 fn format_error(e: FormatError) -> ApiError {
@@ -84,17 +92,26 @@ pub fn puts_from_trees(
     time: i64,
     budget: &IngestBudget,
 ) -> Result<Vec<Put>, ApiError> {
-    let metas: Vec<&ProfileMeta> = decoded.iter().map(|d| &d.meta).collect();
-    let family = name.map_or_else(|| family(&metas), str::to_owned);
+    let family = name.map_or_else(
+        || family_of(&decoded, &default_sample_types()),
+        str::to_owned,
+    );
     let mut puts = Vec::new();
+    let mut spans_left = budget.max_spans;
     for typed in decoded {
         let profile_type = type_id(&family, &typed.meta);
-        let time = if typed.meta.time_nanos > 0 {
-            typed.meta.time_nanos / 1_000_000_000
-        } else {
-            time
+        // Grafana keeps the profile's own time unless it is 0 or in 1970 (old clients
+        // wrote microseconds there).
+        let time = match typed.meta.time_nanos / 1_000_000_000 {
+            t if t >= 365 * 86_400 => t,
+            _ => time,
         };
-        for (sample_labels, tree) in typed.trees {
+        for spans::SeriesTrees {
+            labels: sample_labels,
+            tree,
+            spans,
+        } in spans::split(typed.trees, budget, &mut spans_left)?
+        {
             if tree.total() == 0 {
                 continue;
             }
@@ -113,10 +130,17 @@ pub fn puts_from_trees(
                 },
                 time,
                 tree,
+                spans,
             });
         }
     }
     Ok(puts)
+}
+
+/// The `__name__` of a decoded pprof's series, by Grafana's rules.
+fn family_of(decoded: &[LabelledTrees], sample_types: &SampleTypes) -> String {
+    let metas: Vec<&ProfileMeta> = decoded.iter().map(|d| &d.meta).collect();
+    family(&metas, sample_types)
 }
 
 /// What the push API does with one raw pprof (gzip or not): decode every sample type
@@ -140,20 +164,32 @@ pub fn pprof_puts(
     }
 }
 
-/// Parameters of `POST /ingest`.
+/// Parameters of `POST /ingest`, as Pyroscope clients send them.
 #[derive(Debug, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct IngestParams {
     name: Option<String>,
+    /// Start: Unix s, ms, µs or ns (by digit count), `YYYYMMDD`, or `now-1h`
+    /// (`pyroscope-go` sends nanoseconds).
     from: Option<String>,
-    until: Option<String>,
-    sample_rate: Option<String>,
+    /// Unused, as in Grafana: a profile is stored at its start.
     #[allow(dead_code)]
+    until: Option<String>,
+    /// Hz; only legacy stack uploads use it. `0` means "no rate" (pyroscope-go's
+    /// mutex, block and goroutine uploads).
+    sample_rate: Option<String>,
+    /// The client's profiler (`gospy`, `pyspy`, …), kept as `pyroscope_spy`.
     spy_name: Option<String>,
     format: Option<String>,
     #[allow(dead_code)]
     units: Option<String>,
+    #[allow(dead_code)]
     aggregation_type: Option<String>,
+}
+
+/// Grafana's `sampleRate`: absent, not a number or negative → 100; `0` stays 0.
+fn sample_rate(param: Option<&str>) -> u32 {
+    param.and_then(|s| s.parse().ok()).unwrap_or(100)
 }
 
 /// Parses `app.cpu{k=v,k2=v2}` into the app (with suffix) and tags.
@@ -257,55 +293,75 @@ fn legacy_puts(
         .name
         .as_deref()
         .ok_or_else(|| ApiError::bad_request("missing `name` parameter (app.cpu{tag=value})"))?;
-    let (app, tags) = parse_name(name, budget)?;
-    let now = now();
+    let (app, mut tags) = parse_name(name, budget)?;
+    // Grafana labels every /ingest series with the client's profiler (its UI picks the
+    // language from it); a tag of that name wins.
+    if tags.get(SPY).is_none() {
+        let spy = params.spy_name.as_deref().filter(|s| !s.is_empty());
+        let spy = spy.unwrap_or("unknown");
+        check_label(SPY, spy, budget)?;
+        tags.set(SPY, spy);
+    }
     let from = params
         .from
         .as_deref()
-        .map_or(Ok(now), |s| parse_time(s, now))
-        .map_err(ApiError::bad_request)?;
-    let _until = params
-        .until
-        .as_deref()
-        .map_or(Ok(now), |s| parse_time(s, now))
-        .map_err(ApiError::bad_request)?;
-    let sample_rate: u32 = match params.sample_rate.as_deref() {
-        None | Some("") => 100,
-        Some(s) => s
-            .parse()
-            .ok()
-            .filter(|&r| r > 0)
-            .ok_or_else(|| ApiError::bad_request(format!("invalid sampleRate {s:?}")))?,
+        .map_or_else(now, |s| ingest_time(s, now()));
+    let format = params.format.as_deref().unwrap_or("");
+    // pprof keeps the whole app name as the service name (Grafana splits only the
+    // names of stack formats); a `service_name` tag wins.
+    let pprof_base = || {
+        let mut base = tags.clone();
+        if base.get(SERVICE_NAME).is_none() {
+            base.set(SERVICE_NAME, app.as_str());
+        }
+        base
     };
-    let (service, profile_type) = split_app_name(&app);
-    let mut base = tags;
-    base.set(SERVICE_NAME, service);
-    // Legacy CPU profiles count samples; the profile type counts nanoseconds.
-    let parts = crate::profile_type::parts(profile_type).expect("table ids have 5 parts");
-    let scale = (parts[2] == "nanoseconds"
-        && params.aggregation_type.as_deref() != Some("average"))
-    .then(|| 1e9 / f64::from(sample_rate));
+    let is_pprof = format == "pprof" || content_type.contains("multipart/form-data");
+    let legacy = legacy_type(&app, sample_rate(params.sample_rate.as_deref()));
     let upload = LegacyUpload {
         body,
         content_type,
-        format: params.format.as_deref().unwrap_or(""),
-        scale,
+        format,
+        scale: legacy.scale.filter(|_| !is_pprof),
     };
     let tree = match embers_formats::decode_legacy(&upload, budget).map_err(format_error)? {
-        Legacy::Pprof(decoded) => return puts_from_trees(decoded, &base, None, from, budget),
+        // Without a config, Grafana's defaults decide the family.
+        Legacy::Pprof(decoded) => {
+            return puts_from_trees(decoded, &pprof_base(), None, from, budget)
+        }
+        Legacy::PprofForm(form) => {
+            let PprofForm {
+                profiles,
+                sample_types,
+                ..
+            } = form;
+            let name = family_of(&profiles, &sample_types);
+            return puts_from_trees(profiles, &pprof_base(), Some(&name), from, budget);
+        }
+        Legacy::Jfr(groups) => return jfr::puts(groups, &pprof_base(), from, budget),
         Legacy::Stacks(tree) => tree,
         _ => return Err(ApiError::internal("an upload decoded to an unknown kind")),
     };
-    let mut labels = base;
-    labels.set(NAME, parts[0]);
+    let mut labels = tags;
+    // Grafana: a `service_name` tag wins, and the app name is kept as `app_name`.
+    if labels.get(SERVICE_NAME).is_some() {
+        if labels.get("app_name").is_none() {
+            labels.set("app_name", legacy.service.as_str());
+        }
+    } else {
+        labels.set(SERVICE_NAME, legacy.service.as_str());
+    }
+    let family = crate::profile_type::parts(&legacy.id).map_or("", |p| p[0]);
+    labels.set(NAME, family);
     check_label_count(&labels, budget)?;
     Ok(vec![Put {
         key: SeriesKey {
-            profile_type: profile_type.to_owned(),
+            profile_type: legacy.id,
             labels,
         },
         time: from,
         tree,
+        ..Default::default()
     }])
 }
 

@@ -36,6 +36,7 @@ mod querier;
 mod query;
 pub mod range;
 mod serve;
+mod spans;
 pub mod ui;
 mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
@@ -132,6 +133,10 @@ fn router_with_metrics(
         .route(
             "/push.v1.PusherService/Push",
             post(ingest::push).route_layer(ingest_budget()),
+        )
+        .route(
+            "/querier.v1.QuerierService/SelectMergeSpanProfile",
+            post(spans::select_merge_span_profile),
         )
         .route(
             "/v1development/profiles",

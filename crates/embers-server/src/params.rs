@@ -28,6 +28,85 @@ pub fn parse_time(s: &str, now: i64) -> Result<i64, String> {
     })
 }
 
+/// Parses an ingest time as Grafana Pyroscope's `attime.Parse` does: `_`, `,` and spaces
+/// are ignored; digits are `YYYYMMDD` when they form such a date, else Unix seconds,
+/// or ms, µs, ns by length (13, 16, 19 digits); anything else is `now` with optional
+/// offsets (`now-1h`, `now-1h30m`, `now+5m`). It never fails: what it cannot read is
+/// `now`, so a client's upload is never refused over its clock.
+pub fn ingest_time(s: &str, now: i64) -> i64 {
+    let s: String = s
+        .trim()
+        .chars()
+        .filter(|c| !matches!(c, '_' | ',' | ' '))
+        .collect();
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        if s.len() == 8 {
+            let v: i64 = s.parse().unwrap_or(0);
+            let (y, m, d) = (v / 10_000, (v / 100) % 100, v % 100);
+            if y > 1900 {
+                if let Some(t) = ymd_to_unix(y, m, d) {
+                    return t;
+                }
+            }
+        }
+        // Go's Atoi: out of range reads as 0.
+        let v: i64 = s.parse().unwrap_or(0);
+        return match s.len() {
+            13 => v.div_euclid(1_000),
+            16 => v.div_euclid(1_000_000),
+            19 => v.div_euclid(1_000_000_000),
+            _ => v,
+        };
+    }
+    let offset = match s.find(['+', '-']) {
+        Some(i) => &s[i..],
+        None => "",
+    };
+    now.saturating_add(offset_seconds(offset))
+}
+
+/// `-1h30m` → −5400, as attime's `parseTimeOffset`: number and unit pairs, units by
+/// prefix, unknown units count 0.
+fn offset_seconds(offset: &str) -> i64 {
+    let (sign, mut rest) = match offset.as_bytes().first() {
+        Some(b'-') => (-1, &offset[1..]),
+        Some(b'+') => (1, &offset[1..]),
+        _ => (1, offset),
+    };
+    let mut total: i64 = 0;
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let n: i64 = rest[..digits].parse().unwrap_or(0);
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let unit = &rest[..unit_len];
+        rest = &rest[unit_len..];
+        let multiplier = if unit.starts_with('s') {
+            1
+        } else if unit.starts_with("mon") || unit.starts_with('M') {
+            30 * 86_400
+        } else if unit.starts_with('m') {
+            60
+        } else if unit.starts_with('h') {
+            3600
+        } else if unit.starts_with('d') {
+            86_400
+        } else if unit.starts_with('w') {
+            7 * 86_400
+        } else if unit.starts_with('y') {
+            365 * 86_400
+        } else {
+            0
+        };
+        total = total.saturating_add(n.saturating_mul(multiplier).saturating_mul(sign));
+    }
+    total
+}
+
 /// Parses `30s`, `5m`, `5min`, `1h`, `7d`, `2w`, `1M` (30 days), `1y` into seconds.
 pub fn parse_duration(s: &str) -> Result<i64, String> {
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
@@ -92,5 +171,26 @@ mod tests {
         assert!(parse_time("yesterday", now).is_err());
         assert!(parse_time("now-1x", now).is_err());
         assert!(parse_time("20231399", now).is_err());
+    }
+
+    /// grafana/pyroscope pkg/og/util/attime (and its tests' cases).
+    #[test]
+    fn ingest_times_as_grafana_reads_them() {
+        let now = 1_700_000_000;
+        assert_eq!(ingest_time("1700000123", now), 1_700_000_123);
+        assert_eq!(ingest_time("1700000123456", now), 1_700_000_123);
+        assert_eq!(ingest_time("1700000123456789", now), 1_700_000_123);
+        assert_eq!(ingest_time("1700000123456789012", now), 1_700_000_123);
+        assert_eq!(ingest_time("1_700_000_123", now), 1_700_000_123);
+        assert_eq!(ingest_time("20231114", now), 1_699_920_000);
+        // Not a date: seconds.
+        assert_eq!(ingest_time("20231399", now), 20_231_399);
+        assert_eq!(ingest_time("now", now), now);
+        assert_eq!(ingest_time("now-1h", now), now - 3600);
+        assert_eq!(ingest_time("now-1h30m", now), now - 5400);
+        assert_eq!(ingest_time("now+2d", now), now + 2 * 86_400);
+        assert_eq!(ingest_time("now-1mon", now), now - 30 * 86_400);
+        assert_eq!(ingest_time("yesterday", now), now);
+        assert_eq!(ingest_time("", now), now);
     }
 }

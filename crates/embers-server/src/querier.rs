@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use embers_profile::Labels;
+use embers_profile::{Granularity, Labels};
 use embers_store::{MatchOp, Matcher, Selector, Store, LEAF_SECONDS, PROFILE_TYPE};
 use prost::Message;
 use serde::de::DeserializeOwned;
@@ -23,7 +23,7 @@ use crate::wire;
 use crate::AppState;
 
 /// A request body in either encoding.
-fn decode<P: Message + Default, J: DeserializeOwned>(
+pub(crate) fn decode<P: Message + Default, J: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
     from_json: impl FnOnce(J) -> P,
@@ -45,7 +45,11 @@ fn decode<P: Message + Default, J: DeserializeOwned>(
     }
 }
 
-fn reply<P: Message>(message: P, json: bool, as_json: impl FnOnce(&P) -> Value) -> Response {
+pub(crate) fn reply<P: Message>(
+    message: P,
+    json: bool,
+    as_json: impl FnOnce(&P) -> Value,
+) -> Response {
     if json {
         (
             [("content-type", "application/json")],
@@ -62,7 +66,7 @@ fn reply<P: Message>(message: P, json: bool, as_json: impl FnOnce(&P) -> Value) 
 }
 
 /// proto3 JSON writes int64 as strings; accept both.
-fn int(v: &Option<Value>) -> i64 {
+pub(crate) fn int(v: &Option<Value>) -> i64 {
     match v {
         Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
         Some(Value::String(s)) => s.parse().unwrap_or(0),
@@ -70,14 +74,14 @@ fn int(v: &Option<Value>) -> i64 {
     }
 }
 
-fn selector_matchers(s: &str) -> Result<Vec<Matcher>, ApiError> {
+pub(crate) fn selector_matchers(s: &str) -> Result<Vec<Matcher>, ApiError> {
     let s = if s.trim().is_empty() { "{}" } else { s };
     let sel = Selector::parse(s)
         .map_err(|e| ApiError::bad_request(format!("label selector {s:?}: {e}")).connect())?;
     Ok(resolve(&sel))
 }
 
-fn with_type(mut m: Vec<Matcher>, profile_type: &str) -> Result<Vec<Matcher>, ApiError> {
+pub(crate) fn with_type(mut m: Vec<Matcher>, profile_type: &str) -> Result<Vec<Matcher>, ApiError> {
     if parts(profile_type).is_none() {
         return Err(ApiError::bad_request(format!(
             "profile_typeID {profile_type:?}: expected name:type:unit:period_type:period_unit"
@@ -136,7 +140,7 @@ fn pairs(labels: &Labels) -> Vec<wire::LabelPair> {
         .collect()
 }
 
-fn fg_wire(fg: &Flamegraph) -> wire::FlameGraph {
+pub(crate) fn fg_wire(fg: &Flamegraph) -> wire::FlameGraph {
     wire::FlameGraph {
         names: fg.names.clone(),
         levels: fg
@@ -149,7 +153,12 @@ fn fg_wire(fg: &Flamegraph) -> wire::FlameGraph {
     }
 }
 
-fn fg_json(names: &[String], levels: &[wire::Level], total: i64, max_self: i64) -> Value {
+pub(crate) fn fg_json(
+    names: &[String],
+    levels: &[wire::Level],
+    total: i64,
+    max_self: i64,
+) -> Value {
     json!({
         "names": names,
         "levels": levels.iter().map(|l| json!({"values": l.values.iter().map(|v| v.to_string()).collect::<Vec<_>>()})).collect::<Vec<_>>(),
@@ -423,8 +432,13 @@ async fn merged(
         &req.profile_type_id,
     )?;
     let QueryRange { from, until } = state.range_ms(req.start, req.end)?;
+    // Grafana's panels show one node per function name; lines stay in the store.
     let tree = state
-        .query(move |store| Ok(store.merge(&m, from, until)?))
+        .query(move |store| {
+            Ok(store
+                .merge(&m, from, until)?
+                .into_granularity(Granularity::Function))
+        })
         .await
         .map_err(ApiError::connect)?;
     Ok((tree, (from, until)))

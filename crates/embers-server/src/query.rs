@@ -7,13 +7,13 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use embers_formats::{Format, WriteOptions};
-use embers_profile::{Profile, ProfileMeta, StackTree, ValueType};
-use embers_store::{Matcher, Selector, Store, LEAF_SECONDS, PROFILE_TYPE, SERVICE_NAME};
+use embers_profile::{Granularity, Profile, StackTree};
+use embers_store::{Matcher, Selector, Store, LEAF_SECONDS, SERVICE_NAME};
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
-use crate::flamebearer;
-use crate::profile_type::{legacy_suffix, parts, resolve};
+use crate::flamebearer::{self, Units};
+use crate::profile_type::{legacy_suffix, resolve};
 use crate::range::{DefaultFrom, QueryRange};
 use crate::warnings::{json_with_warnings, with_warnings};
 use crate::AppState;
@@ -24,6 +24,24 @@ pub const DEFAULT_MAX_NODES: usize = 8192;
 /// A client's `maxNodes` (absent or 0: the default).
 pub fn max_nodes(n: Option<usize>) -> usize {
     n.filter(|&n| n > 0).unwrap_or(DEFAULT_MAX_NODES)
+}
+
+/// The node budget of a `/render` or `/render-diff` request: Pyroscope's frontends send
+/// `max-nodes`, Grafana's and ours `maxNodes`; as Grafana Pyroscope reads them, a
+/// non-zero `maxNodes` wins over `max-nodes`.
+fn render_max_nodes(camel: Option<usize>, dashed: Option<usize>) -> usize {
+    max_nodes(camel.filter(|&n| n > 0).or(dashed))
+}
+
+/// The `aggregation` parameter: `function` (the default, one node per function name, as
+/// Grafana shows trees) or `line` (one node per function, file and line).
+pub fn granularity(aggregation: Option<&str>) -> Result<Granularity, ApiError> {
+    let a = aggregation.unwrap_or("");
+    Granularity::parse(a).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "unknown aggregation {a:?}: use function (the default) or line"
+        ))
+    })
 }
 
 /// Parses a selector into store matchers, with a 400 that points at the problem.
@@ -43,24 +61,15 @@ pub struct RenderParams {
     from: Option<String>,
     until: Option<String>,
     max_nodes: Option<usize>,
+    #[serde(rename = "max-nodes")]
+    max_nodes_dashed: Option<usize>,
     format: Option<String>,
-}
-
-fn units(profile_type: Option<&str>) -> &'static str {
-    match profile_type.and_then(parts).map(|p| p[2]) {
-        Some("nanoseconds") => "nanoseconds",
-        Some("microseconds") => "microseconds",
-        Some("bytes") => "bytes",
-        Some("count") => "objects",
-        _ => "samples",
-    }
+    aggregation: Option<String>,
 }
 
 /// The profile type the matchers select, if they pin one.
 fn pinned_type(m: &[Matcher]) -> Option<&str> {
-    m.iter()
-        .find(|m| m.name == PROFILE_TYPE && m.op == embers_store::MatchOp::Eq)
-        .map(|m| m.value.as_str())
+    crate::profile_type::pinned(m)
 }
 
 /// Merged tree and timeline of a query.
@@ -74,9 +83,14 @@ struct Rendered {
 /// Points the `/render` timeline aims at (the web UI's width).
 const TIMELINE_POINTS: i64 = 1024;
 
-fn render_query(store: &Store, m: &[Matcher], range: QueryRange) -> Result<Rendered, ApiError> {
+fn render_query(
+    store: &Store,
+    m: &[Matcher],
+    range: QueryRange,
+    granularity: Granularity,
+) -> Result<Rendered, ApiError> {
     let QueryRange { from, until } = range;
-    let tree = store.merge(m, from, until)?;
+    let tree = store.merge(m, from, until)?.into_granularity(granularity);
     let step = range.step_for(TIMELINE_POINTS);
     let (first, per_series) = store.totals(m, from, until, step)?;
     let mut timeline: Vec<u64> = Vec::new();
@@ -99,25 +113,23 @@ fn render_query(store: &Store, m: &[Matcher], range: QueryRange) -> Result<Rende
     })
 }
 
-/// Writes a tree in one of the CLI's codec formats.
+/// Writes a tree in one of the CLI's codec formats (`max_nodes` bounds a call graph).
 pub fn encode(
     tree: &StackTree,
     format: Format,
     profile_type: Option<&str>,
     title: &str,
+    range: QueryRange,
+    max_nodes: Option<usize>,
 ) -> Result<Vec<u8>, ApiError> {
-    let meta = match profile_type.and_then(parts) {
-        Some(p) => ProfileMeta {
-            sample_type: ValueType::new(p[1], p[2]),
-            period_type: Some(ValueType::new(p[3], p[4])),
-            ..ProfileMeta::default()
-        },
-        None => ProfileMeta::default(),
-    };
+    let mut meta = crate::profile_type::export_meta(profile_type);
+    meta.time_nanos = range.from.saturating_mul(1_000_000_000);
+    meta.duration_nanos = (range.until - range.from).saturating_mul(1_000_000_000);
     let profile = Profile::from_tree(tree, meta);
     let mut out = Vec::new();
     let options = WriteOptions {
         title: Some(title.to_owned()),
+        max_nodes,
         ..WriteOptions::default()
     };
     // A profile the format cannot hold (an empty one has no SVG) is the query's answer,
@@ -147,10 +159,12 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
     let (selector, m) = matchers(&query)?;
     let range = state.range(p.from.as_deref(), p.until.as_deref(), DefaultFrom::LastHour)?;
     let QueryRange { from, until } = range;
-    let max_nodes = max_nodes(p.max_nodes);
+    let explicit_nodes = p.max_nodes.filter(|&n| n > 0).or(p.max_nodes_dashed);
+    let max_nodes = render_max_nodes(p.max_nodes, p.max_nodes_dashed);
+    let granularity = granularity(p.aggregation.as_deref())?;
     let m2 = m.clone();
     let r = state
-        .query(move |store| render_query(store, &m2, range))
+        .query(move |store| render_query(store, &m2, range, granularity))
         .await?;
     let warnings = state.store.damage_warnings(from, until);
     let profile_type = pinned_type(&m).map(str::to_owned);
@@ -162,34 +176,47 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
         "svg" | "html" => Some((Format::Svg, "image/svg+xml")),
         "speedscope" => Some((Format::Speedscope, "application/json")),
         "callgrind" => Some((Format::Callgrind, "text/plain; charset=utf-8")),
+        "dot" => Some((Format::Dot, "text/vnd.graphviz; charset=utf-8")),
         other => {
             return Err(ApiError::bad_request(format!(
-            "unknown format {other:?}: use json, pprof, collapsed, svg, speedscope or callgrind"
+            "unknown format {other:?}: use json, pprof, collapsed, svg, speedscope, callgrind or dot"
         )))
         }
     };
     if let Some((codec, content_type)) = codec {
-        let bytes = encode(&r.tree, codec, profile_type.as_deref(), &query)?;
+        // Only the call graph is bounded by default; the other exports keep every node
+        // unless the client asked for fewer.
+        let nodes = match codec {
+            Format::Dot => explicit_nodes,
+            _ => None,
+        };
+        let tree = match explicit_nodes {
+            Some(n) if codec != Format::Dot => r.tree.truncated(n).0,
+            _ => r.tree,
+        };
+        let bytes = encode(&tree, codec, profile_type.as_deref(), &query, range, nodes)?;
         let response = ([("content-type", content_type)], bytes).into_response();
         return Ok(with_warnings(response, &warnings));
     }
     let (tree, _) = r.tree.truncated(max_nodes);
     let fg = flamebearer::single(&tree);
     let app = selector.name.clone().unwrap_or_default();
+    let units = Units::of(profile_type.as_deref());
     let body = json!({
         "version": 1,
         "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
         "metadata": {
             "format": "single",
             "spyName": "",
-            "sampleRate": 100,
-            "units": units(profile_type.as_deref()),
+            "sampleRate": units.sample_rate,
+            "units": units.units,
             "name": query,
             "appName": app,
             "startTime": from,
             "endTime": until,
             "query": query,
             "maxNodes": max_nodes,
+            "aggregation": granularity.as_str(),
         },
         "timeline": { "startTime": r.timeline_start, "samples": r.timeline, "durationDelta": r.step_seconds },
     });
@@ -210,6 +237,9 @@ pub struct DiffParams {
     right_from: Option<String>,
     right_until: Option<String>,
     max_nodes: Option<usize>,
+    #[serde(rename = "max-nodes")]
+    max_nodes_dashed: Option<usize>,
+    aggregation: Option<String>,
 }
 
 /// `GET /render-diff`.
@@ -247,13 +277,18 @@ async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, 
         p.right_until.as_deref().or(p.until.as_deref()),
         DefaultFrom::LastHour,
     )?;
-    let max_nodes = max_nodes(p.max_nodes);
+    let max_nodes = render_max_nodes(p.max_nodes, p.max_nodes_dashed);
+    let granularity = granularity(p.aggregation.as_deref())?;
     let profile_type = pinned_type(&lm).map(str::to_owned);
     let (left, right) = state
         .query(move |store| {
             Ok((
-                store.merge(&lm, l.from, l.until)?,
-                store.merge(&rm, r.from, r.until)?,
+                store
+                    .merge(&lm, l.from, l.until)?
+                    .into_granularity(granularity),
+                store
+                    .merge(&rm, r.from, r.until)?
+                    .into_granularity(granularity),
             ))
         })
         .await?;
@@ -263,10 +298,14 @@ async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, 
     let (left, _) = left.truncated(max_nodes);
     let (right, _) = right.truncated(max_nodes);
     let (fg, lt, rt) = flamebearer::diff(&left, &right);
+    let units = Units::of(profile_type.as_deref());
     let body = json!({
         "version": 1,
         "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
-        "metadata": { "format": "double", "spyName": "", "sampleRate": 100, "units": units(profile_type.as_deref()), "name": lq, "maxNodes": max_nodes },
+        "metadata": {
+            "format": "double", "spyName": "", "sampleRate": units.sample_rate, "units": units.units,
+            "name": lq, "maxNodes": max_nodes, "aggregation": granularity.as_str(),
+        },
         "leftTicks": lt,
         "rightTicks": rt,
     });

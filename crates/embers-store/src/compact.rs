@@ -177,7 +177,8 @@ impl Store {
                 if first_kept > st.first_kept {
                     st.first_kept = first_kept;
                     st.head.expire(first_kept);
-                    let gone = st.manifest.expire(first_kept);
+                    let mut gone = st.manifest.expire(first_kept);
+                    gone.extend(st.spans.expire(first_kept));
                     let now = Instant::now();
                     st.graveyard
                         .extend(gone.into_iter().map(|k| (now - GRACE, k)));

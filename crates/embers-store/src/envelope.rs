@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! magic     8 bytes, names the kind of object ("EMBERSB\0" blocks, "EMBERSC\0" catalogs
-//!           and the flush marker, "EMBERSY\0" dictionary segments)
+//!           and the flush marker, "EMBERSY\0" dictionary segments, "EMBERSP\0" span
+//!           pairs)
 //! version   u16 LE  FORMAT_VERSION of the writer
 //! codec     u8      0 = payload stored as is, 1 = DEFLATE (raw, no zlib header)
 //! reserved  u8      0
@@ -49,6 +50,8 @@ pub enum Kind {
     Catalog,
     /// A segment of the frame and call-path dictionary.
     Symbols,
+    /// The span pairs of a flushed run of leaves (`spans.rs`).
+    Spans,
 }
 
 impl Kind {
@@ -57,6 +60,7 @@ impl Kind {
             Kind::Block => b"EMBERSB\0",
             Kind::Catalog => b"EMBERSC\0",
             Kind::Symbols => b"EMBERSY\0",
+            Kind::Spans => b"EMBERSP\0",
         }
     }
 
@@ -65,6 +69,7 @@ impl Kind {
             Kind::Block => "block",
             Kind::Catalog => "catalog",
             Kind::Symbols => "symbols",
+            Kind::Spans => "spans",
         }
     }
 }

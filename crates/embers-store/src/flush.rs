@@ -10,6 +10,7 @@ use crate::head::Head;
 use crate::manifest::{run_key, Run};
 use crate::record::encode_record;
 use crate::series::{encode_entries, SeriesId};
+use crate::spans;
 use crate::storage::StorageError;
 use crate::store::{lock, unix_now, PendingFlush, Store, FLUSHED_KEY};
 use crate::wal::{self, Segment};
@@ -145,6 +146,7 @@ impl Store {
             .unwrap_or_else(PoisonError::into_inner)
             .mark_persisted(&pending.symbols);
         let mut runs = Vec::new();
+        let mut span_objects = Vec::new();
         for (first, last, bytes) in &runs_bytes {
             let key = run_key(seq, *first, *last);
             self.storage.put(&key, bytes).map_err(cannot_persist)?;
@@ -155,6 +157,12 @@ impl Store {
                 last: *last,
                 combined_from: None,
             });
+            // Beside its run, before `meta/flushed`: recovery treats both alike.
+            if let Some(bytes) = pending.head.spans.encode(*first, *last) {
+                let key = spans::object_key(seq, *first, *last);
+                self.storage.put(&key, &bytes).map_err(cannot_persist)?;
+                span_objects.push(key);
+            }
         }
 
         self.storage
@@ -164,6 +172,9 @@ impl Store {
             let mut st = lock(&self.state);
             for run in runs {
                 st.manifest.add_run(run);
+            }
+            for key in span_objects {
+                st.spans.add(key);
             }
             st.pending = None;
             st.catalog_objects.push(catalog_key);

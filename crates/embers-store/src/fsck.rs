@@ -144,6 +144,7 @@ pub fn fsck(dir: &Path, repair: bool) -> Result<FsckReport, StoreError> {
     }
     let paths = check_dictionary(&storage, &mut report)?;
     let runs = check_blocks(&storage, &series, paths, &mut report)?;
+    check_spans(&storage, paths, &mut report)?;
     let wal_dir = dir.join("wal");
     let segments = if wal_dir.is_dir() {
         wal::segments(&wal_dir).map_err(StoreError::Wal)?
@@ -261,6 +262,32 @@ fn check_blocks(
     Ok(seqs)
 }
 
+/// Reads every span object whole and checks the call paths it names.
+fn check_spans(
+    storage: &FileStorage,
+    paths: usize,
+    report: &mut FsckReport,
+) -> Result<(), StoreError> {
+    for key in storage.list(crate::spans::PREFIX)? {
+        if crate::spans::parse_key(&key).is_none() {
+            continue; // reported as an unknown name
+        }
+        let bytes = storage.get(&key)?;
+        crate::quarantine::refuse_other_version(&key, &bytes)?;
+        let mut scratch = FxHashMap::default();
+        let checked = crate::spans::read_object(&bytes, |_, _, _| true, &mut scratch)
+            .map_err(|e| e.to_string())
+            .and_then(|()| match scratch.keys().max() {
+                Some(&max) if max as usize >= paths => Err(format!(
+                    "refers to call path {max}, the dictionary has {paths}"
+                )),
+                _ => Ok(()),
+            });
+        report.check("spans", &key, checked);
+    }
+    Ok(())
+}
+
 /// Reads every WAL segment record by record.
 fn check_wal(dir: &Path, segments: &[u64], report: &mut FsckReport) -> Result<(), StoreError> {
     for (i, &seq) in segments.iter().enumerate() {
@@ -268,9 +295,17 @@ fn check_wal(dir: &Path, segments: &[u64], report: &mut FsckReport) -> Result<()
         let replay = wal::read(dir, seq).map_err(StoreError::Wal)?;
         let mut result = Ok(());
         for (n, record) in replay.records.iter().enumerate() {
-            if let Err(e) = decode_record(record) {
-                result = Err(format!("record {n}: {e}"));
-                break;
+            match decode_record(record) {
+                Err(e) => {
+                    result = Err(format!("record {n}: {e}"));
+                    break;
+                }
+                Ok(r) => {
+                    if let Some(e) = r.spans_damaged {
+                        result = Err(format!("record {n}: its spans: {e}"));
+                        break;
+                    }
+                }
             }
         }
         for lost in &replay.lost {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use crate::series::SeriesId;
+use crate::spans::SpanHead;
 
 /// Sorted `(path, value)` pairs of one tree.
 pub type Pairs = Vec<(u32, u64)>;
@@ -14,13 +15,15 @@ pub type Pairs = Vec<(u32, u64)>;
 pub struct Head {
     leaves: BTreeMap<i64, HashMap<SeriesId, Pairs>>,
     pairs: usize,
+    /// The pairs of each span, beside the trees (`spans.rs`).
+    pub spans: SpanHead,
 }
 
 /// Adds sorted `more` into sorted `into`, summing equal paths. Sums saturate: ingest
 /// refuses a write whose values would overflow before it is staged ([`add_checked`]), so
 /// saturation is only reached by data written before that check existed, and a pinned
 /// maximum is a truer answer than a wrapped small number.
-fn merge_sorted(into: &mut Pairs, more: &[(u32, u64)]) {
+pub(crate) fn merge_sorted(into: &mut Pairs, more: &[(u32, u64)]) {
     let mut out = Vec::with_capacity(into.len() + more.len());
     let (mut a, mut b) = (into.iter().peekable(), more.iter().peekable());
     loop {
@@ -110,9 +113,9 @@ impl Head {
         self.leaves.is_empty()
     }
 
-    /// How many pairs are held, for memory metrics.
+    /// How many pairs are held (span pairs included), for memory metrics.
     pub fn pairs(&self) -> usize {
-        self.pairs
+        self.pairs + self.spans.pairs()
     }
 
     /// Trees of leaves in `[first, end)`.
@@ -140,6 +143,7 @@ impl Head {
 
     /// Drops leaves before `first_kept` (retention).
     pub fn expire(&mut self, first_kept: i64) {
+        self.spans.expire(first_kept);
         self.leaves = self.leaves.split_off(&first_kept);
         self.pairs = self
             .leaves

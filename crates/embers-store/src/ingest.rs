@@ -116,10 +116,16 @@ impl Store {
                 puts.into_iter()
                     .map(|put| {
                         let pairs = dict.intern_tree(&put.tree);
-                        (put.key, put.time, pairs)
+                        let spans = put
+                            .spans
+                            .iter()
+                            .map(|(span, tree)| (*span, dict.intern_tree(tree)))
+                            .collect();
+                        (put.key, put.time, pairs, spans)
                     })
                     .collect()
             };
+            check_spans(&logged)?;
             check_values(&st, &logged)?;
             let now = unix_now();
             let ids: Vec<(String, i64)> = ids.iter().map(|id| (id.clone(), now)).collect();
@@ -308,10 +314,11 @@ impl Store {
                     let Some(staged) = st.staging.by_ticket.remove(&ticket) else {
                         continue;
                     };
-                    for (key, time, pairs) in staged.puts {
+                    for (key, time, pairs, spans) in staged.puts {
                         let leaf = leaf_of(time);
                         let id = st.catalog.touch(&key, leaf);
                         st.head.add(leaf, id, pairs);
+                        st.head.spans.add(leaf, id, spans);
                         self.stats.puts.fetch_add(1, Ordering::Relaxed);
                     }
                     for (id, at) in staged.ids {
@@ -342,12 +349,40 @@ impl Store {
     }
 }
 
+/// Refuses a put whose spans are not part of its tree: together, the spans of a put hold
+/// at most its tree's value on each call path (the tree has every sample; spans say which
+/// belong to which span). The dictionary's collection relies on it: span objects use
+/// only paths their leaf's run also uses.
+fn check_spans(puts: &[Logged]) -> Result<(), StoreError> {
+    for (_, _, pairs, spans) in puts {
+        if spans.is_empty() {
+            continue;
+        }
+        let mut left: Vec<u64> = pairs.iter().map(|p| p.1).collect();
+        for (span, span_pairs) in spans {
+            for (path, value) in span_pairs {
+                let at = pairs.binary_search_by_key(path, |p| p.0);
+                let room = at.ok().map(|i| &mut left[i]);
+                match room {
+                    Some(room) if *room >= *value => *room -= value,
+                    _ => {
+                        return Err(StoreError::Invalid(format!(
+                            "span {span:016x} has samples its put's tree does not have"
+                        )))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a write whose values, added to what the head and the staged writes hold for
 /// the same series, leaf and call path, would pass `u64::MAX`: the head never wraps.
 fn check_values(st: &State, puts: &[Logged]) -> Result<(), StoreError> {
     let overflow = || StoreError::Invalid("values overflow: a sum of samples passes 2^64".into());
     let mut sums: HashMap<(&SeriesKey, i64), Pairs> = HashMap::new();
-    for (key, time, pairs) in puts {
+    for (key, time, pairs, _) in puts {
         match sums.entry((key, leaf_of(*time))) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 merge_checked(e.get_mut(), pairs).map_err(|_| overflow())?;
@@ -365,7 +400,7 @@ fn check_values(st: &State, puts: &[Logged]) -> Result<(), StoreError> {
     // One pass over the staged writes (values are unsigned, so the order of the additions
     // does not change whether the total passes 2^64).
     for (_, staged) in st.staging.waiting() {
-        for (key, time, pairs) in &staged.puts {
+        for (key, time, pairs, _) in &staged.puts {
             if let Some(sum) = sums.get_mut(&(key, leaf_of(*time))) {
                 add_checked(sum, pairs).map_err(|_| overflow())?;
             }
@@ -393,6 +428,7 @@ mod tests {
             },
             time: 1_700_000_000,
             tree,
+            ..Default::default()
         }
     }
 

@@ -29,7 +29,7 @@
 //!     profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
 //!     labels: Labels::from_pairs([("service_name", "app"), ("region", "eu")]),
 //! };
-//! store.ingest(vec![Put { key, time: 1_700_000_000, tree }]).unwrap();
+//! store.ingest(vec![Put { key, time: 1_700_000_000, tree, ..Default::default() }]).unwrap();
 //! store.flush().unwrap();
 //!
 //! let selector: Selector = r#"{service_name="app", region=~"eu|us"}"#.parse().unwrap();
@@ -58,6 +58,8 @@ mod seen;
 mod segment;
 mod selector;
 mod series;
+mod span_read;
+mod spans;
 mod storage;
 mod store;
 mod symbols;

@@ -209,13 +209,18 @@ impl Store {
                 }
             }
         }
+        self.add_paths_to_tree(paths, &mut out);
+        Ok(out)
+    }
+
+    /// Adds summed values by path id into `out`, through the dictionary.
+    pub(crate) fn add_paths_to_tree(&self, paths: FxHashMap<u32, u64>, out: &mut StackTree) {
         let mut sorted: Vec<(u32, u64)> = paths.into_iter().collect();
         sorted.sort_unstable();
         self.dict
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .add_to_tree(sorted.iter().map(|(p, v)| (p, v)), &mut out);
-        Ok(out)
+            .add_to_tree(sorted.iter().map(|(p, v)| (p, v)), out);
     }
 
     /// Totals of each matching series per time step: `step_leaves` (a power of 10) leaves
@@ -393,6 +398,7 @@ mod tests {
             },
             time,
             tree,
+            ..Default::default()
         }
     }
 

@@ -3,14 +3,17 @@
 use crate::dict::{self};
 use crate::seen::{self};
 use crate::series::{decode_key, encode_key, unzigzag, zigzag, SeriesKey};
+use crate::spans::{self, SpanPairs};
 use crate::varint::{put_uvarint, Reader};
 
-/// A logged put: series, Unix seconds, sorted path pairs.
-pub(crate) type Logged = (SeriesKey, i64, crate::head::Pairs);
+/// A logged put: series, Unix seconds, sorted path pairs, and the pairs of its spans.
+pub(crate) type Logged = (SeriesKey, i64, crate::head::Pairs, SpanPairs);
 
 /// WAL record: the dictionary entries this ingest created (length-prefixed segment), then
 /// n puts, each: series key, time (zigzag), pair count, pairs (path-id delta, value); then,
-/// if the write had any, its request IDs ([`seen::encode`]).
+/// if the write had any request IDs or spans, its request IDs ([`seen::encode`], maybe
+/// none); then, if it had spans, their section ([`spans::encode_section`]). Records
+/// without the trailing sections decode as before.
 pub(crate) fn encode_record<'a>(
     new_entries: &dict::Segment,
     puts: &[Logged],
@@ -21,7 +24,7 @@ pub(crate) fn encode_record<'a>(
     put_uvarint(&mut out, segment.len() as u64);
     out.extend_from_slice(&segment);
     put_uvarint(&mut out, puts.len() as u64);
-    for (key, time, pairs) in puts {
+    for (key, time, pairs, _) in puts {
         encode_key(key, &mut out);
         put_uvarint(&mut out, zigzag(*time));
         put_uvarint(&mut out, pairs.len() as u64);
@@ -32,13 +35,25 @@ pub(crate) fn encode_record<'a>(
             previous = path;
         }
     }
-    if ids.len() > 0 {
+    let with_spans = puts.iter().any(|p| !p.3.is_empty());
+    if ids.len() > 0 || with_spans {
         seen::encode(ids, &mut out);
+    }
+    if with_spans {
+        let spans: Vec<&SpanPairs> = puts.iter().map(|p| &p.3).collect();
+        spans::encode_section(&spans, &mut out);
     }
     out
 }
 
-type Record = (dict::Segment, Vec<Logged>, Vec<(String, i64)>);
+/// A decoded record: its dictionary entries, puts and request IDs, and why its spans
+/// could not be read, if they could not (the puts stand without them).
+pub(crate) struct Record {
+    pub segment: dict::Segment,
+    pub puts: Vec<Logged>,
+    pub ids: Vec<(String, i64)>,
+    pub spans_damaged: Option<crate::varint::Corrupt>,
+}
 
 pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, crate::varint::Corrupt> {
     let mut r = Reader::new(bytes);
@@ -60,12 +75,28 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, crate::varint::Corru
                 .ok_or_else(|| r.corrupt("path id out of range"))?;
             pairs.push((path, r.uvarint()?));
         }
-        out.push((key, time, pairs));
+        out.push((key, time, pairs, SpanPairs::new()));
     }
     let ids = if r.remaining() > 0 {
         seen::decode(&mut r, bytes.len())?
     } else {
         Vec::new()
     };
-    Ok((segment, out, ids))
+    let mut spans_damaged = None;
+    if r.remaining() > 0 {
+        match spans::decode_section(&mut r, out.len(), bytes.len()) {
+            Ok(spans) => {
+                for (put, spans) in out.iter_mut().zip(spans) {
+                    put.3 = spans;
+                }
+            }
+            Err(e) => spans_damaged = Some(e),
+        }
+    }
+    Ok(Record {
+        segment,
+        puts: out,
+        ids,
+        spans_damaged,
+    })
 }

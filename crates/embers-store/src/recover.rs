@@ -27,6 +27,7 @@ use crate::record::decode_record;
 use crate::seen::Seen;
 use crate::segment::leaf_of;
 use crate::series::{decode_entries, Catalog, SeriesId};
+use crate::spans::SpanIndex;
 use crate::storage::{FileStorage, Storage, StorageError};
 use crate::store::{Config, State, Stats, Store, WalWriter, FLUSHED_KEY};
 use crate::wal::{self, Segment};
@@ -139,6 +140,14 @@ impl Store {
         if rewrite_flushed {
             storage.put(FLUSHED_KEY, &flushed_marker(flushed))?;
         }
+        let spans = load_spans(
+            storage.as_ref(),
+            &quarantine,
+            &stats,
+            &wal_dir,
+            &wal_segments,
+            flushed,
+        )?;
         remove_combined_originals(storage.as_ref(), &quarantine, &stats, &mut manifest)?;
         for key in storage.list("agg/")? {
             if let Some((block, agg)) = parse_aggregate(&key) {
@@ -166,16 +175,21 @@ impl Store {
                 let damaged = |what: String| {
                     StoreError::Wal(std::io::Error::other(format!("WAL segment {seq}: {what}")))
                 };
-                let (segment, puts, ids) =
-                    decode_record(&record).map_err(|e| damaged(e.to_string()))?;
-                for (id, at) in ids {
+                let record = decode_record(&record).map_err(|e| damaged(e.to_string()))?;
+                if let Some(e) = &record.spans_damaged {
+                    // The record's checksum held, so this is a bug rather than a bad disk;
+                    // the trees stand, only which span they ran in is lost.
+                    tracing::error!(segment = seq, error = %e, "the spans of a WAL record cannot be read; its profiles are replayed without them");
+                }
+                for (id, at) in record.ids {
                     seen.remember(&id, at);
                 }
-                dict.apply_logged(segment);
-                for (key, time, pairs) in puts {
+                dict.apply_logged(record.segment);
+                for (key, time, pairs, spans) in record.puts {
                     let leaf = leaf_of(time);
                     let id = catalog.touch(&key, leaf);
                     head.add(leaf, id, pairs);
+                    head.spans.add(leaf, id, spans);
                 }
             }
         }
@@ -207,6 +221,7 @@ impl Store {
                 graveyard: Vec::new(),
                 first_kept: i64::MIN,
                 seen,
+                spans,
             }),
             wal: Mutex::new(WalWriter::new(segment, dict.len())),
             health: Default::default(),
@@ -232,6 +247,44 @@ fn open_object(
     let bytes = storage.get(key)?;
     refuse_other_version(key, &bytes)?;
     Ok(envelope::open(kind, &bytes, max).map_err(|e| e.to_string()))
+}
+
+/// The span objects to use: those of finished flushes. A span object of a flush that
+/// did not finish is redundant when its WAL segments are present and whole (the replay
+/// brings its spans back) and is removed; with damaged segments it is quarantined, as its
+/// runs are. One whose segment is gone is kept (its flush finished: `meta/flushed` was
+/// raised for its runs).
+fn load_spans(
+    storage: &dyn Storage,
+    quarantine: &Quarantine,
+    stats: &Stats,
+    wal_dir: &Path,
+    wal_segments: &[u64],
+    flushed: u64,
+) -> Result<SpanIndex, StoreError> {
+    let mut index = SpanIndex::default();
+    for key in storage.list(crate::spans::PREFIX)? {
+        let Some((seq, _, _)) = crate::spans::parse_key(&key) else {
+            continue;
+        };
+        if seq <= flushed || !wal_segments.contains(&seq) {
+            index.add(key);
+            continue;
+        }
+        let whole = wal_segments
+            .iter()
+            .filter(|&&s| s <= seq)
+            .all(|&s| wal_whole(wal_dir, s));
+        if whole {
+            tracing::info!(object = key.as_str(), "removing a span object of a flush that did not finish; its spans are replayed from the WAL");
+            storage.delete(&key)?;
+        } else {
+            let why =
+                "a span object of a flush that did not finish, whose WAL segments are damaged";
+            quarantine.isolate(storage, stats, &key, why, true)?;
+        }
+    }
+    Ok(index)
 }
 
 /// The entries of catalog object `key`, or why it cannot be read.
@@ -347,6 +400,10 @@ pub(crate) fn unknown_objects(
                 catalog_seq(&key)
                     .is_none()
                     .then_some("not a catalog object name")
+            } else if key.starts_with(crate::spans::PREFIX) {
+                crate::spans::parse_key(&key)
+                    .is_none()
+                    .then_some("not a span object name")
             } else if key.starts_with("meta/") {
                 (key != FLUSHED_KEY).then_some("not a metadata object this store knows")
             } else {

@@ -18,7 +18,7 @@ pub const PROFILE_TYPE: &str = "__profile_type__";
 
 /// What a series is: a profile type id (`name:sample_type:sample_unit:period_type:period_unit`)
 /// and its labels.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SeriesKey {
     /// For example `process_cpu:cpu:nanoseconds:cpu:nanoseconds`.
     pub profile_type: String,

@@ -18,6 +18,7 @@ use crate::ingest::Staging;
 use crate::manifest::Manifest;
 use crate::seen::Seen;
 use crate::series::{Catalog, SeriesId, SeriesInfo, SeriesKey};
+use crate::spans::SpanIndex;
 use crate::storage::Storage;
 use crate::wal::Segment;
 
@@ -64,7 +65,9 @@ impl Default for Config {
 }
 
 /// One tree to store: what series, when, and the samples.
-#[derive(Debug, Clone)]
+///
+/// Build it with `..Default::default()` for the fields you do not set: more may come.
+#[derive(Debug, Clone, Default)]
 pub struct Put {
     /// The series it belongs to.
     pub key: SeriesKey,
@@ -72,6 +75,11 @@ pub struct Put {
     pub time: i64,
     /// The samples.
     pub tree: StackTree,
+    /// The samples of `tree` that ran in tracing spans, by 64-bit span ID (see
+    /// `Store::merge_spans`). Each span's tree must be part of `tree`: `tree` holds every
+    /// sample, these say which belong to which span. Span IDs are not series labels, so
+    /// any number of spans keeps one series.
+    pub spans: Vec<(u64, StackTree)>,
 }
 
 /// Counters for metrics.
@@ -131,6 +139,8 @@ pub(crate) struct State {
     pub first_kept: i64,
     /// Request IDs of accepted writes, for deduplicating retries.
     pub seen: Seen,
+    /// The `spans/` objects written by flushes (`spans.rs`).
+    pub spans: SpanIndex,
 }
 
 /// What [`Store::ingest_once`] did.

@@ -55,6 +55,7 @@ fn puts(version: u16) -> Vec<Put> {
                 },
                 time: T0 + 10 * i,
                 tree,
+                ..Default::default()
             });
         }
     }

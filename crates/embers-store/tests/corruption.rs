@@ -30,6 +30,7 @@ fn put(service: &str, i: i64) -> Put {
         },
         time: T0 + 10 * i,
         tree,
+        ..Default::default()
     }
 }
 

@@ -112,6 +112,7 @@ fn workload(store: &Store, faulty: &FaultyStorage<MemoryStorage>, mode: Mode, se
                 key: key(service),
                 time,
                 tree,
+                ..Default::default()
             }];
             match store.ingest_once(&id, put.clone()) {
                 Ok(Ingested::Stored) => {
@@ -390,6 +391,7 @@ fn a_block_combined_twice_reopens_after_a_crash_and_counts_once() {
                 key: key("ride"),
                 time,
                 tree,
+                ..Default::default()
             }])
             .unwrap();
         store.flush().unwrap();

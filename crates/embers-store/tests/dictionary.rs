@@ -95,6 +95,7 @@ impl Sim {
                     key: key(service),
                     time: self.now,
                     tree: tree(self.now, salt),
+                    ..Default::default()
                 })
                 .collect();
             self.puts.extend(puts.iter().cloned());
@@ -328,6 +329,7 @@ fn put_at(store: &Store, time: i64, stack: &[&str], value: u64) {
             key: key("api"),
             time,
             tree,
+            ..Default::default()
         }])
         .unwrap();
     store.flush().unwrap();

@@ -48,6 +48,7 @@ fn write(i: u64) -> Put {
         key: key(),
         time: T0 + i as i64,
         tree,
+        ..Default::default()
     }
 }
 

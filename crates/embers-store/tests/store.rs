@@ -100,6 +100,7 @@ fn ingest_hours(store: &Store, truth: &mut Truth, rng: &mut Rng, start: i64, sec
                     key: key(service, region),
                     time: t + rng.below(10) as i64,
                     tree: random_tree(rng),
+                    ..Default::default()
                 });
             }
         }
@@ -326,6 +327,7 @@ fn series_limit_refuses_the_whole_request() {
             key: key("a", "1"),
             time: T0,
             tree: tree.clone(),
+            ..Default::default()
         }])
         .unwrap();
     let err = store
@@ -334,11 +336,13 @@ fn series_limit_refuses_the_whole_request() {
                 key: key("a", "2"),
                 time: T0,
                 tree: tree.clone(),
+                ..Default::default()
             },
             Put {
                 key: key("a", "3"),
                 time: T0,
                 tree: tree.clone(),
+                ..Default::default()
             },
         ])
         .unwrap_err();
@@ -354,6 +358,7 @@ fn series_limit_refuses_the_whole_request() {
             key: key("b", "1"),
             time: T0,
             tree,
+            ..Default::default()
         }])
         .unwrap();
 }
@@ -376,6 +381,7 @@ fn ingest_and_queries_run_concurrently() {
                             key: key("c", &w.to_string()),
                             time: T0 + i,
                             tree,
+                            ..Default::default()
                         }])
                         .unwrap();
                     if i % 100 == 0 {
@@ -425,6 +431,7 @@ fn a_retried_write_is_stored_once_across_flushes_and_restarts() {
             key: key("app", "eu"),
             time: T0,
             tree: tree.clone(),
+            ..Default::default()
         }]
     };
     let ids = |id: &str| vec![id.to_owned()];

@@ -60,10 +60,10 @@ pub fn run(args: DiffArgs) -> anyhow::Result<()> {
         )?;
     }
     eprintln!(
-        "wrote {} ({} → {} samples)",
+        "wrote {} ({} → {})",
         path.display(),
-        before.total(),
-        after.total()
+        before.meta.sample_type.format_value(before.total()),
+        after.meta.sample_type.format_value(after.total())
     );
     Ok(())
 }

@@ -27,6 +27,10 @@ pub fn run(mut args: FlamegraphArgs) -> anyhow::Result<()> {
         args.output.format = Some(embers_formats::Format::Svg);
     }
     let path = write_profile_to(&profile, &args.output, "flamegraph.svg")?;
-    eprintln!("wrote {} samples to {}", profile.total(), path.display());
+    eprintln!(
+        "wrote {} to {}",
+        profile.meta.sample_type.format_value(profile.total()),
+        path.display()
+    );
     Ok(())
 }

@@ -23,6 +23,10 @@ pub struct QueryArgs {
     /// The server to ask.
     #[arg(long, env = "EMBERS_SERVER", default_value = "http://localhost:4040")]
     pub server: String,
+    /// One frame per function, file and line (the server groups by function name unless
+    /// asked for lines).
+    #[arg(long)]
+    pub by_line: bool,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -35,6 +39,10 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         .query("from", &args.from)
         .query("until", &args.until)
         .query("format", "pprof")
+        .query(
+            "aggregation",
+            if args.by_line { "line" } else { "function" },
+        )
         .config()
         .http_status_as_error(false)
         .build()
@@ -58,6 +66,11 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         .context("decoding the server's pprof")?;
     if profile.total() == 0 {
         eprintln!("embers: no samples match {} in that range", args.query);
+    } else {
+        eprintln!(
+            "embers: {} in total",
+            profile.meta.sample_type.format_value(profile.total())
+        );
     }
     let path = write_profile_to(&profile, &args.output, "-")?;
     if path.as_os_str() != "-" {

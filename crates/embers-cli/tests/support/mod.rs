@@ -219,3 +219,14 @@ pub fn post_text(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
         r.body_mut().read_to_string().unwrap(),
     )
 }
+
+/// Calls a Connect `QuerierService` method with a JSON body, expecting 200.
+pub fn querier(server: &ServerHandle, method: &str, body: serde_json::Value) -> serde_json::Value {
+    let (status, text) = post(
+        &server.url(&format!("/querier.v1.QuerierService/{method}")),
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{method}: {text}");
+    serde_json::from_str(&text).unwrap()
+}

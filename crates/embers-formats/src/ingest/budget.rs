@@ -52,6 +52,9 @@ pub struct IngestBudget {
     /// the store and the UI compute far from wrapping (2^53 is also the largest integer
     /// a browser represents exactly).
     pub max_total_value: u64,
+    /// Distinct tracing spans (`span_id` sample labels) in one request: each keeps its
+    /// own samples in the store beside its series.
+    pub max_spans: usize,
 }
 
 impl Default for IngestBudget {
@@ -70,6 +73,7 @@ impl Default for IngestBudget {
             max_request_ids: 1024,
             max_request_id_length: 128,
             max_total_value: 1 << 53,
+            max_spans: 10_000,
         }
     }
 }
@@ -92,6 +96,7 @@ impl IngestBudget {
             max_request_ids: usize::MAX,
             max_request_id_length: usize::MAX,
             max_total_value: u64::MAX,
+            max_spans: usize::MAX,
         }
     }
 }

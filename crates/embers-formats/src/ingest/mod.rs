@@ -26,6 +26,8 @@
 //! ```
 
 mod budget;
+pub mod form;
+mod jfr;
 pub mod multipart;
 mod push;
 pub(crate) mod scan;
@@ -33,6 +35,7 @@ mod stacks;
 
 pub(crate) use budget::Spend;
 pub use budget::{Bound, IngestBudget};
+pub use form::{default_sample_types, PprofForm, SampleTypeConfig, SampleTypes};
 
 use embers_profile::StackTree;
 
@@ -61,8 +64,15 @@ pub struct LegacyUpload<'a> {
 pub enum Legacy {
     /// One call tree (folded, lines, trie, tree), values scaled.
     Stacks(StackTree),
-    /// A pprof upload (plain or multipart): each sample type, by sample labels.
+    /// A raw pprof upload: each sample type, by sample labels.
     Pprof(Vec<LabelledTrees>),
+    /// A multipart pprof upload (`pyroscope-go`): the profile, with cumulative types
+    /// turned into deltas when a `prev_profile` came with it, and the sample types'
+    /// configuration.
+    PprofForm(PprofForm),
+    /// A JFR upload (`format=jfr`): one group per kind of event, each with its
+    /// `__name__` family and series labels.
+    Jfr(Vec<crate::jfr::JfrGroup>),
 }
 
 /// A Connect Push request as it arrived.
@@ -136,6 +146,35 @@ fn pprof(bytes: &[u8], spend: &mut Spend<'_>) -> Result<Vec<LabelledTrees>, Form
     Ok(decoded)
 }
 
+/// The pprof form: `profile`, optional `sample_type_config` and `prev_profile` (file
+/// parts only, as Grafana reads forms).
+fn pprof_form(
+    body: &[u8],
+    boundary: &str,
+    spend: &mut Spend<'_>,
+) -> Result<PprofForm, FormatError> {
+    let parts = multipart::file_parts(body, boundary)?;
+    let part = |name: &str| parts.iter().find(|(n, _)| n == name).map(|(_, b)| *b);
+    let (sample_types, configured) = match part("sample_type_config") {
+        Some(json) => (form::sample_types(json)?, true),
+        None => (default_sample_types(), false),
+    };
+    // No profile is an empty upload, as Grafana takes it (200, nothing stored).
+    let mut profiles = match part("profile") {
+        Some(profile) => pprof(profile, spend)?,
+        None => Vec::new(),
+    };
+    if let Some(prev) = part("prev_profile").filter(|_| !profiles.is_empty()) {
+        let prev = pprof(prev, spend)?;
+        form::subtract_previous(&mut profiles, &prev, &sample_types);
+    }
+    Ok(PprofForm {
+        profiles,
+        sample_types,
+        configured,
+    })
+}
+
 /// Decodes a legacy `/ingest` upload within `budget`.
 pub fn decode_legacy(
     upload: &LegacyUpload<'_>,
@@ -147,31 +186,23 @@ pub fn decode_legacy(
     let is_multipart = content_type
         .get(..19)
         .is_some_and(|c| c.eq_ignore_ascii_case("multipart/form-data"));
+    if format == "jfr" {
+        return jfr::decode(&body, content_type, upload.scale, spend).map(Legacy::Jfr);
+    }
     if format == "pprof" || is_multipart {
         let Some(boundary) = multipart::boundary(content_type) else {
             return pprof(&body, spend).map(Legacy::Pprof);
         };
-        let parts = multipart::parts(&body, boundary)?;
-        if parts.iter().any(|(n, _)| n == "prev_profile") {
-            return Err(FormatError::Unsupported {
-                format: "prev_profile (cumulative pprof)",
-                operation: "ingested",
-            });
-        }
-        let (_, profile) = parts
-            .into_iter()
-            .find(|(n, _)| n == "profile")
-            .ok_or_else(|| FormatError::malformed("multipart", "no `profile` part"))?;
-        return pprof(profile, spend).map(Legacy::Pprof);
+        return pprof_form(&body, boundary, spend).map(Legacy::PprofForm);
     }
     let tree = match format {
         "trie" => stacks::trie(&body, spend)?,
         "tree" => stacks::tree(&body, spend)?,
         "lines" => stacks::lines(&body, spend)?,
-        "jfr" | "speedscope" => {
+        "speedscope" => {
             return Err(FormatError::Unsupported {
-                format: if format == "jfr" { "jfr" } else { "speedscope" },
-                operation: "ingested (send pprof, folded, lines, trie or tree)",
+                format: "speedscope",
+                operation: "ingested (send pprof, jfr, folded, lines, trie or tree)",
             })
         }
         // Pyroscope's clients name the node-list formats by content type alone; any

@@ -30,6 +30,34 @@ fn bad(message: &str) -> FormatError {
 
 /// The parts of `body` as `(name, bytes)`.
 pub fn parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<(String, &'a [u8])>, FormatError> {
+    Ok(all_parts(body, boundary)?
+        .into_iter()
+        .map(|p| (p.name, p.body))
+        .collect())
+}
+
+/// The non-empty *file* parts of `body` (those with a `filename`), as `(name, bytes)`:
+/// what Grafana Pyroscope's form reader counts (`pkg/og/util/form`); a field without a
+/// filename, or an empty file, is absent.
+pub fn file_parts<'a>(
+    body: &'a [u8],
+    boundary: &str,
+) -> Result<Vec<(String, &'a [u8])>, FormatError> {
+    Ok(all_parts(body, boundary)?
+        .into_iter()
+        .filter(|p| p.is_file && !p.body.is_empty())
+        .map(|p| (p.name, p.body))
+        .collect())
+}
+
+/// One part: its name, whether it is a file, its bytes.
+struct Part<'a> {
+    name: String,
+    is_file: bool,
+    body: &'a [u8],
+}
+
+fn all_parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<Part<'a>>, FormatError> {
     if boundary.is_empty() || boundary.len() > MAX_BOUNDARY {
         return Err(bad("the boundary must be 1 to 70 characters"));
     }
@@ -52,19 +80,24 @@ pub fn parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<(String, &'a [u8]
             .ok_or_else(|| bad("a part without headers"))?;
         let headers = std::str::from_utf8(&body[at..headers_end])
             .map_err(|_| bad("part headers are not UTF-8"))?;
-        let name = headers
-            .lines()
-            .filter(|l| {
-                l.get(..20)
-                    .is_some_and(|h| h.eq_ignore_ascii_case("content-disposition:"))
-            })
-            .flat_map(|l| l.split(';'))
+        let disposition = || {
+            headers
+                .lines()
+                .filter(|l| {
+                    l.get(..20)
+                        .is_some_and(|h| h.eq_ignore_ascii_case("content-disposition:"))
+                })
+                .flat_map(|l| l.split(';'))
+                .map(str::trim)
+        };
+        let name = disposition()
             .find_map(|p| {
-                p.trim()
-                    .strip_prefix("name=")
+                p.strip_prefix("name=")
                     .map(|v| v.trim_matches('"').to_owned())
             })
             .ok_or_else(|| bad("a part without a name"))?;
+        let is_file =
+            disposition().any(|p| p.starts_with("filename=") || p.starts_with("filename*="));
         let start = headers_end + 4;
         let next = delimiters
             .find(&body[start..])
@@ -74,7 +107,11 @@ pub fn parts<'a>(body: &'a [u8], boundary: &str) -> Result<Vec<(String, &'a [u8]
             .checked_sub(2)
             .filter(|&e| e >= start && &body[e..next] == b"\r\n")
             .ok_or_else(|| bad("malformed part (no CRLF before the boundary)"))?;
-        out.push((name, &body[start..end]));
+        out.push(Part {
+            name,
+            is_file,
+            body: &body[start..end],
+        });
         at = next;
     }
 }
@@ -91,6 +128,10 @@ mod tests {
         assert_eq!(p[0], ("profile".to_string(), &b"\x01\x02\r\n\x03"[..]));
         assert_eq!(p[1], ("sample_type_config".to_string(), &b"{}"[..]));
         assert!(parts(&body[..40], "XYZ").is_err());
+        // Only the file part counts as a form file.
+        let files = file_parts(body, "XYZ").unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].0, "profile");
     }
 
     #[test]

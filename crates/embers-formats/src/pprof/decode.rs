@@ -93,7 +93,8 @@ pub fn decode_all(bytes: &[u8], limits: &ReadLimits) -> Result<Vec<Profile>, For
 pub struct LabelledTrees {
     /// What the values measure (and the profile's period and times).
     pub meta: ProfileMeta,
-    /// Trees by sample labels; trees share the profile's whole symbol table.
+    /// Trees by string sample labels (numeric labels are dropped); trees share the
+    /// profile's whole symbol table.
     pub trees: Vec<(Labels, StackTree)>,
 }
 
@@ -309,6 +310,17 @@ impl<'a> Decoder<'a> {
         })
     }
 
+    /// A sample's string labels only: numeric ones (`Label.num`, such as Go heap's
+    /// `bytes`) are measurements, not dimensions, and Grafana deletes them before
+    /// grouping; as series labels they would make one series per allocation size.
+    fn string_labels(&self, sample: &proto::Sample) -> Result<Labels, FormatError> {
+        let mut labels = Labels::new();
+        for label in sample.label.iter().filter(|l| l.str != 0) {
+            labels.set(self.string(label.key)?, self.string(label.str)?);
+        }
+        Ok(labels)
+    }
+
     fn labels(&self, sample: &proto::Sample) -> Result<Labels, FormatError> {
         let mut labels = Labels::new();
         for label in &sample.label {
@@ -329,7 +341,7 @@ impl<'a> Decoder<'a> {
         let mut meta = self.template.meta.clone();
         meta.sample_type = ValueType::new(self.string(t.r#type)?, self.string(t.unit)?);
         // Group by the raw label indices first: hashing small integers, not strings.
-        let mut groups: FxHashMap<Vec<(i64, i64, i64)>, usize> = FxHashMap::default();
+        let mut groups: FxHashMap<Vec<(i64, i64)>, usize> = FxHashMap::default();
         // Per group: its labels, and its stacks as (start, end, value) into `frames`.
         type Spans = Vec<(usize, usize, u64)>;
         let mut grouped: Vec<(Labels, Spans)> = Vec::new();
@@ -342,12 +354,16 @@ impl<'a> Decoder<'a> {
                 continue;
             }
             spend.value(NAME, value)?;
-            let key: Vec<(i64, i64, i64)> =
-                sample.label.iter().map(|l| (l.key, l.str, l.num)).collect();
+            let key: Vec<(i64, i64)> = sample
+                .label
+                .iter()
+                .filter(|l| l.str != 0)
+                .map(|l| (l.key, l.str))
+                .collect();
             let group = match groups.get(&key) {
                 Some(&g) => g,
                 None => {
-                    grouped.push((self.labels(sample)?, Vec::new()));
+                    grouped.push((self.string_labels(sample)?, Vec::new()));
                     groups.insert(key, grouped.len() - 1);
                     grouped.len() - 1
                 }

@@ -74,7 +74,11 @@ pub fn encode_proto(profile: &Profile) -> proto::Profile {
                         out.function.push(proto::Function {
                             id: next_fn,
                             name,
-                            system_name: name,
+                            // Frames keep one name (the decoder takes `name`, else
+                            // `system_name`), so there is no system name to write. Writing
+                            // the name there too would make `go tool pprof` demangle it:
+                            // `Foo<int>::bar(int)` would lose its template and arguments.
+                            system_name: 0,
                             filename: file,
                             start_line: 0,
                         });
@@ -139,4 +143,38 @@ pub fn encode(profile: &Profile, out: &mut dyn Write) -> Result<(), FormatError>
     gz.write_all(&bytes)?;
     gz.finish()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embers_profile::{Frame, Labels, ProfileMeta};
+
+    /// `go tool pprof` demangles a function whose `system_name` equals its name; a
+    /// template name must not be offered to it.
+    #[test]
+    fn names_only_and_the_profiles_period_and_times() {
+        let meta = ProfileMeta {
+            sample_type: ValueType::new("cpu", "nanoseconds"),
+            period_type: Some(ValueType::new("cpu", "nanoseconds")),
+            period: 10_000_000,
+            time_nanos: 1_700_000_000_000_000_000,
+            duration_nanos: 10_000_000_000,
+        };
+        let mut profile = Profile::new(meta.clone());
+        let frame = profile.symbols.intern(&Frame::named("Foo<int>::bar(int)"));
+        profile.add(vec![frame], Labels::new(), 3);
+        let p = encode_proto(&profile);
+        assert!(p.function.iter().all(|f| f.system_name == 0));
+        assert_eq!(
+            p.string_table[p.function[0].name as usize],
+            "Foo<int>::bar(int)"
+        );
+        assert_eq!(
+            (p.period, p.time_nanos, p.duration_nanos),
+            (meta.period, meta.time_nanos, meta.duration_nanos)
+        );
+        let period_type = p.period_type.unwrap();
+        assert_eq!(p.string_table[period_type.r#type as usize], "cpu");
+    }
 }

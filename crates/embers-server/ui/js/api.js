@@ -6,9 +6,9 @@
  * @typedef {{ name: string, profileTypes: string[], legacyNames: string[] }} App
  * @typedef {{ names: string[], levels: number[][], numTicks: number, maxSelf: number }} Flamebearer
  * @typedef {{ startTime: number, samples: number[], durationDelta: number }} TimelineData
- * @typedef {{ flamebearer: Flamebearer, metadata: { units: string, format: string },
+ * @typedef {{ flamebearer: Flamebearer, metadata: { units: string, sampleRate: number, format: string },
  *   timeline: TimelineData }} Render
- * @typedef {{ flamebearer: Flamebearer, metadata: { units: string },
+ * @typedef {{ flamebearer: Flamebearer, metadata: { units: string, sampleRate: number },
  *   leftTicks: number, rightTicks: number }} RenderDiff
  */
 
@@ -62,6 +62,15 @@ export function selector(type, app, matchers) {
   return `${type}{${m.join(', ')}}`;
 }
 
+/**
+ * The `aggregation` parameter for a view's state: nodes per function unless the "by
+ * line" switch is on.
+ * @param {{by: string}} state
+ */
+export function aggregation(state) {
+  return state.by === 'line' ? 'line' : undefined;
+}
+
 /** @returns {Promise<App[]>} */
 export function apps() {
   return getJson('apps', { from: 'now-30d' });
@@ -78,7 +87,7 @@ export function labelValues(query, label) {
 }
 
 /**
- * @param {{query: string, from: string, until: string, maxNodes?: string | number}} p
+ * @param {{query: string, from: string, until: string, maxNodes?: string | number, aggregation?: string}} p
  * @param {AbortSignal} [signal]
  * @returns {Promise<Render>}
  */
@@ -88,7 +97,7 @@ export function render(p, signal) {
 
 /**
  * @param {{leftQuery: string, leftFrom: string, leftUntil: string,
- *   rightQuery: string, rightFrom: string, rightUntil: string, maxNodes?: string}} p
+ *   rightQuery: string, rightFrom: string, rightUntil: string, maxNodes?: string, aggregation?: string}} p
  * @param {AbortSignal} [signal]
  * @returns {Promise<RenderDiff>}
  */

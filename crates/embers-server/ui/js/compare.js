@@ -10,7 +10,7 @@ import { FlameGraph } from './flamegraph.js';
 import { percent, value } from './format.js';
 import { fromFlamebearer } from './graph.js';
 import { right } from './state.js';
-import { orientationToggle, searchBox } from './single.js';
+import { granularityToggle, orientationToggle, searchBox } from './single.js';
 
 /**
  * @typedef {import('./state.js').State} State
@@ -83,9 +83,10 @@ export async function mount(root, state, ctx) {
     leftMatched,
     rightMatched,
     h('span', { class: 'spacer' }),
+    granularityToggle(state, ctx),
     orientationToggle(state, ctx, () => [lg, rg]),
-    exportMenu({ query: () => s.leftQuery, canvas: () => lg.canvas, name: () => `${state.app}-baseline`, label: 'Export baseline', empty: () => !lg.graph || lg.graph.numTicks === 0 }),
-    exportMenu({ query: () => s.rightQuery, canvas: () => rg.canvas, name: () => `${state.app}-comparison`, label: 'Export comparison', empty: () => !rg.graph || rg.graph.numTicks === 0 }),
+    exportMenu({ query: () => ({ ...s.leftQuery, aggregation: api.aggregation(state) }), canvas: () => lg.canvas, name: () => `${state.app}-baseline`, label: 'Export baseline', empty: () => !lg.graph || lg.graph.numTicks === 0 }),
+    exportMenu({ query: () => ({ ...s.rightQuery, aggregation: api.aggregation(state) }), canvas: () => rg.canvas, name: () => `${state.app}-comparison`, label: 'Export comparison', empty: () => !rg.graph || rg.graph.numTicks === 0 }),
   );
   replace(
     root,
@@ -98,16 +99,17 @@ export async function mount(root, state, ctx) {
   let l;
   let r;
   try {
-    [l, r] = await Promise.all([api.render({ ...s.leftQuery, maxNodes: state.maxNodes }), api.render({ ...s.rightQuery, maxNodes: state.maxNodes })]);
+    const aggregation = api.aggregation(state);
+    [l, r] = await Promise.all([api.render({ ...s.leftQuery, maxNodes: state.maxNodes, aggregation }), api.render({ ...s.rightQuery, maxNodes: state.maxNodes, aggregation })]);
   } catch (e) {
     failed(status, e);
     return;
   }
   s.left.timeline.set(timelineOf(l.timeline, '#5b7fd6'));
   s.right.timeline.set(timelineOf(r.timeline, '#d9534f'));
-  lg.setGraph(fromFlamebearer(l.flamebearer, l.metadata.units));
-  rg.setGraph(fromFlamebearer(r.flamebearer, r.metadata.units));
-  status.textContent = `Baseline ${value(l.flamebearer.numTicks, l.metadata.units)}, comparison ${value(r.flamebearer.numTicks, r.metadata.units)}`;
+  lg.setGraph(fromFlamebearer(l.flamebearer, l.metadata));
+  rg.setGraph(fromFlamebearer(r.flamebearer, r.metadata));
+  status.textContent = `Baseline ${value(l.flamebearer.numTicks, l.metadata)}, comparison ${value(r.flamebearer.numTicks, r.metadata)}`;
   if (state.search) search.input.dispatchEvent(new Event('input'));
   ctx.ready();
 }

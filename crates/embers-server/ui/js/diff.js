@@ -11,7 +11,7 @@ import { diffColour, value } from './format.js';
 import { findPath, fromFlamebearer, functionTable, pathOf } from './graph.js';
 import { FunctionTable } from './table.js';
 import { sides } from './compare.js';
-import { orientationToggle, searchBox } from './single.js';
+import { granularityToggle, orientationToggle, searchBox } from './single.js';
 
 /**
  * @typedef {import('./state.js').State} State
@@ -62,6 +62,7 @@ export async function mount(root, state, ctx) {
     rightFrom: s.rightQuery.from,
     rightUntil: s.rightQuery.until,
     maxNodes: state.maxNodes,
+    aggregation: api.aggregation(state),
   };
   const toolbar = h(
     'div',
@@ -69,6 +70,7 @@ export async function mount(root, state, ctx) {
     search.el,
     legend(),
     h('span', { class: 'spacer' }),
+    granularityToggle(state, ctx),
     orientationToggle(state, ctx, () => [fg]),
     exportMenu({ query: () => null, canvas: () => fg.canvas, name: () => `${state.app}-diff`, diffJson: () => api.url('render-diff', params), empty: () => !fg.graph || fg.graph.numTicks === 0 }),
   );
@@ -85,7 +87,7 @@ export async function mount(root, state, ctx) {
   }
   s.left.timeline.set(timelineOf(l.timeline, '#5b7fd6'));
   s.right.timeline.set(timelineOf(r.timeline, '#d9534f'));
-  const graph = fromFlamebearer(d.flamebearer, d.metadata.units, { leftTicks: d.leftTicks, rightTicks: d.rightTicks });
+  const graph = fromFlamebearer(d.flamebearer, d.metadata, { leftTicks: d.leftTicks, rightTicks: d.rightTicks });
   fg.setGraph(graph, state.zoom ? findPath(graph, state.zoom.split(';')) : 0);
   table.set(graph, functionTable(graph));
   status.textContent = `Baseline ${value(d.leftTicks, graph.units)}, comparison ${value(d.rightTicks, graph.units)}; colour: change of each node's share`;

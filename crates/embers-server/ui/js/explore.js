@@ -65,7 +65,7 @@ export async function mount(root, state, ctx) {
     rows = await Promise.all(
       values.map(async (v) => {
         const r = await api.render({ query: api.selector(state.type, state.app, narrowed(state.q, groupBy, v)), from: state.from, until: state.until, maxNodes: 1 });
-        return { value: v, total: r.flamebearer.numTicks, timeline: r.timeline, units: r.metadata.units };
+        return { value: v, total: r.flamebearer.numTicks, timeline: r.timeline, units: r.metadata };
       }),
     );
   } catch (e) {
@@ -75,7 +75,7 @@ export async function mount(root, state, ctx) {
   rows.sort((a, b) => b.total - a.total);
   const shown = rows.slice(0, MAX_VALUES);
   const all = rows.reduce((s, r) => s + r.total, 0);
-  const units = rows[0]?.units ?? 'samples';
+  const units = rows[0]?.units ?? { units: 'samples', sampleRate: 100 };
   const colour = (/** @type {number} */ i) => PALETTE[i % PALETTE.length];
 
   // The selection's timeline shows one line per value.

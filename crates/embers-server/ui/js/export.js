@@ -1,5 +1,5 @@
 // @ts-check
-// Export of the current view: the server writes SVG, folded, pprof, speedscope and JSON
+// Export of the current view: the server writes SVG, folded, pprof, speedscope, JSON and DOT
 // from the same query; PNG is the canvas as drawn.
 
 import { url } from './api.js';
@@ -17,6 +17,7 @@ export function exportMenu(o) {
     ['pprof', 'pprof', 'pb.gz'],
     ['speedscope', 'speedscope', 'speedscope.json'],
     ['json', 'JSON (flamebearer)', 'json'],
+    ['dot', 'Call graph (Graphviz DOT)', 'dot'],
   ];
   const download = (/** @type {string} */ href, /** @type {string} */ file) => {
     const a = h('a', { href, download: file });

@@ -2,15 +2,40 @@
 // Numbers, units, times and colours as the views show them.
 
 /**
- * A value in the profile's units: CPU nanoseconds as time, samples as counts.
- * @param {number} v
- * @param {string} units
+ * A flame graph's units as the server's flamebearer metadata gives them (Grafana
+ * Pyroscope's convention): `samples` are ticks at `sampleRate` per second (CPU
+ * nanoseconds come as `samples` at 1e9), `objects` and `count` are counts, `bytes`
+ * bytes, and time units pass through (wall and lock time in `nanoseconds`).
+ * @typedef {{ units: string, sampleRate: number }} Units
  */
-export function value(v, units) {
-  if (units === 'nanoseconds') return duration(v / 1e9);
-  if (units === 'microseconds') return duration(v / 1e6);
-  if (units === 'bytes') return bytes(v);
-  return `${count(v)} ${units === 'objects' ? 'objects' : 'samples'}`;
+
+/**
+ * A value in the profile's units: time for samples and time units, bytes, or a count.
+ * @param {number} v
+ * @param {Units} u
+ */
+export function value(v, u) {
+  switch (u.units) {
+    case 'samples':
+      return duration(v / (u.sampleRate > 0 ? u.sampleRate : 100));
+    case 'nanoseconds':
+    case 'lock_nanoseconds':
+      return duration(v / 1e9);
+    case 'microseconds':
+      return duration(v / 1e6);
+    case 'milliseconds':
+      return duration(v / 1e3);
+    case 'seconds':
+      return duration(v);
+    case 'bytes':
+      return bytes(v);
+    case 'objects':
+      return `${count(v)} objects`;
+    case 'goroutines':
+      return `${count(v)} goroutines`;
+    default:
+      return count(v);
+  }
 }
 
 /** @param {number} s seconds */

@@ -7,7 +7,7 @@
  * @typedef {{ name: number, level: number, x: number, total: number, self: number,
  *   parent: number, lt: number, ls: number, rt: number, rs: number }} GNode
  * @typedef {{ names: string[], nodes: GNode[], levels: number[][], numTicks: number,
- *   units: string, diff: null | { leftTicks: number, rightTicks: number } }} Graph
+ *   units: import('./format.js').Units, diff: null | { leftTicks: number, rightTicks: number } }} Graph
  * @typedef {{ name: number, self: number, total: number,
  *   ls: number, lt: number, rs: number, rt: number }} FunctionRow
  * @typedef {{ name: number, total: number, self: number, children: Map<number, TNode> }} TNode
@@ -19,7 +19,7 @@ export const OTHER = 'other';
  * Decodes flamebearer levels: `[dx, total, self, name]` per node, or for a diff
  * `[ldx, ltotal, lself, rdx, rtotal, rself, name]`, offsets delta-encoded within a row.
  * @param {import('./api.js').Flamebearer} fb
- * @param {string} units
+ * @param {import('./format.js').Units} units
  * @param {{leftTicks: number, rightTicks: number}} [diff]
  * @returns {Graph}
  */
@@ -82,7 +82,7 @@ function linkParents(nodes, levels) {
  * Lays out a tree (children heaviest first) as a graph, for sandwich views.
  * @param {TNode} root
  * @param {string[]} names
- * @param {string} units
+ * @param {import('./format.js').Units} units
  * @returns {Graph}
  */
 export function fromTree(root, names, units) {

@@ -48,6 +48,27 @@ export function orientationToggle(state, ctx, graphs) {
 }
 
 /**
+ * The "by line" switch: one node per function (the default, as Grafana shows trees) or
+ * one per function, file and line. The server regroups, so the view reloads.
+ * @param {State} state
+ * @param {Context} ctx
+ */
+export function granularityToggle(state, ctx) {
+  const on = state.by === 'line';
+  return h(
+    'button',
+    {
+      type: 'button',
+      class: 'by-line',
+      'aria-pressed': on ? 'true' : 'false',
+      title: 'one node per function, or one per function, file and line',
+      onclick: () => ctx.navigate({ by: on ? 'function' : 'line', zoom: '', fn: '' }),
+    },
+    on ? 'By function' : 'By line',
+  );
+}
+
+/**
  * @param {HTMLElement} root
  * @param {State} state
  * @param {Context} ctx
@@ -105,10 +126,11 @@ export async function mount(root, state, ctx) {
     { class: 'toolbar' },
     search.el,
     h('span', { class: 'spacer' }),
+    granularityToggle(state, ctx),
     orientationToggle(state, ctx, () => [fg, ...sandwichGraphs]),
     show,
     exportMenu({
-      query: () => ({ query, from: state.from, until: state.until }),
+      query: () => ({ query, from: state.from, until: state.until, aggregation: api.aggregation(state) }),
       canvas: () => fg.canvas,
       name: () => state.app,
       empty: () => !fg.graph || fg.graph.numTicks === 0,
@@ -151,13 +173,13 @@ export async function mount(root, state, ctx) {
 
   let res;
   try {
-    res = await api.render({ query, from: state.from, until: state.until, maxNodes: state.maxNodes });
+    res = await api.render({ query, from: state.from, until: state.until, maxNodes: state.maxNodes, aggregation: api.aggregation(state) });
   } catch (e) {
     failed(status, e);
     return;
   }
   performance.mark('embers-data');
-  const graph = fromFlamebearer(res.flamebearer, res.metadata.units);
+  const graph = fromFlamebearer(res.flamebearer, res.metadata);
   panel.timeline.set(timelineOf(res.timeline), null);
   fg.setGraph(graph, state.zoom ? findPath(graph, state.zoom.split(';')) : 0);
   performance.mark('embers-drawn');

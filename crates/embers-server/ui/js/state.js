@@ -16,6 +16,7 @@
  *   fn: string,
  *   groupBy: string,
  *   maxNodes: string,
+ *   by: 'function' | 'line',
  * }} State
  */
 
@@ -37,6 +38,7 @@ export const DEFAULTS = {
   fn: '',
   groupBy: '',
   maxNodes: '',
+  by: 'function',
 };
 
 const VIEWS = ['single', 'compare', 'diff', 'explore'];
@@ -57,6 +59,7 @@ export function parse(search) {
   if (!VIEWS.includes(s.view)) s.view = 'single';
   if (!['both', 'graph', 'table'].includes(s.show)) s.show = 'both';
   if (!['icicle', 'flame'].includes(s.orient)) s.orient = 'icicle';
+  if (!['function', 'line'].includes(s.by)) s.by = 'function';
   return s;
 }
 

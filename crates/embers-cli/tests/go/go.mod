@@ -1,0 +1,3 @@
+module embers.test/goclient
+
+go 1.19

@@ -1,0 +1,423 @@
+//! The query side's presentation, on a real Go program's CPU profile: trees grouped by
+//! function by default and by line on request, flamebearer units as Grafana Pyroscope
+//! answers them, `max-nodes`, and the Graphviz call graph (`format=dot`).
+//!
+//! The Go program (`tests/go_lines/main.go`, built here with Debian's golang) calls `work`
+//! from two lines of `spin`, so its profile has one function at two lines. The expected
+//! totals come from `go tool pprof -top`, not from our own decoder.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use support::{enc, get, now, post, repo, ServerHandle};
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"golines\"}";
+const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds{service_name=\"golines\"}";
+/// Go's CPU profiler samples at 100 Hz: one sample is 10 ms.
+const PERIOD_NS: u64 = 10_000_000;
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-test-deps.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds and runs the Go program; its pprof and the CPU total `go tool pprof` reads in it.
+fn go_profile(dir: &Path) -> (Vec<u8>, u64) {
+    let go = |args: &[&str]| {
+        let mut c = Command::new("go");
+        c.args(args)
+            .current_dir(dir)
+            .env("GOCACHE", dir.join("gocache"))
+            .env("GOPATH", dir.join("gopath"))
+            .env("GO111MODULE", "off");
+        c
+    };
+    let source = repo().join("crates/embers-cli/tests/go_lines/main.go");
+    run(
+        go(&["build", "-o", "lines"]).arg(&source),
+        "go build (golang-go)",
+    );
+    let profile = dir.join("cpu.pprof");
+    run(
+        Command::new(dir.join("lines")).arg(&profile),
+        "the Go program",
+    );
+    let top = run(
+        go(&["tool", "pprof", "-top", "-unit=ns"]).arg(&profile),
+        "go tool pprof",
+    );
+    // "Showing nodes accounting for 470000000ns, 100% of 470000000ns total"
+    let total = top
+        .lines()
+        .find_map(|l| {
+            let rest = l.split(" of ").nth(1)?;
+            rest.strip_suffix("ns total")?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no total in pprof -top:\n{top}"));
+    assert!(total > 0, "{top}");
+    (std::fs::read(&profile).unwrap(), total)
+}
+
+/// One flame graph node: name, depth, total, self.
+#[derive(Debug)]
+struct Node {
+    name: String,
+    level: usize,
+    total: u64,
+    self_value: u64,
+}
+
+fn nodes(render: &Value) -> Vec<Node> {
+    let fb = &render["flamebearer"];
+    let names: Vec<&str> = fb["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    let mut out = Vec::new();
+    for (level, row) in fb["levels"].as_array().unwrap().iter().enumerate() {
+        let row: Vec<u64> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap())
+            .collect();
+        for n in row.chunks(4) {
+            out.push(Node {
+                name: names[n[3] as usize].to_owned(),
+                level,
+                total: n[1],
+                self_value: n[2],
+            });
+        }
+    }
+    out
+}
+
+struct Fixture {
+    server: ServerHandle,
+    total: u64,
+    from: u64,
+    until: u64,
+    _dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    fn start() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let (pprof, total) = go_profile(dir.path());
+        let server = ServerHandle::start(&dir.path().join("data"), &[]);
+        let t = now() / 10 * 10 - 60;
+        let (status, body) = post(
+            &server.url(&format!(
+                "/ingest?name=golines&from={t}&until={}&format=pprof",
+                t + 10
+            )),
+            "application/octet-stream",
+            &pprof,
+        );
+        assert_eq!(status, 200, "{body}");
+        Fixture {
+            server,
+            total,
+            from: t - 60,
+            until: now() + 60,
+            _dir: dir,
+        }
+    }
+
+    fn get(&self, path: &str, query: &str, extra: &str) -> String {
+        let (status, body) = get(&self.server.url(&format!(
+            "{path}?query={}&from={}&until={}{extra}",
+            enc(query),
+            self.from,
+            self.until
+        )));
+        assert_eq!(status, 200, "{path} {extra}: {body}");
+        body
+    }
+
+    fn render(&self, query: &str, extra: &str) -> Value {
+        serde_json::from_str(&self.get("/render", query, extra)).unwrap()
+    }
+}
+
+fn named<'a>(nodes: &'a [Node], prefix: &str) -> Vec<&'a Node> {
+    nodes
+        .iter()
+        .filter(|n| n.name.starts_with(prefix))
+        .collect()
+}
+
+#[test]
+fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
+    let f = Fixture::start();
+
+    // By function (the default): one spin, holding all the CPU, named as Grafana names it.
+    let r = f.render(CPU, "");
+    assert_eq!(r["flamebearer"]["numTicks"], f.total);
+    assert_eq!(r["metadata"]["aggregation"], "function");
+    let n = nodes(&r);
+    let spin = named(&n, "main.spin");
+    assert_eq!(spin.len(), 1, "{n:?}");
+    assert_eq!(spin[0].name, "main.spin");
+    assert_eq!((spin[0].total, spin[0].self_value), (f.total, 0));
+    assert_eq!(named(&n, "main.work").len(), 1, "{n:?}");
+    assert_eq!(named(&n, "main.main").len(), 1, "{n:?}");
+
+    // By line: spin at lines 26 and 27, which together hold all the CPU.
+    let r = f.render(CPU, "&aggregation=line");
+    assert_eq!(r["metadata"]["aggregation"], "line");
+    assert_eq!(r["flamebearer"]["numTicks"], f.total);
+    let n = nodes(&r);
+    let spin = named(&n, "main.spin ");
+    let lines: Vec<&str> = spin
+        .iter()
+        .map(|s| s.name.rsplit_once(':').unwrap().1)
+        .collect();
+    assert_eq!(spin.len(), 2, "{n:?}");
+    let mut sorted = lines.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, ["26)", "27)"], "{n:?}");
+    assert!(spin.iter().all(|s| s.name.contains("go_lines/main.go:")));
+    assert!(spin.iter().all(|s| s.level == spin[0].level));
+    assert_eq!(spin.iter().map(|s| s.total).sum::<u64>(), f.total);
+    assert!(spin.iter().all(|s| s.total > 0));
+
+    // The diff and the exports group the same way.
+    let diff = |extra: &str| -> Value {
+        let url = f.server.url(&format!(
+            "/render-diff?leftQuery={q}&rightQuery={q}&from={}&until={}{extra}",
+            f.from,
+            f.until,
+            q = enc(CPU)
+        ));
+        let (status, body) = get(&url);
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    };
+    let count_spin = |d: &Value| {
+        let names = d["flamebearer"]["names"].as_array().unwrap().clone();
+        names
+            .iter()
+            .filter(|n| n.as_str().unwrap().starts_with("main.spin"))
+            .count()
+    };
+    let d = diff("");
+    assert_eq!(d["leftTicks"], f.total);
+    assert_eq!(count_spin(&d), 1);
+    assert_eq!(count_spin(&diff("&aggregation=line")), 2);
+    let folded = f.get("/render", CPU, "&format=collapsed");
+    assert!(
+        folded.lines().all(|l| !l.contains(".go:")),
+        "no lines by default:\n{folded}"
+    );
+    let stacks: u64 = folded
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(stacks, f.total);
+    let folded = f.get("/render", CPU, "&format=collapsed&aggregation=line");
+    assert!(folded.contains("main.go:26)"), "{folded}");
+
+    // An unknown grouping is refused with the accepted names.
+    let (status, body) = get(&f
+        .server
+        .url(&format!("/render?query={}&aggregation=file", enc(CPU))));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("function") && body.contains("line"), "{body}");
+}
+
+#[test]
+fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
+    let f = Fixture::start();
+    // CPU nanoseconds: "samples" at 1e9 per second, so numTicks / sampleRate = seconds.
+    for query in [CPU, "golines.cpu"] {
+        let r = f.render(query, "");
+        assert_eq!(r["metadata"]["units"], "samples", "{query}");
+        assert_eq!(r["metadata"]["sampleRate"], 1_000_000_000u64, "{query}");
+        assert_eq!(r["flamebearer"]["numTicks"], f.total, "{query}");
+    }
+    // The sample counts Go sends beside them: objects, one per 10 ms sample.
+    let r = f.render(SAMPLES, "");
+    assert_eq!(r["metadata"]["units"], "objects");
+    assert_eq!(r["metadata"]["sampleRate"], 100);
+    assert_eq!(
+        r["flamebearer"]["numTicks"].as_u64().unwrap() * PERIOD_NS,
+        f.total
+    );
+    let url = f.server.url(&format!(
+        "/render-diff?leftQuery={q}&rightQuery={q}&from={}&until={}",
+        f.from,
+        f.until,
+        q = enc(CPU)
+    ));
+    let d: Value = serde_json::from_str(&get(&url).1).unwrap();
+    assert_eq!(
+        (&d["metadata"]["units"], &d["metadata"]["sampleRate"]),
+        (&Value::from("samples"), &Value::from(1_000_000_000u64))
+    );
+    // The timeline counts the same ticks.
+    let timeline: u64 = f.render(CPU, "")["timeline"]["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(timeline, f.total);
+
+    // max-nodes (Pyroscope's frontends) is honoured, maxNodes (Grafana's) wins over it.
+    let full = nodes(&f.render(CPU, "&aggregation=line")).len();
+    assert!(
+        full > 4,
+        "the tree should be larger than the budget: {full}"
+    );
+    let r = f.render(CPU, "&aggregation=line&max-nodes=2");
+    assert_eq!(r["metadata"]["maxNodes"], 2);
+    let n = nodes(&r);
+    let real: Vec<&Node> = n.iter().filter(|n| n.name != "other").collect();
+    assert_eq!(real.len(), 3, "root and two nodes: {n:?}");
+    assert_eq!(r["flamebearer"]["numTicks"], f.total, "weight is kept");
+    let r = f.render(CPU, "&aggregation=line&max-nodes=2&maxNodes=3");
+    assert_eq!(r["metadata"]["maxNodes"], 3);
+}
+
+/// A parsed DOT call graph: nodes by id with (name, self, total), edges with weights.
+struct Dot {
+    nodes: BTreeMap<String, (String, u64, u64)>,
+    edges: Vec<(String, String, u64, bool)>,
+    legend: String,
+}
+
+/// The value of `key="..."` in a DOT attribute list (our writer escapes `"` as `\"`).
+fn attr<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    let start = line.find(&format!(" {key}=\""))? + key.len() + 3;
+    let rest = &line[start..];
+    let mut escaped = false;
+    for (i, c) in rest.char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            '"' if !escaped => return Some(&rest[..i]),
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
+fn parse_dot(text: &str) -> Dot {
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("digraph \""), "{text}");
+    assert_eq!(text.lines().last(), Some("}"), "{text}");
+    let mut dot = Dot {
+        nodes: BTreeMap::new(),
+        edges: Vec::new(),
+        legend: String::new(),
+    };
+    for line in lines {
+        if line.starts_with("subgraph cluster_L") {
+            dot.legend = attr(line, "label").unwrap().to_owned();
+        } else if let Some((id, rest)) = line.split_once(" [").filter(|(id, _)| id.starts_with('N'))
+        {
+            let rest = format!(" {rest}");
+            let tooltip = attr(&rest, "tooltip").unwrap();
+            if let Some((from, to)) = id.split_once(" -> ") {
+                let weight = tooltip
+                    .strip_suffix(" nanoseconds")
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let dotted = rest.contains("style=\"dotted\"");
+                dot.edges
+                    .push((from.to_owned(), to.to_owned(), weight, dotted));
+            } else {
+                // "main.spin (self 0, total 470000000 nanoseconds)"
+                let (name, values) = tooltip.rsplit_once(" (self ").unwrap();
+                let (s, t) = values.split_once(", total ").unwrap();
+                let t = t.strip_suffix(" nanoseconds)").unwrap();
+                dot.nodes.insert(
+                    id.to_owned(),
+                    (name.to_owned(), s.parse().unwrap(), t.parse().unwrap()),
+                );
+            }
+        }
+    }
+    dot
+}
+
+impl Dot {
+    fn id(&self, name: &str) -> &str {
+        let found: Vec<&String> = self
+            .nodes
+            .iter()
+            .filter(|(_, (n, _, _))| n == name)
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(found.len(), 1, "one node named {name}: {:?}", self.nodes);
+        found[0]
+    }
+}
+
+#[test]
+fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
+    let f = Fixture::start();
+    let text = f.get("/render", CPU, "&format=dot");
+    let dot = parse_dot(&text);
+    // Function nodes: main.spin once, with all the CPU below it and none of its own.
+    let spin = dot.id("main.spin");
+    let work = dot.id("main.work");
+    let main = dot.id("main.main");
+    assert_eq!(dot.nodes[spin].1, 0);
+    assert_eq!(dot.nodes[spin].2, f.total);
+    assert_eq!(dot.nodes[work].2, f.total);
+    // Self values add up to the total (every frame is shown: fewer than 80 of them).
+    assert_eq!(dot.nodes.values().map(|n| n.1).sum::<u64>(), f.total);
+    assert!(dot.legend.contains("Dropped 0 nodes"), "{}", dot.legend);
+    let edge = |from: &str, to: &str| {
+        dot.edges
+            .iter()
+            .find(|e| e.0 == from && e.1 == to)
+            .unwrap_or_else(|| panic!("no edge {from} -> {to}:\n{text}"))
+    };
+    assert_eq!(edge(main, spin).2, f.total);
+    assert_eq!(edge(spin, work).2, f.total);
+    assert!(!edge(spin, work).3, "a direct call is solid");
+
+    // By line: two spin nodes, one per calling line.
+    let by_line = parse_dot(&f.get("/render", CPU, "&format=dot&aggregation=line"));
+    let spins: Vec<u64> = by_line
+        .nodes
+        .values()
+        .filter(|n| n.0.starts_with("main.spin "))
+        .map(|n| n.2)
+        .collect();
+    assert_eq!(spins.len(), 2, "{:?}", by_line.nodes);
+    assert_eq!(spins.iter().sum::<u64>(), f.total);
+
+    // max-nodes keeps the heaviest frames; paths through dropped ones become dotted edges.
+    let small = parse_dot(&f.get("/render", CPU, "&format=dot&max-nodes=2"));
+    assert_eq!(small.nodes.len(), 2, "{:?}", small.nodes);
+    let kept: Vec<u64> = small.nodes.values().map(|n| n.2).collect();
+    assert!(kept.iter().all(|&t| t == f.total), "{:?}", small.nodes);
+    assert!(
+        !small.legend.contains("Dropped 0 nodes"),
+        "{}",
+        small.legend
+    );
+    let skip = small.edges.iter().find(|e| e.0 != e.1).unwrap();
+    assert_eq!((skip.2, skip.3), (f.total, true), "{:?}", small.edges);
+}
