@@ -4,8 +4,10 @@
 #   valgrind         callgrind_annotate reads our callgrind output
 #   chromium         the real browser for SVG and UI tests (driven by playwright-core)
 #   protobuf-compiler protoc, for `cargo run -p xtask -- protogen --check`
+#   golang-go        builds the Go programs whose real profiles the render tests query
 #   e2e/node_modules playwright-core, the speedscope schema validator and typescript
-#                    (type-checks the web UI), from npm
+#                    (type-checks the web UI), Pyroscope's flamebearer schema and
+#                    flame graph component with React and esbuild, from npm
 #   py-spy (PyPI)    the baseline the record benchmark compares against
 #   pyroscope-io     (PyPI) the real Python client, pushing to `embers server` in tests
 set -euo pipefail
@@ -18,6 +20,7 @@ command -v callgrind_annotate >/dev/null || need_apt+=(valgrind)
 command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v node >/dev/null || need_apt+=(nodejs npm)
+command -v go >/dev/null || need_apt+=(golang-go)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

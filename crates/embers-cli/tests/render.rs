@@ -295,6 +295,21 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
     assert_eq!(r["flamebearer"]["numTicks"], f.total, "weight is kept");
     let r = f.render(CPU, "&aggregation=line&max-nodes=2&maxNodes=3");
     assert_eq!(r["metadata"]["maxNodes"], 3);
+    // Pyroscope's own component reads the Go program's CPU in seconds.
+    let r = pyroscope_flamegraph(
+        &f.server.url(&format!(
+            "/render?query={}&from={}&until={}",
+            enc(CPU),
+            f.from,
+            f.until
+        )),
+        "main.spin",
+        "go-cpu.png",
+    );
+    let tip = r["tooltip"]["table"].as_str().unwrap();
+    assert!(tip.contains("Share of CPU:\t100%"), "{tip}");
+    let seconds = format!("CPU Time:\t{:.2} seconds", f.total as f64 / 1e9);
+    assert!(tip.contains(&seconds), "{tip} (expected {seconds})");
 }
 
 /// A parsed DOT call graph: nodes by id with (name, self, total), edges with weights.
@@ -420,4 +435,81 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
     );
     let skip = small.edges.iter().find(|e| e.0 != e.1).unwrap();
     assert_eq!((skip.2, skip.3), (f.total, true), "{:?}", small.edges);
+}
+
+/// Runs `e2e/pyroscope-flamegraph.mjs`: the published `@pyroscope/models` schema on a
+/// `/render` answer, then the published `@pyroscope/flamegraph` component drawing it in
+/// Chromium, hovered on `function`; returns what it reported.
+fn pyroscope_flamegraph(render_url: &str, function: &str, shot: &str) -> Value {
+    let dir = repo().join("test-artifacts/render");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = run(
+        Command::new("node")
+            .arg(repo().join("e2e/pyroscope-flamegraph.mjs"))
+            .arg(render_url)
+            .arg(function)
+            .arg(dir.join(shot)),
+        "node e2e/pyroscope-flamegraph.mjs",
+    );
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["schema"], "valid", "{r}");
+    assert_eq!(
+        r["errors"],
+        serde_json::json!([]),
+        "errors in the page: {r}"
+    );
+    assert_eq!(r["tooltip"]["title"], function, "{r}");
+    r
+}
+
+#[test]
+fn pyroscope_flamegraph_component_reads_seconds_bytes_and_counts_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerHandle::start(dir.path(), &[]);
+    let t = now() / 10 * 10 - 60;
+    for (name, rate, body) in [
+        // 100 Hz samples: foo 0.75 s of 1 s.
+        ("known.cpu", "&sampleRate=100", "main;foo 75\nmain;bar 25\n"),
+        (
+            "known.alloc_space",
+            "",
+            "main;grow 3145728\nmain;keep 1048576\n",
+        ),
+        ("known.goroutines", "", "main;wait 30\nmain;serve 10\n"),
+    ] {
+        let (status, text) = post(
+            &server.url(&format!(
+                "/ingest?name={name}&from={t}&until={}&format=folded{rate}",
+                t + 10
+            )),
+            "text/plain",
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    let url = |q: &str| {
+        server.url(&format!(
+            "/render?query={}&from={}&until={}",
+            enc(q),
+            t - 60,
+            now() + 60
+        ))
+    };
+    let r = pyroscope_flamegraph(&url("known.cpu"), "foo", "cpu.png");
+    assert_eq!(r["parsedUnits"], "samples");
+    let tip = r["tooltip"]["table"].as_str().unwrap();
+    assert!(tip.contains("Share of CPU:\t75%"), "{tip}");
+    assert!(tip.contains("CPU Time:\t0.75 seconds"), "{tip}");
+
+    let r = pyroscope_flamegraph(&url("known.alloc_space"), "grow", "bytes.png");
+    assert_eq!(r["parsedUnits"], "bytes");
+    let tip = r["tooltip"]["table"].as_str().unwrap();
+    assert!(tip.contains("% of RAM:\t75%"), "{tip}");
+    assert!(tip.contains("RAM:\t3.00 MB"), "{tip}");
+
+    let r = pyroscope_flamegraph(&url("known.goroutines"), "wait", "goroutines.png");
+    assert_eq!(r["parsedUnits"], "objects");
+    let tip = r["tooltip"]["table"].as_str().unwrap();
+    assert!(tip.contains("Objects in RAM:\t30.00"), "{tip}");
+    assert!(tip.contains(":\t75%"), "{tip}");
 }
