@@ -114,7 +114,7 @@ struct Fixture {
     total: u64,
     from: u64,
     until: u64,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -137,7 +137,7 @@ impl Fixture {
             total,
             from: t - 60,
             until: now() + 60,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -234,6 +234,57 @@ fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
     assert_eq!(stacks, f.total);
     let folded = f.get("/render", CPU, "&format=collapsed&aggregation=line");
     assert!(folded.contains("main.go:26)"), "{folded}");
+
+    // Grafana's data source (Connect SelectMergeStacktraces) gets function nodes too.
+    let select = serde_json::json!({
+        "profileTypeID": "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+        "labelSelector": "{service_name=\"golines\"}",
+        "start": (f.from * 1000).to_string(),
+        "end": (f.until * 1000).to_string(),
+    });
+    let (status, body) = post(
+        &f.server
+            .url("/querier.v1.QuerierService/SelectMergeStacktraces"),
+        "application/json",
+        select.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let merged: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(merged["flamegraph"]["total"], f.total.to_string());
+    let names = merged["flamegraph"]["names"].as_array().unwrap();
+    assert!(names.contains(&Value::from("main.spin")), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.as_str().unwrap().contains(".go:")),
+        "{names:?}"
+    );
+
+    // `embers query` asks for either grouping and writes a call graph like any format.
+    let dot = f.dir.path().join("q.dot");
+    let query = |extra: &[&str]| {
+        run(
+            Command::new(env!("CARGO_BIN_EXE_embers"))
+                .args(["query", CPU, "--server", &f.server.url("")])
+                .args([
+                    "--from",
+                    &f.from.to_string(),
+                    "--until",
+                    &f.until.to_string(),
+                ])
+                .args(extra)
+                .arg("-o")
+                .arg(&dot),
+            "embers query",
+        );
+        parse_dot(&std::fs::read_to_string(&dot).unwrap())
+    };
+    let spins = |d: &Dot| {
+        d.nodes
+            .values()
+            .filter(|n| n.0.starts_with("main.spin"))
+            .count()
+    };
+    assert_eq!(spins(&query(&[])), 1);
+    assert_eq!(spins(&query(&["--by-line"])), 2);
 
     // An unknown grouping is refused with the accepted names.
     let (status, body) = get(&f
