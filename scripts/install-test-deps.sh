@@ -5,6 +5,7 @@
 #   chromium         the real browser for SVG and UI tests (driven by playwright-core)
 #   protobuf-compiler protoc, for `cargo run -p xtask -- protogen --check`
 #   golang-go        builds the Go programs whose real profiles the render tests query
+#   graphviz         `dot` lays out the call graphs /render?format=dot writes
 #   e2e/node_modules playwright-core, the speedscope schema validator and typescript
 #                    (type-checks the web UI), Pyroscope's flamebearer schema and
 #                    flame graph component with React and esbuild, from npm
@@ -21,6 +22,7 @@ command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 command -v go >/dev/null || need_apt+=(golang-go)
+command -v dot >/dev/null || need_apt+=(graphviz)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -363,6 +363,32 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
     assert!(tip.contains(&seconds), "{tip} (expected {seconds})");
 }
 
+/// Debian's Graphviz reads the call graph without a complaint and draws `name` in it.
+fn graphviz_lays_out(text: &str, name: &str) {
+    use std::io::Write;
+    let mut child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dot runs (graphviz: scripts/install-test-deps.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "dot: {stderr}\n{text}"
+    );
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(svg.contains(&format!(">{name}</text>")), "{svg}");
+}
+
 /// A parsed DOT call graph: nodes by id with (name, self, total), edges with weights.
 struct Dot {
     nodes: BTreeMap<String, (String, u64, u64)>,
@@ -443,6 +469,7 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
     let f = Fixture::start();
     let text = f.get("/render", CPU, "&format=dot");
     let dot = parse_dot(&text);
+    graphviz_lays_out(&text, "main.spin");
     // Function nodes: main.spin once, with all the CPU below it and none of its own.
     let spin = dot.id("main.spin");
     let work = dot.id("main.work");
@@ -475,7 +502,9 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
     assert_eq!(spins.iter().sum::<u64>(), f.total);
 
     // max-nodes keeps the heaviest frames; paths through dropped ones become dotted edges.
-    let small = parse_dot(&f.get("/render", CPU, "&format=dot&max-nodes=2"));
+    let small_text = f.get("/render", CPU, "&format=dot&max-nodes=2");
+    graphviz_lays_out(&small_text, "main.work");
+    let small = parse_dot(&small_text);
     assert_eq!(small.nodes.len(), 2, "{:?}", small.nodes);
     let kept: Vec<u64> = small.nodes.values().map(|n| n.2).collect();
     assert!(kept.iter().all(|&t| t == f.total), "{:?}", small.nodes);
