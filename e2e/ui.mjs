@@ -223,6 +223,21 @@ await page.screenshot({ path: join(shots, 'by-line.png'), fullPage: true });
 await navigated(() => page.click('button.by-line'));
 out.byLine.back = await spinNodes();
 
+// Units: every profile type's totals and tooltips in seconds, bytes or counts.
+out.units = {};
+for (const [type, fn] of [
+  ['wall:wall:nanoseconds:wall:nanoseconds', 'sleep'],
+  ['memory:alloc_space:bytes:space:bytes', 'grow'],
+  ['goroutine:goroutine:count:goroutine:count', 'wait'],
+  ['mutex:contentions:count:contentions:count', 'lock'],
+  ['mutex:delay:nanoseconds:contentions:count', 'lock'],
+]) {
+  await page.goto(`${base}/?${new URLSearchParams({ app: 'units', type, from, until })}`);
+  await ready();
+  out.units[type.split(':')[1]] = { status: await page.locator('.status').innerText(), tip: await hover('main', fn) };
+  await page.mouse.move(0, 0);
+}
+
 // Untrusted names stay text.
 await page.goto(`${base}/?${new URLSearchParams({ app: 'xss', type: TYPE, from, until })}`);
 await ready();

@@ -48,6 +48,16 @@ fn ui_views_show_the_known_profiles_in_chromium() {
         b,
         &format!("{FOO} 75\n{BAR} 225\n"),
     );
+    // One app with every kind of unit, 75 % in one function each.
+    for (name, body) in [
+        ("units.wall", "main;sleep 30\nmain;work 10\n"),
+        ("units.alloc_space", "main;grow 3145728\nmain;keep 1048576\n"),
+        ("units.goroutines", "main;wait 30\nmain;serve 10\n"),
+        ("units.mutex_count", "main;lock 3\nmain;unlock 1\n"),
+        ("units.mutex_duration", "main;lock 30\nmain;unlock 10\n"),
+    ] {
+        ingest(&server, name, b, body);
+    }
     // One function at two lines (as a Python script's `spin` sampled at lines 7 and 8).
     ingest(
         &server,
@@ -237,6 +247,19 @@ fn ui_views_show_the_known_profiles_in_chromium() {
     assert!(text(&l["lineTip"]).contains("app.py:7"), "{l}");
     assert_eq!(text(&l["pressed"]), "true");
     assert_eq!(l["back"], l["functionNodes"]);
+
+    // Seconds for wall and lock time (legacy samples at 100 Hz), bytes, counts.
+    let u = &r["units"];
+    for (kind, status, tip) in [
+        ("wall", "400.0 ms in total", "300.0 ms (75.00 %)"),
+        ("alloc_space", "4.0 MiB in total", "3.0 MiB (75.00 %)"),
+        ("goroutine", "40 objects in total", "30 objects (75.00 %)"),
+        ("contentions", "4 in total", "3 (75.00 %)"),
+        ("delay", "400.0 ms in total", "300.0 ms (75.00 %)"),
+    ] {
+        assert!(text(&u[kind]["status"]).starts_with(status), "{kind}: {u}");
+        assert!(text(&u[kind]["tip"]).contains(tip), "{kind}: {u}");
+    }
 
     // Untrusted names are text, not markup.
     let x = &r["xss"];
