@@ -346,6 +346,15 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
     assert_eq!(r["flamebearer"]["numTicks"], f.total, "weight is kept");
     let r = f.render(CPU, "&aggregation=line&max-nodes=2&maxNodes=3");
     assert_eq!(r["metadata"]["maxNodes"], 3);
+    // The SVG export says seconds too, and its hover text counts nanoseconds.
+    let svg = f.get("/render", CPU, "&format=svg");
+    let seconds = embers_profile::ValueType::new("cpu", "nanoseconds").format_value(f.total);
+    assert!(svg.contains(&format!("{seconds} · ")), "{seconds}");
+    assert!(
+        svg.contains(" nanoseconds, 100%)"),
+        "hover text in nanoseconds"
+    );
+
     // Pyroscope's own component reads the Go program's CPU in seconds.
     let r = pyroscope_flamegraph(
         &f.server.url(&format!(
