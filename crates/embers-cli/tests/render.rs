@@ -35,8 +35,18 @@ fn run(cmd: &mut Command, what: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Builds and runs the Go program; its pprof and the CPU total `go tool pprof` reads in it.
-fn go_profile(dir: &Path) -> (Vec<u8>, u64) {
+/// What `go tool pprof -top` reads in the Go program's profile.
+struct GoTop {
+    /// The profile's CPU total, in nanoseconds.
+    total: u64,
+    /// Each function's cumulative CPU, in nanoseconds.
+    cum: BTreeMap<String, u64>,
+    /// Each function's own CPU, in nanoseconds.
+    flat: BTreeMap<String, u64>,
+}
+
+/// Builds and runs the Go program; its pprof and what `go tool pprof` reads in it.
+fn go_profile(dir: &Path) -> (Vec<u8>, GoTop) {
     let go = |args: &[&str]| {
         let mut c = Command::new("go");
         c.args(args)
@@ -57,7 +67,7 @@ fn go_profile(dir: &Path) -> (Vec<u8>, u64) {
         "the Go program",
     );
     let top = run(
-        go(&["tool", "pprof", "-top", "-unit=ns"]).arg(&profile),
+        go(&["tool", "pprof", "-top", "-unit=ns", "-nodefraction=0"]).arg(&profile),
         "go tool pprof",
     );
     // "Showing nodes accounting for 470000000ns, 100% of 470000000ns total"
@@ -69,7 +79,26 @@ fn go_profile(dir: &Path) -> (Vec<u8>, u64) {
         })
         .unwrap_or_else(|| panic!("no total in pprof -top:\n{top}"));
     assert!(total > 0, "{top}");
-    (std::fs::read(&profile).unwrap(), total)
+    // "         0     0%   100% 470000000ns   100%  main.spin"
+    let ns = |v: &str| -> Option<u64> {
+        match v {
+            "0" => Some(0),
+            v => v.strip_suffix("ns")?.parse().ok(),
+        }
+    };
+    let (mut cum, mut flat) = (BTreeMap::new(), BTreeMap::new());
+    for l in top.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let (Some(fl), Some(c), Some(name)) = (
+            f.first().and_then(|v| ns(v)),
+            f.get(3).and_then(|v| ns(v)),
+            f.get(5),
+        ) {
+            cum.insert(name.to_string(), c);
+            flat.insert(name.to_string(), fl);
+        }
+    }
+    (std::fs::read(&profile).unwrap(), GoTop { total, cum, flat })
 }
 
 /// One flame graph node: name, depth, total, self.
@@ -112,6 +141,13 @@ fn nodes(render: &Value) -> Vec<Node> {
 struct Fixture {
     server: ServerHandle,
     total: u64,
+    /// The CPU under `main.spin` (all of it, unless the profiler caught the runtime's
+    /// own goroutines at work).
+    spin: u64,
+    /// `main.spin`'s own CPU (none, unless a sample fell between its two calls).
+    spin_self: u64,
+    /// Each function's cumulative CPU, as `go tool pprof` reads it.
+    cum: BTreeMap<String, u64>,
     from: u64,
     until: u64,
     dir: tempfile::TempDir,
@@ -120,7 +156,9 @@ struct Fixture {
 impl Fixture {
     fn start() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let (pprof, total) = go_profile(dir.path());
+        let (pprof, top) = go_profile(dir.path());
+        let spin = top.cum["main.spin"];
+        assert!(spin > 0 && top.cum["main.work"] > 0, "{:?}", top.cum);
         let server = ServerHandle::start(&dir.path().join("data"), &[]);
         let t = now() / 10 * 10 - 60;
         let (status, body) = post(
@@ -134,7 +172,10 @@ impl Fixture {
         assert_eq!(status, 200, "{body}");
         Fixture {
             server,
-            total,
+            total: top.total,
+            spin,
+            spin_self: top.flat["main.spin"],
+            cum: top.cum,
             from: t - 60,
             until: now() + 60,
             dir,
@@ -176,7 +217,7 @@ fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
     let spin = named(&n, "main.spin");
     assert_eq!(spin.len(), 1, "{n:?}");
     assert_eq!(spin[0].name, "main.spin");
-    assert_eq!((spin[0].total, spin[0].self_value), (f.total, 0));
+    assert_eq!((spin[0].total, spin[0].self_value), (f.spin, f.spin_self));
     assert_eq!(named(&n, "main.work").len(), 1, "{n:?}");
     assert_eq!(named(&n, "main.main").len(), 1, "{n:?}");
 
@@ -196,7 +237,7 @@ fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
     assert_eq!(sorted, ["26)", "27)"], "{n:?}");
     assert!(spin.iter().all(|s| s.name.contains("go_lines/main.go:")));
     assert!(spin.iter().all(|s| s.level == spin[0].level));
-    assert_eq!(spin.iter().map(|s| s.total).sum::<u64>(), f.total);
+    assert_eq!(spin.iter().map(|s| s.total).sum::<u64>(), f.spin);
     assert!(spin.iter().all(|s| s.total > 0));
 
     // The diff and the exports group the same way.
@@ -367,8 +408,10 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
         "go-cpu.png",
     );
     let tip = r["tooltip"]["table"].as_str().unwrap();
-    assert!(tip.contains("Share of CPU:\t100%"), "{tip}");
-    let seconds = format!("CPU Time:\t{:.2} seconds", f.total as f64 / 1e9);
+    // Pyroscope rounds shares to 0.01 % and prints them as JavaScript numbers.
+    let share = (f.spin as f64 * 1e4 / f.total as f64).round() / 100.0;
+    assert!(tip.contains(&format!("Share of CPU:\t{share}%")), "{tip}");
+    let seconds = format!("CPU Time:\t{:.2} seconds", f.spin as f64 / 1e9);
     assert!(tip.contains(&seconds), "{tip} (expected {seconds})");
 }
 
@@ -483,9 +526,9 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
     let spin = dot.id("main.spin");
     let work = dot.id("main.work");
     let main = dot.id("main.main");
-    assert_eq!(dot.nodes[spin].1, 0);
-    assert_eq!(dot.nodes[spin].2, f.total);
-    assert_eq!(dot.nodes[work].2, f.total);
+    assert_eq!(dot.nodes[spin].1, f.spin_self);
+    assert_eq!(dot.nodes[spin].2, f.spin);
+    assert_eq!(dot.nodes[work].2, f.cum["main.work"]);
     // Self values add up to the total (every frame is shown: fewer than 80 of them).
     assert_eq!(dot.nodes.values().map(|n| n.1).sum::<u64>(), f.total);
     assert!(dot.legend.contains("Dropped 0 nodes"), "{}", dot.legend);
@@ -495,8 +538,8 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
             .find(|e| e.0 == from && e.1 == to)
             .unwrap_or_else(|| panic!("no edge {from} -> {to}:\n{text}"))
     };
-    assert_eq!(edge(main, spin).2, f.total);
-    assert_eq!(edge(spin, work).2, f.total);
+    assert_eq!(edge(main, spin).2, f.spin);
+    assert_eq!(edge(spin, work).2, f.cum["main.work"]);
     assert!(!edge(spin, work).3, "a direct call is solid");
 
     // By line: two spin nodes, one per calling line.
@@ -508,22 +551,37 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
         .map(|n| n.2)
         .collect();
     assert_eq!(spins.len(), 2, "{:?}", by_line.nodes);
-    assert_eq!(spins.iter().sum::<u64>(), f.total);
+    assert_eq!(spins.iter().sum::<u64>(), f.spin);
 
     // max-nodes keeps the heaviest frames; paths through dropped ones become dotted edges.
     let small_text = f.get("/render", CPU, "&format=dot&max-nodes=2");
     graphviz_lays_out(&small_text, "main.work");
     let small = parse_dot(&small_text);
     assert_eq!(small.nodes.len(), 2, "{:?}", small.nodes);
-    let kept: Vec<u64> = small.nodes.values().map(|n| n.2).collect();
-    assert!(kept.iter().all(|&t| t == f.total), "{:?}", small.nodes);
+    // The two kept are the heaviest functions by total, with go tool pprof's totals.
+    let lightest_kept = small.nodes.values().map(|n| n.2).min().unwrap();
+    for (name, _, total) in small.nodes.values() {
+        assert_eq!(Some(total), f.cum.get(name), "{name}: {:?}", f.cum);
+    }
+    let kept: Vec<&String> = small.nodes.values().map(|n| &n.0).collect();
+    assert!(
+        f.cum
+            .iter()
+            .filter(|(name, _)| !kept.contains(name))
+            .all(|(_, &c)| c <= lightest_kept),
+        "{kept:?} {:?}",
+        f.cum
+    );
     assert!(
         !small.legend.contains("Dropped 0 nodes"),
         "{}",
         small.legend
     );
-    let skip = small.edges.iter().find(|e| e.0 != e.1).unwrap();
-    assert_eq!((skip.2, skip.3), (f.total, true), "{:?}", small.edges);
+    let between: Vec<_> = small.edges.iter().filter(|e| e.0 != e.1).collect();
+    assert!(
+        between.iter().all(|e| e.2 > 0 && e.2 <= lightest_kept),
+        "{between:?}"
+    );
 }
 
 /// Runs `e2e/pyroscope-flamegraph.mjs`: the published `@pyroscope/models` schema on a
