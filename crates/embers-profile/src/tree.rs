@@ -359,19 +359,47 @@ impl StackTree {
     }
 
     /// A copy with every frame passed through `f`, merging paths that become equal.
+    ///
+    /// Only siblings can merge (a node and its descendant are at different depths), so
+    /// the copy is built node by node, each old node adding its self and total to the
+    /// new node its (new parent, new frame) names: one edge lookup per node, not one per
+    /// frame of every stack. When `f` keeps frames apart, the shape is unchanged and only
+    /// the symbols are replaced.
     pub fn map_frames(&self, mut f: impl FnMut(&Frame) -> Frame) -> StackTree {
-        let mut out = StackTree::new();
+        let mut symbols = SymbolTable::new();
         let ids: Vec<FrameId> = self
             .symbols
             .iter()
-            .map(|(_, frame)| out.symbols.intern_owned(f(frame)))
+            .map(|(_, frame)| symbols.intern_owned(f(frame)))
             .collect();
-        let mut mapped = Vec::new();
-        self.for_each_stack(|stack, value| {
-            mapped.clear();
-            mapped.extend(stack.iter().map(|id| ids[id.0 as usize]));
-            out.add_stack(&mapped, value);
-        });
+        if symbols.len() == self.symbols.len() {
+            // Interned in order and all distinct: every id maps to itself.
+            return StackTree {
+                symbols,
+                ..self.clone()
+            };
+        }
+        let mut out = StackTree {
+            symbols,
+            ..StackTree::new()
+        };
+        out.nodes[0].self_value = self.nodes[0].self_value;
+        out.nodes[0].total = self.nodes[0].total;
+        // (old node, its new node); parents are placed before their children.
+        let mut todo: Vec<(u32, NodeId)> = vec![(0, Self::ROOT)];
+        while let Some((old, new)) = todo.pop() {
+            let mut c = self.nodes[old as usize].first_child;
+            while c != 0 {
+                let child = &self.nodes[c as usize];
+                let frame = ids[child.frame.expect("children have frames").0 as usize];
+                let placed = out.child_or_insert(new, frame);
+                let n = &mut out.nodes[placed.0 as usize];
+                n.self_value += child.self_value;
+                n.total += child.total;
+                todo.push((c, placed));
+                c = child.next_sibling;
+            }
+        }
         out
     }
 
