@@ -383,6 +383,8 @@ impl StackTree {
             symbols,
             ..StackTree::new()
         };
+        out.nodes.reserve(self.nodes.len());
+        out.edges.reserve(self.nodes.len());
         out.nodes[0].self_value = self.nodes[0].self_value;
         out.nodes[0].total = self.nodes[0].total;
         // (old node, its new node); parents are placed before their children.
