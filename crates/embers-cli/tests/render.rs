@@ -23,6 +23,11 @@ const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds{service_name=\"
 const PERIOD_NS: u64 = 10_000_000;
 
 fn run(cmd: &mut Command, what: &str) -> String {
+    run_both(cmd, what).0
+}
+
+/// Runs a command that must succeed; its stdout and stderr.
+fn run_both(cmd: &mut Command, what: &str) -> (String, String) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-test-deps.sh installs it)"));
@@ -32,7 +37,10 @@ fn run(cmd: &mut Command, what: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// What `go tool pprof -top` reads in the Go program's profile.
@@ -302,7 +310,7 @@ fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
     // `embers query` asks for either grouping and writes a call graph like any format.
     let dot = f.dir.path().join("q.dot");
     let query = |extra: &[&str]| {
-        run(
+        let (_, said) = run_both(
             Command::new(env!("CARGO_BIN_EXE_embers"))
                 .args(["query", CPU, "--server", &f.server.url("")])
                 .args([
@@ -315,6 +323,12 @@ fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
                 .arg("-o")
                 .arg(&dot),
             "embers query",
+        );
+        // The CLI reads the total in seconds, not in billions of "samples".
+        let total = embers_profile::ValueType::new("cpu", "nanoseconds").format_value(f.total);
+        assert!(
+            said.contains(&format!("embers: {total} in total")),
+            "{said}"
         );
         parse_dot(&std::fs::read_to_string(&dot).unwrap())
     };
