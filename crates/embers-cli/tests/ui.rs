@@ -51,7 +51,10 @@ fn ui_views_show_the_known_profiles_in_chromium() {
     // One app with every kind of unit, 75 % in one function each.
     for (name, body) in [
         ("units.wall", "main;sleep 30\nmain;work 10\n"),
-        ("units.alloc_space", "main;grow 3145728\nmain;keep 1048576\n"),
+        (
+            "units.alloc_space",
+            "main;grow 3145728\nmain;keep 1048576\n",
+        ),
         ("units.goroutines", "main;wait 30\nmain;serve 10\n"),
         ("units.mutex_count", "main;lock 3\nmain;unlock 1\n"),
         ("units.mutex_duration", "main;lock 30\nmain;unlock 10\n"),
