@@ -373,10 +373,14 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
         f.until,
         q = enc(CPU)
     ));
-    let d: Value = serde_json::from_str(&get(&url).1).unwrap();
+    let d: Value = serde_json::from_str(&get(&format!("{url}&max-nodes=3")).1).unwrap();
     assert_eq!(
         (&d["metadata"]["units"], &d["metadata"]["sampleRate"]),
         (&Value::from("samples"), &Value::from(1_000_000_000u64))
+    );
+    assert_eq!(
+        d["metadata"]["maxNodes"], 3,
+        "render-diff reads max-nodes too"
     );
     // The timeline counts the same ticks.
     let timeline: u64 = f.render(CPU, "")["timeline"]["samples"]
