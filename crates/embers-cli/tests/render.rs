@@ -427,7 +427,7 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
     );
     let tip = r["tooltip"]["table"].as_str().unwrap();
     // Pyroscope rounds shares to 0.01 % and prints them as JavaScript numbers.
-    let share = (f.spin as f64 * 1e4 / f.total as f64).round() / 100.0;
+    let share = (1e4 * (f.spin as f64 / f.total as f64)).round() / 100.0;
     assert!(tip.contains(&format!("Share of CPU:\t{share}%")), "{tip}");
     let seconds = format!("CPU Time:\t{:.2} seconds", f.spin as f64 / 1e9);
     assert!(tip.contains(&seconds), "{tip} (expected {seconds})");
