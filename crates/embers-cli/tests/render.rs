@@ -429,7 +429,9 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
     // Pyroscope rounds shares to 0.01 % and prints them as JavaScript numbers.
     let share = (1e4 * (f.spin as f64 / f.total as f64)).round() / 100.0;
     assert!(tip.contains(&format!("Share of CPU:\t{share}%")), "{tip}");
-    let seconds = format!("CPU Time:\t{:.2} seconds", f.spin as f64 / 1e9);
+    // Its duration formatter: two decimals, "second" only for exactly one.
+    let plural = if f.spin == 1_000_000_000 { "" } else { "s" };
+    let seconds = format!("CPU Time:\t{:.2} second{plural}", f.spin as f64 / 1e9);
     assert!(tip.contains(&seconds), "{tip} (expected {seconds})");
 }
 
