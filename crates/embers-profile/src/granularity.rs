@@ -181,5 +181,24 @@ mod laws {
             prop_assert_eq!(f(&ab).to_sorted_stacks(), fab.to_sorted_stacks());
             prop_assert_eq!(a.at_granularity(Granularity::Line).to_sorted_stacks(), a.to_sorted_stacks());
         }
+
+        #[test]
+        fn grouping_equals_adding_the_grouped_stacks(a in tree()) {
+            let mut reference = StackTree::new();
+            for (frames, v) in a.to_sorted_stacks() {
+                let grouped: Vec<Frame> = frames.iter().map(|f| Frame::named(f.function.clone())).collect();
+                reference.add_frames(grouped.iter(), v);
+            }
+            let fa = a.at_granularity(Granularity::Function);
+            prop_assert_eq!(fa.to_sorted_stacks(), reference.to_sorted_stacks());
+            prop_assert_eq!(fa.node_count(), reference.node_count());
+            // Every node's total is its self plus its children's.
+            let mut todo = vec![StackTree::ROOT];
+            while let Some(n) = todo.pop() {
+                let children: u64 = fa.children(n).map(|c| fa.total_value(c)).sum();
+                prop_assert_eq!(fa.total_value(n), fa.self_value(n) + children);
+                todo.extend(fa.children(n));
+            }
+        }
     }
 }
