@@ -1,8 +1,8 @@
 //! What grouping a query's tree by function costs (issue 12: trees grouped by function
 //! name at query time, lines kept in the store), on a 100k-stack tree whose frames all
 //! carry files and lines: once where every frame is its own function (nothing merges,
-//! only the names change) and once where 2,000 functions are sampled at ten lines each
-//! (siblings merge). Baselines in the same run: building that tree from the profile's
+//! only the names change) and once where 20,000 frames are 2,000 function names (names
+//! collide, so the tree is rebuilt; in this shape few siblings share a name). Baselines in the same run: building that tree from the profile's
 //! stacks (the work every query already does turning the store's sums into a tree) and
 //! the truncation to 8,192 nodes every `/render` applies.
 //!
@@ -34,8 +34,8 @@ fn main() {
     let regroup = median_time(5, || {
         black_box(grouped.at_granularity(Granularity::Function));
     });
-    // The same shape where 20,000 frames are 2,000 functions at ten lines each, as a
-    // sampled program's are: grouping merges siblings.
+    // The same shape where 20,000 frames are 2,000 function names: the mapping is not
+    // one to one, so grouping rebuilds the tree (few siblings actually merge here).
     let shared = tree.map_frames(|f| {
         let i: usize = f.function["handler_".len()..].parse().unwrap_or(0);
         Frame::at(
