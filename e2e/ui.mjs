@@ -142,7 +142,7 @@ out.tags.tooltipFoo = await hover('main', 'foo');
 await page.screenshot({ path: join(shots, 'single-tag.png'), fullPage: true });
 
 // A link reproduces the view: search and zoom come back from the URL.
-await open({ search: 'ba', zoom: 'main (app.py:30)' });
+await open({ search: 'ba', zoom: 'main' });
 out.link = {
   matched: await page.locator('.matched').innerText(),
   crumbs: await page.locator('.crumbs').innerText(),
@@ -164,7 +164,7 @@ out.drag = { from: Number(dragged.get('from')), until: Number(dragged.get('until
 
 // Exports from the single view (of the dragged range).
 out.exports = {};
-for (const format of ['collapsed', 'svg', 'speedscope', 'json', 'pprof', 'png']) {
+for (const format of ['collapsed', 'svg', 'speedscope', 'json', 'pprof', 'dot', 'png']) {
   await page.click('button.export');
   const [download] = await Promise.all([page.waitForEvent('download'), page.click(`.menu button[data-format="${format}"]`)]);
   const path = join(shots, `export-${format}`);
@@ -204,6 +204,39 @@ await page.check('input[name="comparison"][value="eu-west-1"]');
 await navigated(() => page.click('button.go-diff'));
 const u = new URL(page.url()).searchParams;
 out.explore.jump = { view: u.get('view'), q: u.get('q'), rq: u.get('rq'), rows: await tableRows() };
+
+// One function at two lines: one node by function (the default), two with "By line".
+const spinNodes = () =>
+  page.evaluate(() => {
+    const g = window.embers.graphs.main.graph;
+    return g.nodes.filter((n) => /^spin( |$)/.test(g.names[n.name])).map((n) => `${g.names[n.name]}=${n.total}`);
+  });
+await page.goto(`${base}/?${new URLSearchParams({ app: 'lines', type: TYPE, from, until })}`);
+await ready();
+out.byLine = { functionNodes: await spinNodes(), functionTip: await hover('main', 'spin'), button: await page.locator('button.by-line').innerText() };
+await navigated(() => page.click('button.by-line'));
+out.byLine.url = new URL(page.url()).searchParams.get('by');
+out.byLine.lineNodes = await spinNodes();
+out.byLine.lineTip = await hover('main', 'spin');
+out.byLine.pressed = await page.locator('button.by-line').getAttribute('aria-pressed');
+await page.screenshot({ path: join(shots, 'by-line.png'), fullPage: true });
+await navigated(() => page.click('button.by-line'));
+out.byLine.back = await spinNodes();
+
+// Units: every profile type's totals and tooltips in seconds, bytes or counts.
+out.units = {};
+for (const [type, fn] of [
+  ['wall:wall:nanoseconds:wall:nanoseconds', 'sleep'],
+  ['memory:alloc_space:bytes:space:bytes', 'grow'],
+  ['goroutine:goroutine:count:goroutine:count', 'wait'],
+  ['mutex:contentions:count:contentions:count', 'lock'],
+  ['mutex:delay:nanoseconds:contentions:count', 'lock'],
+]) {
+  await page.goto(`${base}/?${new URLSearchParams({ app: 'units', type, from, until })}`);
+  await ready();
+  out.units[type.split(':')[1]] = { status: await page.locator('.status').innerText(), tip: await hover('main', fn) };
+  await page.mouse.move(0, 0);
+}
 
 // Untrusted names stay text.
 await page.goto(`${base}/?${new URLSearchParams({ app: 'xss', type: TYPE, from, until })}`);

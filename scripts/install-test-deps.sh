@@ -4,15 +4,18 @@
 #   valgrind         callgrind_annotate reads our callgrind output
 #   chromium         the real browser for SVG and UI tests (driven by playwright-core)
 #   protobuf-compiler protoc, for `cargo run -p xtask -- protogen --check`
+#   golang-go        builds the Go programs whose real profiles the render tests query,
+#                    and the one that uploads as pyroscope-go (tests/go.rs); `go tool pprof`
+#                    reads the profiles and Embers' pprof export
+#   graphviz         `dot` lays out the call graphs /render?format=dot writes
 #   e2e/node_modules playwright-core, the speedscope schema validator and typescript
-#                    (type-checks the web UI), from npm
+#                    (type-checks the web UI), Pyroscope's flamebearer schema and
+#                    flame graph component with React and esbuild, from npm
 #   py-spy (PyPI)    the baseline the record benchmark compares against
 #   pyroscope-io     (PyPI) the real Python client, pushing to `embers server` in tests
 #   pyroscope-otel, opentelemetry-sdk (PyPI) span profiles from the real OpenTelemetry
 #                    integration (crates/embers-cli/tests/spans.rs)
 #   default-jdk-headless java, javac and jfr: the JFR ingest tests record a real Java program
-#   golang-go        builds the Go program that uploads as pyroscope-go (tests/go.rs) and
-#                    `go tool pprof`, which reads the profiles and Embers' pprof export
 #   opentelemetry-proto, grpcio (PyPI) build and send the OTLP profiles exports of
 #                    crates/embers-cli/tests/otlp.rs (HTTP and gRPC)
 set -euo pipefail
@@ -27,6 +30,7 @@ command -v python3 >/dev/null || need_apt+=(python3)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 { command -v javac >/dev/null && command -v jfr >/dev/null; } || need_apt+=(default-jdk-headless)
 command -v go >/dev/null || need_apt+=(golang-go)
+command -v dot >/dev/null || need_apt+=(graphviz)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -25,7 +25,7 @@ enum Command {
     Record(record::RecordArgs),
     /// Draw an interactive SVG flame graph from profile files.
     Flamegraph(commands::flamegraph::FlamegraphArgs),
-    /// Convert a profile between formats (folded, pprof, speedscope, callgrind, chrome, svg).
+    /// Convert a profile between formats (folded, pprof, speedscope, callgrind, chrome, svg, dot).
     Convert(commands::convert::ConvertArgs),
     /// Compare two profiles: a differential flame graph and the functions that changed most.
     Diff(commands::diff::DiffArgs),

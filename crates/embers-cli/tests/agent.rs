@@ -190,7 +190,8 @@ fn seed_000_shares_and_region_tag_arrive_and_the_agent_exits_with_its_target() {
     let under = |name: &str| -> u64 {
         stacks
             .iter()
-            .filter(|(s, _)| s.split(';').any(|f| f.starts_with(&format!("{name} ("))))
+            // Stacks are grouped by function: frames are bare function names.
+            .filter(|(s, _)| s.split(';').any(|f| f == name))
             .map(|(_, v)| v)
             .sum()
     };
@@ -327,7 +328,7 @@ fn forked_workers_are_each_tagged_with_their_pid() {
     for worker in workers().iter().filter(|p| **p != pid) {
         let stacks = collapsed(&server, &format!(r#"pool.cpu{{pid="{worker}"}}"#), "now-1h");
         assert!(
-            stacks.keys().any(|s| s.contains("spin (")),
+            stacks.keys().any(|s| s.split(';').any(|f| f == "spin")),
             "worker {worker}: {stacks:?}"
         );
     }

@@ -44,10 +44,10 @@ impl Drop for Demo {
     }
 }
 
-/// Folded stacks of a query over `[from, until)`.
+/// Folded stacks of a query over `[from, until)`, by line (frames with their files).
 fn stacks(base: &str, query: &str, from: u64, until: u64) -> BTreeMap<String, f64> {
     let (status, body) = get(&format!(
-        "{base}/render?query={}&from={from}&until={until}&format=collapsed",
+        "{base}/render?query={}&from={from}&until={until}&format=collapsed&aggregation=line",
         enc(query)
     ));
     assert_eq!(status, 200, "{body}");

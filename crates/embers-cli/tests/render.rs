@@ -23,6 +23,11 @@ const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds{service_name=\"
 const PERIOD_NS: u64 = 10_000_000;
 
 fn run(cmd: &mut Command, what: &str) -> String {
+    run_both(cmd, what).0
+}
+
+/// Runs a command that must succeed; its stdout and stderr.
+fn run_both(cmd: &mut Command, what: &str) -> (String, String) {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-test-deps.sh installs it)"));
@@ -32,11 +37,24 @@ fn run(cmd: &mut Command, what: &str) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
-/// Builds and runs the Go program; its pprof and the CPU total `go tool pprof` reads in it.
-fn go_profile(dir: &Path) -> (Vec<u8>, u64) {
+/// What `go tool pprof -top` reads in the Go program's profile.
+struct GoTop {
+    /// The profile's CPU total, in nanoseconds.
+    total: u64,
+    /// Each function's cumulative CPU, in nanoseconds.
+    cum: BTreeMap<String, u64>,
+    /// Each function's own CPU, in nanoseconds.
+    flat: BTreeMap<String, u64>,
+}
+
+/// Builds and runs the Go program; its pprof and what `go tool pprof` reads in it.
+fn go_profile(dir: &Path) -> (Vec<u8>, GoTop) {
     let go = |args: &[&str]| {
         let mut c = Command::new("go");
         c.args(args)
@@ -57,7 +75,7 @@ fn go_profile(dir: &Path) -> (Vec<u8>, u64) {
         "the Go program",
     );
     let top = run(
-        go(&["tool", "pprof", "-top", "-unit=ns"]).arg(&profile),
+        go(&["tool", "pprof", "-top", "-unit=ns", "-nodefraction=0"]).arg(&profile),
         "go tool pprof",
     );
     // "Showing nodes accounting for 470000000ns, 100% of 470000000ns total"
@@ -69,7 +87,26 @@ fn go_profile(dir: &Path) -> (Vec<u8>, u64) {
         })
         .unwrap_or_else(|| panic!("no total in pprof -top:\n{top}"));
     assert!(total > 0, "{top}");
-    (std::fs::read(&profile).unwrap(), total)
+    // "         0     0%   100% 470000000ns   100%  main.spin"
+    let ns = |v: &str| -> Option<u64> {
+        match v {
+            "0" => Some(0),
+            v => v.strip_suffix("ns")?.parse().ok(),
+        }
+    };
+    let (mut cum, mut flat) = (BTreeMap::new(), BTreeMap::new());
+    for l in top.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let (Some(fl), Some(c), Some(name)) = (
+            f.first().and_then(|v| ns(v)),
+            f.get(3).and_then(|v| ns(v)),
+            f.get(5),
+        ) {
+            cum.insert(name.to_string(), c);
+            flat.insert(name.to_string(), fl);
+        }
+    }
+    (std::fs::read(&profile).unwrap(), GoTop { total, cum, flat })
 }
 
 /// One flame graph node: name, depth, total, self.
@@ -112,15 +149,24 @@ fn nodes(render: &Value) -> Vec<Node> {
 struct Fixture {
     server: ServerHandle,
     total: u64,
+    /// The CPU under `main.spin` (all of it, unless the profiler caught the runtime's
+    /// own goroutines at work).
+    spin: u64,
+    /// `main.spin`'s own CPU (none, unless a sample fell between its two calls).
+    spin_self: u64,
+    /// Each function's cumulative CPU, as `go tool pprof` reads it.
+    cum: BTreeMap<String, u64>,
     from: u64,
     until: u64,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Fixture {
     fn start() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
-        let (pprof, total) = go_profile(dir.path());
+        let (pprof, top) = go_profile(dir.path());
+        let spin = top.cum["main.spin"];
+        assert!(spin > 0 && top.cum["main.work"] > 0, "{:?}", top.cum);
         let server = ServerHandle::start(&dir.path().join("data"), &[]);
         let t = now() / 10 * 10 - 60;
         let (status, body) = post(
@@ -134,10 +180,13 @@ impl Fixture {
         assert_eq!(status, 200, "{body}");
         Fixture {
             server,
-            total,
+            total: top.total,
+            spin,
+            spin_self: top.flat["main.spin"],
+            cum: top.cum,
             from: t - 60,
             until: now() + 60,
-            _dir: dir,
+            dir,
         }
     }
 
@@ -176,7 +225,7 @@ fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
     let spin = named(&n, "main.spin");
     assert_eq!(spin.len(), 1, "{n:?}");
     assert_eq!(spin[0].name, "main.spin");
-    assert_eq!((spin[0].total, spin[0].self_value), (f.total, 0));
+    assert_eq!((spin[0].total, spin[0].self_value), (f.spin, f.spin_self));
     assert_eq!(named(&n, "main.work").len(), 1, "{n:?}");
     assert_eq!(named(&n, "main.main").len(), 1, "{n:?}");
 
@@ -196,7 +245,7 @@ fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
     assert_eq!(sorted, ["26)", "27)"], "{n:?}");
     assert!(spin.iter().all(|s| s.name.contains("go_lines/main.go:")));
     assert!(spin.iter().all(|s| s.level == spin[0].level));
-    assert_eq!(spin.iter().map(|s| s.total).sum::<u64>(), f.total);
+    assert_eq!(spin.iter().map(|s| s.total).sum::<u64>(), f.spin);
     assert!(spin.iter().all(|s| s.total > 0));
 
     // The diff and the exports group the same way.
@@ -235,6 +284,63 @@ fn a_function_at_two_lines_is_one_node_unless_asked_by_line() {
     let folded = f.get("/render", CPU, "&format=collapsed&aggregation=line");
     assert!(folded.contains("main.go:26)"), "{folded}");
 
+    // Grafana's data source (Connect SelectMergeStacktraces) gets function nodes too.
+    let select = serde_json::json!({
+        "profileTypeID": "process_cpu:cpu:nanoseconds:cpu:nanoseconds",
+        "labelSelector": "{service_name=\"golines\"}",
+        "start": (f.from * 1000).to_string(),
+        "end": (f.until * 1000).to_string(),
+    });
+    let (status, body) = post(
+        &f.server
+            .url("/querier.v1.QuerierService/SelectMergeStacktraces"),
+        "application/json",
+        select.to_string().as_bytes(),
+    );
+    assert_eq!(status, 200, "{body}");
+    let merged: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(merged["flamegraph"]["total"], f.total.to_string());
+    let names = merged["flamegraph"]["names"].as_array().unwrap();
+    assert!(names.contains(&Value::from("main.spin")), "{names:?}");
+    assert!(
+        names.iter().all(|n| !n.as_str().unwrap().contains(".go:")),
+        "{names:?}"
+    );
+
+    // `embers query` asks for either grouping and writes a call graph like any format.
+    let dot = f.dir.path().join("q.dot");
+    let query = |extra: &[&str]| {
+        let (_, said) = run_both(
+            Command::new(env!("CARGO_BIN_EXE_embers"))
+                .args(["query", CPU, "--server", &f.server.url("")])
+                .args([
+                    "--from",
+                    &f.from.to_string(),
+                    "--until",
+                    &f.until.to_string(),
+                ])
+                .args(extra)
+                .arg("-o")
+                .arg(&dot),
+            "embers query",
+        );
+        // The CLI reads the total in seconds, not in billions of "samples".
+        let total = embers_profile::ValueType::new("cpu", "nanoseconds").format_value(f.total);
+        assert!(
+            said.contains(&format!("embers: {total} in total")),
+            "{said}"
+        );
+        parse_dot(&std::fs::read_to_string(&dot).unwrap())
+    };
+    let spins = |d: &Dot| {
+        d.nodes
+            .values()
+            .filter(|n| n.0.starts_with("main.spin"))
+            .count()
+    };
+    assert_eq!(spins(&query(&[])), 1);
+    assert_eq!(spins(&query(&["--by-line"])), 2);
+
     // An unknown grouping is refused with the accepted names.
     let (status, body) = get(&f
         .server
@@ -267,10 +373,14 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
         f.until,
         q = enc(CPU)
     ));
-    let d: Value = serde_json::from_str(&get(&url).1).unwrap();
+    let d: Value = serde_json::from_str(&get(&format!("{url}&max-nodes=3")).1).unwrap();
     assert_eq!(
         (&d["metadata"]["units"], &d["metadata"]["sampleRate"]),
         (&Value::from("samples"), &Value::from(1_000_000_000u64))
+    );
+    assert_eq!(
+        d["metadata"]["maxNodes"], 3,
+        "render-diff reads max-nodes too"
     );
     // The timeline counts the same ticks.
     let timeline: u64 = f.render(CPU, "")["timeline"]["samples"]
@@ -295,6 +405,60 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
     assert_eq!(r["flamebearer"]["numTicks"], f.total, "weight is kept");
     let r = f.render(CPU, "&aggregation=line&max-nodes=2&maxNodes=3");
     assert_eq!(r["metadata"]["maxNodes"], 3);
+    // The SVG export says seconds too, and its hover text counts nanoseconds.
+    let svg = f.get("/render", CPU, "&format=svg");
+    let seconds = embers_profile::ValueType::new("cpu", "nanoseconds").format_value(f.total);
+    assert!(svg.contains(&format!("{seconds} · ")), "{seconds}");
+    assert!(
+        svg.contains(" nanoseconds, 100%)"),
+        "hover text in nanoseconds"
+    );
+
+    // Pyroscope's own component reads the Go program's CPU in seconds.
+    let r = pyroscope_flamegraph(
+        &f.server.url(&format!(
+            "/render?query={}&from={}&until={}",
+            enc(CPU),
+            f.from,
+            f.until
+        )),
+        "main.spin",
+        "go-cpu.png",
+    );
+    let tip = r["tooltip"]["table"].as_str().unwrap();
+    // Pyroscope rounds shares to 0.01 % and prints them as JavaScript numbers.
+    let share = (1e4 * (f.spin as f64 / f.total as f64)).round() / 100.0;
+    assert!(tip.contains(&format!("Share of CPU:\t{share}%")), "{tip}");
+    // Its duration formatter: two decimals, "second" only for exactly one.
+    let plural = if f.spin == 1_000_000_000 { "" } else { "s" };
+    let seconds = format!("CPU Time:\t{:.2} second{plural}", f.spin as f64 / 1e9);
+    assert!(tip.contains(&seconds), "{tip} (expected {seconds})");
+}
+
+/// Debian's Graphviz reads the call graph without a complaint and draws `name` in it.
+fn graphviz_lays_out(text: &str, name: &str) {
+    use std::io::Write;
+    let mut child = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("dot runs (graphviz: scripts/install-test-deps.sh installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.is_empty(),
+        "dot: {stderr}\n{text}"
+    );
+    let svg = String::from_utf8_lossy(&out.stdout);
+    assert!(svg.contains(&format!(">{name}</text>")), "{svg}");
 }
 
 /// A parsed DOT call graph: nodes by id with (name, self, total), edges with weights.
@@ -377,13 +541,14 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
     let f = Fixture::start();
     let text = f.get("/render", CPU, "&format=dot");
     let dot = parse_dot(&text);
+    graphviz_lays_out(&text, "main.spin");
     // Function nodes: main.spin once, with all the CPU below it and none of its own.
     let spin = dot.id("main.spin");
     let work = dot.id("main.work");
     let main = dot.id("main.main");
-    assert_eq!(dot.nodes[spin].1, 0);
-    assert_eq!(dot.nodes[spin].2, f.total);
-    assert_eq!(dot.nodes[work].2, f.total);
+    assert_eq!(dot.nodes[spin].1, f.spin_self);
+    assert_eq!(dot.nodes[spin].2, f.spin);
+    assert_eq!(dot.nodes[work].2, f.cum["main.work"]);
     // Self values add up to the total (every frame is shown: fewer than 80 of them).
     assert_eq!(dot.nodes.values().map(|n| n.1).sum::<u64>(), f.total);
     assert!(dot.legend.contains("Dropped 0 nodes"), "{}", dot.legend);
@@ -393,8 +558,8 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
             .find(|e| e.0 == from && e.1 == to)
             .unwrap_or_else(|| panic!("no edge {from} -> {to}:\n{text}"))
     };
-    assert_eq!(edge(main, spin).2, f.total);
-    assert_eq!(edge(spin, work).2, f.total);
+    assert_eq!(edge(main, spin).2, f.spin);
+    assert_eq!(edge(spin, work).2, f.cum["main.work"]);
     assert!(!edge(spin, work).3, "a direct call is solid");
 
     // By line: two spin nodes, one per calling line.
@@ -406,18 +571,112 @@ fn dot_call_graph_has_function_nodes_weighted_edges_and_drops_small_nodes() {
         .map(|n| n.2)
         .collect();
     assert_eq!(spins.len(), 2, "{:?}", by_line.nodes);
-    assert_eq!(spins.iter().sum::<u64>(), f.total);
+    assert_eq!(spins.iter().sum::<u64>(), f.spin);
 
     // max-nodes keeps the heaviest frames; paths through dropped ones become dotted edges.
-    let small = parse_dot(&f.get("/render", CPU, "&format=dot&max-nodes=2"));
+    let small_text = f.get("/render", CPU, "&format=dot&max-nodes=2");
+    graphviz_lays_out(&small_text, "main.work");
+    let small = parse_dot(&small_text);
     assert_eq!(small.nodes.len(), 2, "{:?}", small.nodes);
-    let kept: Vec<u64> = small.nodes.values().map(|n| n.2).collect();
-    assert!(kept.iter().all(|&t| t == f.total), "{:?}", small.nodes);
+    // The two kept are the heaviest functions by total, with go tool pprof's totals.
+    let lightest_kept = small.nodes.values().map(|n| n.2).min().unwrap();
+    for (name, _, total) in small.nodes.values() {
+        assert_eq!(Some(total), f.cum.get(name), "{name}: {:?}", f.cum);
+    }
+    let kept: Vec<&String> = small.nodes.values().map(|n| &n.0).collect();
+    assert!(
+        f.cum
+            .iter()
+            .filter(|(name, _)| !kept.contains(name))
+            .all(|(_, &c)| c <= lightest_kept),
+        "{kept:?} {:?}",
+        f.cum
+    );
     assert!(
         !small.legend.contains("Dropped 0 nodes"),
         "{}",
         small.legend
     );
-    let skip = small.edges.iter().find(|e| e.0 != e.1).unwrap();
-    assert_eq!((skip.2, skip.3), (f.total, true), "{:?}", small.edges);
+    let between: Vec<_> = small.edges.iter().filter(|e| e.0 != e.1).collect();
+    assert!(
+        between.iter().all(|e| e.2 > 0 && e.2 <= lightest_kept),
+        "{between:?}"
+    );
+}
+
+/// Runs `e2e/pyroscope-flamegraph.mjs`: the published `@pyroscope/models` schema on a
+/// `/render` answer, then the published `@pyroscope/flamegraph` component drawing it in
+/// Chromium, hovered on `function`; returns what it reported.
+fn pyroscope_flamegraph(render_url: &str, function: &str, shot: &str) -> Value {
+    let dir = repo().join("test-artifacts/render");
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = run(
+        Command::new("node")
+            .arg(repo().join("e2e/pyroscope-flamegraph.mjs"))
+            .arg(render_url)
+            .arg(function)
+            .arg(dir.join(shot)),
+        "node e2e/pyroscope-flamegraph.mjs",
+    );
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["schema"], "valid", "{r}");
+    assert_eq!(
+        r["errors"],
+        serde_json::json!([]),
+        "errors in the page: {r}"
+    );
+    assert_eq!(r["tooltip"]["title"], function, "{r}");
+    r
+}
+
+#[test]
+fn pyroscope_flamegraph_component_reads_seconds_bytes_and_counts_right() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerHandle::start(dir.path(), &[]);
+    let t = now() / 10 * 10 - 60;
+    for (name, rate, body) in [
+        // 100 Hz samples: foo 0.75 s of 1 s.
+        ("known.cpu", "&sampleRate=100", "main;foo 75\nmain;bar 25\n"),
+        (
+            "known.alloc_space",
+            "",
+            "main;grow 3145728\nmain;keep 1048576\n",
+        ),
+        ("known.goroutines", "", "main;wait 30\nmain;serve 10\n"),
+    ] {
+        let (status, text) = post(
+            &server.url(&format!(
+                "/ingest?name={name}&from={t}&until={}&format=folded{rate}",
+                t + 10
+            )),
+            "text/plain",
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{text}");
+    }
+    let url = |q: &str| {
+        server.url(&format!(
+            "/render?query={}&from={}&until={}",
+            enc(q),
+            t - 60,
+            now() + 60
+        ))
+    };
+    let r = pyroscope_flamegraph(&url("known.cpu"), "foo", "cpu.png");
+    assert_eq!(r["parsedUnits"], "samples");
+    let tip = r["tooltip"]["table"].as_str().unwrap();
+    assert!(tip.contains("Share of CPU:\t75%"), "{tip}");
+    assert!(tip.contains("CPU Time:\t0.75 seconds"), "{tip}");
+
+    let r = pyroscope_flamegraph(&url("known.alloc_space"), "grow", "bytes.png");
+    assert_eq!(r["parsedUnits"], "bytes");
+    let tip = r["tooltip"]["table"].as_str().unwrap();
+    assert!(tip.contains("% of RAM:\t75%"), "{tip}");
+    assert!(tip.contains("RAM:\t3.00 MB"), "{tip}");
+
+    let r = pyroscope_flamegraph(&url("known.goroutines"), "wait", "goroutines.png");
+    assert_eq!(r["parsedUnits"], "objects");
+    let tip = r["tooltip"]["table"].as_str().unwrap();
+    assert!(tip.contains("Objects in RAM:\t30.00"), "{tip}");
+    assert!(tip.contains(":\t75%"), "{tip}");
 }

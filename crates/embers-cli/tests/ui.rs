@@ -48,6 +48,26 @@ fn ui_views_show_the_known_profiles_in_chromium() {
         b,
         &format!("{FOO} 75\n{BAR} 225\n"),
     );
+    // One app with every kind of unit, 75 % in one function each.
+    for (name, body) in [
+        ("units.wall", "main;sleep 30\nmain;work 10\n"),
+        (
+            "units.alloc_space",
+            "main;grow 3145728\nmain;keep 1048576\n",
+        ),
+        ("units.goroutines", "main;wait 30\nmain;serve 10\n"),
+        ("units.mutex_count", "main;lock 3\nmain;unlock 1\n"),
+        ("units.mutex_duration", "main;lock 30\nmain;unlock 10\n"),
+    ] {
+        ingest(&server, name, b, body);
+    }
+    // One function at two lines (as a Python script's `spin` sampled at lines 7 and 8).
+    ingest(
+        &server,
+        "lines.cpu",
+        b,
+        "main (app.py:3);spin (app.py:7) 30\nmain (app.py:3);spin (app.py:8) 20\n",
+    );
     ingest(
         &server,
         "xss.cpu",
@@ -83,8 +103,9 @@ fn ui_views_show_the_known_profiles_in_chromium() {
         "{}",
         s["status"]
     );
+    // Nodes are functions: the line the samples came from is not part of the name.
     let tip = text(&s["tooltipFoo"]);
-    assert!(tip.contains("foo") && tip.contains("app.py:22"), "{tip}");
+    assert!(tip.contains("foo") && !tip.contains("app.py"), "{tip}");
     assert!(tip.contains("1.50 s (37.50 %)"), "{tip}");
     assert_eq!(text(&s["matched"]), "Matched: 37.50 % (1.50 s)");
     assert_eq!(s["searchHighlight"], serde_json::json!([238, 0, 238]));
@@ -97,7 +118,7 @@ fn ui_views_show_the_known_profiles_in_chromium() {
         (zoom["after"].as_f64().unwrap() - canvas).abs() < 1.0,
         "{zoom}"
     );
-    assert_eq!(text(&zoom["url"]), FOO);
+    assert_eq!(text(&zoom["url"]), "main;foo");
     assert!(text(&zoom["crumbs"]).contains("foo"), "{zoom}");
     assert!((s["zoomReset"].as_f64().unwrap() - before).abs() < 1.0);
     let first_cells = |rows: &Value| -> Vec<String> {
@@ -113,18 +134,12 @@ fn ui_views_show_the_known_profiles_in_chromium() {
     assert_eq!(first_cells(&s["rowsFiltered"]), ["bar"]);
     assert_eq!(text(&s["rowsBySelf"][0][1]), "2.50 s (62.50 %)");
     let sandwich = &s["sandwich"];
-    assert_eq!(text(&sandwich["url"]), "bar (app.py:26)");
+    assert_eq!(text(&sandwich["url"]), "bar");
     assert_eq!(
         sandwich["callers"],
-        serde_json::json!([
-            "bar (app.py:26)@0=2500000000",
-            "main (app.py:30)@1=2500000000"
-        ])
+        serde_json::json!(["bar@0=2500000000", "main@1=2500000000"])
     );
-    assert_eq!(
-        sandwich["callees"],
-        serde_json::json!(["bar (app.py:26)@0=2500000000"])
-    );
+    assert_eq!(sandwich["callees"], serde_json::json!(["bar@0=2500000000"]));
     assert_eq!(s["highlightBar"], serde_json::json!([238, 0, 238]));
     assert_eq!(text(&s["flame"]["url"]), "flame");
     assert!(s["flame"]["rootY"].as_f64() > s["flame"]["fooY"].as_f64());
@@ -161,10 +176,12 @@ fn ui_views_show_the_known_profiles_in_chromium() {
 
     // Exports are the server's formats of the same query.
     let e = &r["exports"];
+    assert!(text(&e["collapsed"]["head"]).starts_with("main;"), "{e}");
     assert!(
-        text(&e["collapsed"]["head"]).starts_with("main (app.py:30);"),
+        text(&e["dot"]["head"]).starts_with("digraph \"process_cpu:cpu:nanoseconds"),
         "{e}"
     );
+    assert_eq!(text(&e["dot"]["name"]), "shop.dot");
     assert!(
         text(&e["svg"]["head"]).contains("<?xml") || text(&e["svg"]["head"]).contains("<svg"),
         "{e}"
@@ -217,6 +234,36 @@ fn ui_views_show_the_known_profiles_in_chromium() {
     assert_eq!(text(&jump["rq"]), r#"region="eu-west-1""#);
     assert_eq!(first_cells(&jump["rows"])[0], "bar");
 
+    // "By line": one spin node per line, back to one per function.
+    let l = &r["byLine"];
+    assert_eq!(l["functionNodes"], serde_json::json!(["spin=500000000"]));
+    assert!(
+        text(&l["functionTip"]).contains("500.0 ms (100.00 %)"),
+        "{l}"
+    );
+    assert_eq!(text(&l["button"]), "By line");
+    assert_eq!(text(&l["url"]), "line");
+    assert_eq!(
+        l["lineNodes"],
+        serde_json::json!(["spin (app.py:7)=300000000", "spin (app.py:8)=200000000"])
+    );
+    assert!(text(&l["lineTip"]).contains("app.py:7"), "{l}");
+    assert_eq!(text(&l["pressed"]), "true");
+    assert_eq!(l["back"], l["functionNodes"]);
+
+    // Seconds for wall and lock time (legacy samples at 100 Hz), bytes, counts.
+    let u = &r["units"];
+    for (kind, status, tip) in [
+        ("wall", "400.0 ms in total", "300.0 ms (75.00 %)"),
+        ("alloc_space", "4.0 MiB in total", "3.0 MiB (75.00 %)"),
+        ("goroutine", "40 objects in total", "30 objects (75.00 %)"),
+        ("contentions", "4 in total", "3 (75.00 %)"),
+        ("delay", "400.0 ms in total", "300.0 ms (75.00 %)"),
+    ] {
+        assert!(text(&u[kind]["status"]).starts_with(status), "{kind}: {u}");
+        assert!(text(&u[kind]["tip"]).contains(tip), "{kind}: {u}");
+    }
+
     // Untrusted names are text, not markup.
     let x = &r["xss"];
     assert_eq!(text(&x["cell"]), "<img src=x onerror=alert(1)>");
@@ -250,6 +297,7 @@ fn ui_views_show_the_known_profiles_in_chromium() {
         "diff",
         "explore",
         "xss",
+        "by-line",
     ] {
         assert!(shots.join(format!("{view}.png")).exists(), "{view}.png");
     }

@@ -137,9 +137,8 @@ pub fn write(
     w.push_str(&format!("digraph {} {{\n", quote(title)));
     w.push_str("node [style=filled fillcolor=\"#f8f8f8\"]\n");
     let legend = format!(
-        "{}\\l{kind}: {}\\lShowing nodes accounting for {}, {:.2}% of {} total\\lDropped {dropped} nodes\\l",
+        "{}\\lType: {kind}\\lShowing nodes accounting for {}, {:.2}% of {} total\\lDropped {dropped} nodes\\l",
         escape(title),
-        vt.format_value(total),
         vt.format_value(shown),
         share(shown, total),
         vt.format_value(total),

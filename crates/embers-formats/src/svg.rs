@@ -17,9 +17,13 @@ fn base_options(
         .title
         .clone()
         .unwrap_or_else(|| default_title.to_owned());
-    opt.count_name = match profile.meta.sample_type.kind.as_str() {
-        "" => "samples".to_owned(),
-        kind => kind.to_owned(),
+    // Hover text reads "(750,000,000 nanoseconds, 75%)": the values' unit where it is a
+    // measure, the kind of thing counted otherwise.
+    let vt = &profile.meta.sample_type;
+    opt.count_name = match (vt.unit.as_str(), vt.kind.as_str()) {
+        ("" | "count", "") => "samples".to_owned(),
+        ("" | "count", kind) => kind.to_owned(),
+        (unit, _) => unit.to_owned(),
     };
     if options.icicle {
         opt.direction = Direction::Inverted;
@@ -34,9 +38,8 @@ fn base_options(
 
 fn subtitle(profile: &Profile, stacks: usize) -> String {
     let mut s = format!(
-        "{} {} · {} distinct stacks",
-        profile.total(),
-        count_unit(profile),
+        "{} · {} distinct stacks",
+        profile.meta.sample_type.format_value(profile.total()),
         stacks
     );
     let (period, unit) = (profile.meta.period, profile.meta.period_type.as_ref());
@@ -44,13 +47,6 @@ fn subtitle(profile: &Profile, stacks: usize) -> String {
         s.push_str(&format!(" · {} Hz", 1_000_000_000 / period));
     }
     s
-}
-
-fn count_unit(profile: &Profile) -> &str {
-    match profile.meta.sample_type.kind.as_str() {
-        "" => "samples",
-        kind => kind,
-    }
 }
 
 fn render(opt: &mut Options<'_>, lines: &[String], out: &mut dyn Write) -> Result<(), FormatError> {
@@ -111,10 +107,9 @@ pub fn write_diff(
     let mut opt = base_options(after, options, "Differential flame graph");
     opt.subtitle = Some(options.subtitle.clone().unwrap_or_else(|| {
         format!(
-            "before: {} · after: {} {} · red grew, blue shrank (share of total)",
-            diff.left_total,
-            diff.right_total,
-            count_unit(after)
+            "before: {} · after: {} · red grew, blue shrank (share of total)",
+            before.meta.sample_type.format_value(diff.left_total),
+            after.meta.sample_type.format_value(diff.right_total),
         )
     }));
     render(&mut opt, &lines, out)

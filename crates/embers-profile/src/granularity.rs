@@ -146,3 +146,59 @@ mod tests {
         assert_eq!(Granularity::parse("bogus"), None);
     }
 }
+
+#[cfg(test)]
+mod laws {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn tree() -> impl Strategy<Value = StackTree> {
+        let frame = (0..6usize, 0..3usize, prop::option::of(1..5u32))
+            .prop_map(|(f, file, line)| Frame::at(format!("fn_{f}"), format!("m{file}.py"), line));
+        prop::collection::vec((prop::collection::vec(frame, 1..6), 1..100u64), 0..30).prop_map(
+            |stacks| {
+                let mut t = StackTree::new();
+                for (frames, v) in stacks {
+                    t.add_frames(frames.iter(), v);
+                }
+                t
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn grouping_keeps_totals_is_idempotent_and_commutes_with_merge(a in tree(), b in tree()) {
+            let f = |t: &StackTree| t.at_granularity(Granularity::Function).into_owned();
+            let fa = f(&a);
+            prop_assert_eq!(fa.total(), a.total());
+            prop_assert_eq!(f(&fa).to_sorted_stacks(), fa.to_sorted_stacks());
+            prop_assert!(fa.symbols().iter().all(|(_, fr)| fr.file.is_none() && fr.line.is_none()));
+            let mut ab = a.clone();
+            ab.merge(&b);
+            let mut fab = fa.clone();
+            fab.merge(&f(&b));
+            prop_assert_eq!(f(&ab).to_sorted_stacks(), fab.to_sorted_stacks());
+            prop_assert_eq!(a.at_granularity(Granularity::Line).to_sorted_stacks(), a.to_sorted_stacks());
+        }
+
+        #[test]
+        fn grouping_equals_adding_the_grouped_stacks(a in tree()) {
+            let mut reference = StackTree::new();
+            for (frames, v) in a.to_sorted_stacks() {
+                let grouped: Vec<Frame> = frames.iter().map(|f| Frame::named(f.function.clone())).collect();
+                reference.add_frames(grouped.iter(), v);
+            }
+            let fa = a.at_granularity(Granularity::Function);
+            prop_assert_eq!(fa.to_sorted_stacks(), reference.to_sorted_stacks());
+            prop_assert_eq!(fa.node_count(), reference.node_count());
+            // Every node's total is its self plus its children's.
+            let mut todo = vec![StackTree::ROOT];
+            while let Some(n) = todo.pop() {
+                let children: u64 = fa.children(n).map(|c| fa.total_value(c)).sum();
+                prop_assert_eq!(fa.total_value(n), fa.self_value(n) + children);
+                todo.extend(fa.children(n));
+            }
+        }
+    }
+}

@@ -2,8 +2,9 @@
 //!
 //! A [`Profile`] is a set of labelled stack samples over an interned [`SymbolTable`]; a
 //! [`StackTree`] is the call tree built from them, with self and total values per node.
-//! The tree algebra (merge, scale, diff, focus, sandwich, top-N, truncation) lives here so
-//! that the CLI, the store and the query API compute the same answers.
+//! The tree algebra (merge, scale, diff, focus, sandwich, top-N, truncation, grouping by
+//! function or line with [`Granularity`]) lives here so that the CLI, the store and the
+//! query API compute the same answers.
 //!
 //! ```
 //! use embers_profile::{Frame, Labels, Profile, ProfileMeta, SortBy};

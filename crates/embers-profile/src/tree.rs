@@ -198,16 +198,7 @@ impl StackTree {
             }
             for &frame in &stack[common..] {
                 let parent = path.last().copied().unwrap_or(0);
-                let child = tree.nodes.len() as u32;
-                tree.nodes.push(Node::new(Some(frame)));
-                let p = &mut tree.nodes[parent as usize];
-                let previous_last = std::mem::replace(&mut p.last_child, child);
-                if previous_last == 0 {
-                    p.first_child = child;
-                } else {
-                    tree.nodes[previous_last as usize].next_sibling = child;
-                }
-                path.push(child);
+                path.push(tree.append_child(parent, Node::new(Some(frame))));
             }
             tree.nodes[0].total += value;
             for &node in &path {
@@ -226,16 +217,23 @@ impl StackTree {
         if let Some(&child) = self.edges.get(&(parent, frame)) {
             return child;
         }
-        let child = NodeId(u32::try_from(self.nodes.len()).expect("more than 2^32 nodes"));
-        self.nodes.push(Node::new(Some(frame)));
-        let p = &mut self.nodes[parent.0 as usize];
-        let previous_last = std::mem::replace(&mut p.last_child, child.0);
-        if previous_last == 0 {
-            p.first_child = child.0;
-        } else {
-            self.nodes[previous_last as usize].next_sibling = child.0;
-        }
+        let child = NodeId(self.append_child(parent.0, Node::new(Some(frame))));
         self.edges.insert((parent, frame), child);
+        child
+    }
+
+    /// Appends `node` as the last child of `parent` (the edge map is the caller's
+    /// business) and returns its index.
+    fn append_child(&mut self, parent: u32, node: Node) -> u32 {
+        let child = u32::try_from(self.nodes.len()).expect("more than 2^32 nodes");
+        self.nodes.push(node);
+        let p = &mut self.nodes[parent as usize];
+        let previous_last = std::mem::replace(&mut p.last_child, child);
+        if previous_last == 0 {
+            p.first_child = child;
+        } else {
+            self.nodes[previous_last as usize].next_sibling = child;
+        }
         child
     }
 
@@ -359,19 +357,63 @@ impl StackTree {
     }
 
     /// A copy with every frame passed through `f`, merging paths that become equal.
+    ///
+    /// Only siblings can merge (a node and its descendant are at different depths), so
+    /// the copy is built level by level: a new node's children are the children of the
+    /// old nodes it stands for, grouped by their new frame (a sort of a few siblings, no
+    /// hashing), each new node summing the self and total of its old ones. When `f`
+    /// keeps frames apart, the shape is unchanged and only the symbols are replaced.
     pub fn map_frames(&self, mut f: impl FnMut(&Frame) -> Frame) -> StackTree {
-        let mut out = StackTree::new();
+        let mut symbols = SymbolTable::new();
         let ids: Vec<FrameId> = self
             .symbols
             .iter()
-            .map(|(_, frame)| out.symbols.intern_owned(f(frame)))
+            .map(|(_, frame)| symbols.intern_owned(f(frame)))
             .collect();
-        let mut mapped = Vec::new();
-        self.for_each_stack(|stack, value| {
-            mapped.clear();
-            mapped.extend(stack.iter().map(|id| ids[id.0 as usize]));
-            out.add_stack(&mapped, value);
-        });
+        if symbols.len() == self.symbols.len() {
+            // Interned in order and all distinct: every id maps to itself.
+            return StackTree {
+                symbols,
+                ..self.clone()
+            };
+        }
+        let mut out = StackTree {
+            symbols,
+            edges_complete: false,
+            ..StackTree::new()
+        };
+        out.nodes.reserve(self.nodes.len());
+        out.nodes[0].self_value = self.nodes[0].self_value;
+        out.nodes[0].total = self.nodes[0].total;
+        // The old nodes each new node stands for, as ranges of `sources`.
+        let mut sources: Vec<u32> = vec![0];
+        let mut todo: Vec<(u32, usize, usize)> = vec![(0, 0, 1)];
+        let mut siblings: Vec<(FrameId, u32)> = Vec::new();
+        while let Some((new, start, end)) = todo.pop() {
+            siblings.clear();
+            for &old in &sources[start..end] {
+                let mut c = self.nodes[old as usize].first_child;
+                while c != 0 {
+                    let child = &self.nodes[c as usize];
+                    let frame = ids[child.frame.expect("children have frames").0 as usize];
+                    siblings.push((frame, c));
+                    c = child.next_sibling;
+                }
+            }
+            siblings.sort_unstable();
+            for group in siblings.chunk_by(|a, b| a.0 == b.0) {
+                let mut node = Node::new(Some(group[0].0));
+                let from = sources.len();
+                for &(_, old) in group {
+                    let o = &self.nodes[old as usize];
+                    node.self_value += o.self_value;
+                    node.total += o.total;
+                    sources.push(old);
+                }
+                let placed = out.append_child(new, node);
+                todo.push((placed, from, sources.len()));
+            }
+        }
         out
     }
 

@@ -39,8 +39,8 @@ impl Units {
     }
 }
 
-/// Sample units as `'static` names (anything unknown is passed on as `count`'s peers
-/// are: a plain number).
+/// A sample unit as the `'static` name the metadata carries; a unit we do not know is
+/// sent as `""`, which consumers show as a plain number.
 fn known_unit(unit: &str) -> &'static str {
     match unit {
         "nanoseconds" => "nanoseconds",

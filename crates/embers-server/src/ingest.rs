@@ -316,7 +316,9 @@ fn legacy_puts(
         }
         base
     };
-    let is_pprof = format == "pprof" || content_type.contains("multipart/form-data");
+    // pprof carries its own period; JFR (multipart too) takes the period from `sampleRate`.
+    let is_pprof =
+        format == "pprof" || (format != "jfr" && content_type.contains("multipart/form-data"));
     let legacy = legacy_type(&app, sample_rate(params.sample_rate.as_deref()));
     let upload = LegacyUpload {
         body,

@@ -26,11 +26,11 @@ pub fn max_nodes(n: Option<usize>) -> usize {
     n.filter(|&n| n > 0).unwrap_or(DEFAULT_MAX_NODES)
 }
 
-/// The node budget of a `/render` or `/render-diff` request: Pyroscope's frontends send
-/// `max-nodes`, Grafana's and ours `maxNodes`; as Grafana Pyroscope reads them, a
-/// non-zero `maxNodes` wins over `max-nodes`.
-fn render_max_nodes(camel: Option<usize>, dashed: Option<usize>) -> usize {
-    max_nodes(camel.filter(|&n| n > 0).or(dashed))
+/// The node budget a `/render` or `/render-diff` request asked for, if any: Pyroscope's
+/// frontends send `max-nodes`, Grafana's and ours `maxNodes`; as Grafana Pyroscope reads
+/// them, a non-zero `maxNodes` wins over `max-nodes`.
+fn asked_max_nodes(camel: Option<usize>, dashed: Option<usize>) -> Option<usize> {
+    camel.filter(|&n| n > 0).or(dashed).filter(|&n| n > 0)
 }
 
 /// The `aggregation` parameter: `function` (the default, one node per function name, as
@@ -159,8 +159,8 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
     let (selector, m) = matchers(&query)?;
     let range = state.range(p.from.as_deref(), p.until.as_deref(), DefaultFrom::LastHour)?;
     let QueryRange { from, until } = range;
-    let explicit_nodes = p.max_nodes.filter(|&n| n > 0).or(p.max_nodes_dashed);
-    let max_nodes = render_max_nodes(p.max_nodes, p.max_nodes_dashed);
+    let asked_nodes = asked_max_nodes(p.max_nodes, p.max_nodes_dashed);
+    let max_nodes = max_nodes(asked_nodes);
     let granularity = granularity(p.aggregation.as_deref())?;
     let m2 = m.clone();
     let r = state
@@ -184,17 +184,21 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
         }
     };
     if let Some((codec, content_type)) = codec {
-        // Only the call graph is bounded by default; the other exports keep every node
-        // unless the client asked for fewer.
-        let nodes = match codec {
-            Format::Dot => explicit_nodes,
-            _ => None,
+        // Exports keep every node unless the client asked for fewer; the call graph
+        // drops small frames itself (to its own default when not asked).
+        let (tree, graph_nodes) = match (codec, asked_nodes) {
+            (Format::Dot, n) => (r.tree, n),
+            (_, Some(n)) => (r.tree.truncated(n).0, None),
+            (_, None) => (r.tree, None),
         };
-        let tree = match explicit_nodes {
-            Some(n) if codec != Format::Dot => r.tree.truncated(n).0,
-            _ => r.tree,
-        };
-        let bytes = encode(&tree, codec, profile_type.as_deref(), &query, range, nodes)?;
+        let bytes = encode(
+            &tree,
+            codec,
+            profile_type.as_deref(),
+            &query,
+            range,
+            graph_nodes,
+        )?;
         let response = ([("content-type", content_type)], bytes).into_response();
         return Ok(with_warnings(response, &warnings));
     }
@@ -277,7 +281,7 @@ async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, 
         p.right_until.as_deref().or(p.until.as_deref()),
         DefaultFrom::LastHour,
     )?;
-    let max_nodes = render_max_nodes(p.max_nodes, p.max_nodes_dashed);
+    let max_nodes = max_nodes(asked_max_nodes(p.max_nodes, p.max_nodes_dashed));
     let granularity = granularity(p.aggregation.as_deref())?;
     let profile_type = pinned_type(&lm).map(str::to_owned);
     let (left, right) = state

@@ -48,8 +48,8 @@ export function orientationToggle(state, ctx, graphs) {
 }
 
 /**
- * The "by line" switch: one node per function (the default, as Grafana shows trees) or
- * one per function, file and line. The server regroups, so the view reloads.
+ * The "by line" switch (pressed: on): one node per function (the default, as Grafana
+ * shows trees) or one per function, file and line. The server regroups: the view reloads.
  * @param {State} state
  * @param {Context} ctx
  */
@@ -64,7 +64,7 @@ export function granularityToggle(state, ctx) {
       title: 'one node per function, or one per function, file and line',
       onclick: () => ctx.navigate({ by: on ? 'function' : 'line', zoom: '', fn: '' }),
     },
-    on ? 'By function' : 'By line',
+    'By line',
   );
 }
 
