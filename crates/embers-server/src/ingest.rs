@@ -30,8 +30,8 @@ use crate::profile_type::{family, legacy_type, type_id};
 use crate::wire;
 use crate::{AppState, ServerConfig};
 
-pub mod spans;
 mod jfr;
+pub mod spans;
 
 /// The ingest budget of every request: the `[ingest]` settings, with the bounds that
 /// have their own flags (body sizes, labels) taken from those.
@@ -317,8 +317,8 @@ fn legacy_puts(
         base
     };
     // pprof carries its own period; JFR (multipart too) takes the period from `sampleRate`.
-    let is_pprof = format == "pprof"
-        || (format != "jfr" && content_type.contains("multipart/form-data"));
+    let is_pprof =
+        format == "pprof" || (format != "jfr" && content_type.contains("multipart/form-data"));
     let legacy = legacy_type(&app, sample_rate(params.sample_rate.as_deref()));
     let upload = LegacyUpload {
         body,

@@ -191,7 +191,14 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
             (_, Some(n)) => (r.tree.truncated(n).0, None),
             (_, None) => (r.tree, None),
         };
-        let bytes = encode(&tree, codec, profile_type.as_deref(), &query, range, graph_nodes)?;
+        let bytes = encode(
+            &tree,
+            codec,
+            profile_type.as_deref(),
+            &query,
+            range,
+            graph_nodes,
+        )?;
         let response = ([("content-type", content_type)], bytes).into_response();
         return Ok(with_warnings(response, &warnings));
     }
