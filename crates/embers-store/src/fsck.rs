@@ -275,7 +275,7 @@ fn check_spans(
         let bytes = storage.get(&key)?;
         crate::quarantine::refuse_other_version(&key, &bytes)?;
         let mut scratch = FxHashMap::default();
-        let checked = crate::spans::read_object(&bytes, |_, _, _| true, &mut scratch)
+        let checked = crate::spans::read_span_object(&bytes, &mut scratch)
             .map_err(|e| e.to_string())
             .and_then(|()| match scratch.keys().max() {
                 Some(&max) if max as usize >= paths => Err(format!(
