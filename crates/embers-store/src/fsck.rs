@@ -54,7 +54,7 @@ pub struct KindReport {
 #[non_exhaustive]
 pub struct FsckReport {
     /// Per kind of object: `catalog`, `dictionary`, `run`, `combined run`, `aggregate`,
-    /// `meta/flushed`, `wal`, `unknown name`.
+    /// `meta/flushed`, `spans`, `wal`, `unknown name`.
     pub kinds: BTreeMap<&'static str, KindReport>,
     /// Things worth knowing that are not damage (lost catalog entries, a torn WAL tail).
     pub notes: Vec<String>,

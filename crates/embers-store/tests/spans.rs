@@ -265,3 +265,38 @@ fn span_data_is_exact_after_a_fault_at_any_put_and_a_crash() {
         }
     }
 }
+
+#[test]
+fn fsck_reads_span_objects_and_a_restart_quarantines_nothing_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open_dir(dir.path(), Config::default()).unwrap();
+        store.ingest(vec![put(T0, 0)]).unwrap();
+        store.flush().unwrap();
+        store.ingest(vec![put(T0 + 100, 1)]).unwrap();
+        store.close().unwrap();
+    }
+    let report = embers_store::fsck(dir.path(), false).unwrap();
+    assert_eq!(report.damaged(), 0, "{report}");
+    assert_eq!(report.kinds["spans"].checked, 2);
+    let store = Store::open_dir(dir.path(), Config::default()).unwrap();
+    assert!(store.quarantined().is_empty());
+    let got = store
+        .merge_spans(&all(), T0, T0 + 200, &[0, 1, 2, 3])
+        .unwrap();
+    assert_eq!(
+        leaves(&got),
+        vec![("checkout".into(), 6), ("search".into(), 10)]
+    );
+    drop(store);
+    let objects: Vec<_> = std::fs::read_dir(dir.path().join("spans"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let mut bytes = std::fs::read(&objects[0]).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 1;
+    std::fs::write(&objects[0], bytes).unwrap();
+    let report = embers_store::fsck(dir.path(), false).unwrap();
+    assert_eq!(report.kinds["spans"].damaged.len(), 1, "{report}");
+}
