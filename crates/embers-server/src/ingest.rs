@@ -87,7 +87,7 @@ pub fn puts_from_trees(
     let metas: Vec<&ProfileMeta> = decoded.iter().map(|d| &d.meta).collect();
     let family = name.map_or_else(|| family(&metas), str::to_owned);
     let mut puts = Vec::new();
-    let mut spans_left = budget.max_spans;
+    let mut seen_spans = spans::SpanCount::default();
     for typed in decoded {
         let profile_type = type_id(&family, &typed.meta);
         let time = if typed.meta.time_nanos > 0 {
@@ -99,7 +99,7 @@ pub fn puts_from_trees(
             labels: sample_labels,
             tree,
             spans,
-        } in spans::split(typed.trees, budget, &mut spans_left)?
+        } in spans::split(typed.trees, budget, &mut seen_spans)?
         {
             if tree.total() == 0 {
                 continue;
