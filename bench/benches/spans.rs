@@ -8,9 +8,7 @@
 //!
 //! `cargo bench -p embers-bench --bench spans`
 
-use std::time::Instant;
-
-use embers_bench::{median_time, synthetic_profile, Rng};
+use embers_bench::{median_time, on_cpu_ns, synthetic_profile, Rng};
 use embers_profile::{Frame, Labels, StackTree};
 use embers_store::{Config, Put, Selector, SeriesKey, Store};
 
@@ -73,38 +71,56 @@ fn main() {
                 .collect(),
         });
     }
-    let load = |with_spans: bool| {
+    // Both stores are loaded batch by batch in turn, each timed in this thread's CPU time,
+    // so load on the machine falls on both alike.
+    let open = || {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open_dir(dir.path(), Config::default()).expect("store");
-        let start = Instant::now();
-        for chunk in puts.chunks(360) {
+        (dir, store)
+    };
+    let (plain_dir, plain) = open();
+    let (dir, store) = open();
+    let (mut plain_ns, mut span_ns) = (0u64, 0u64);
+    for chunk in puts.chunks(360) {
+        for (target, with_spans, ns) in
+            [(&plain, false, &mut plain_ns), (&store, true, &mut span_ns)]
+        {
+            // Built before the clock starts: only the store's work is timed.
             let batch: Vec<Put> = chunk
                 .iter()
                 .map(|p| Put {
+                    key: p.key.clone(),
+                    time: p.time,
+                    tree: p.tree.clone(),
                     spans: if with_spans {
                         p.spans.clone()
                     } else {
                         Vec::new()
                     },
-                    ..p.clone()
                 })
                 .collect();
+            let start = on_cpu_ns();
             // One put per request, as clients push.
             for put in batch {
-                store.ingest(vec![put]).expect("ingest");
+                target.ingest(vec![put]).expect("ingest");
             }
-            store.flush().expect("flush");
+            target.flush().expect("flush");
+            *ns += on_cpu_ns() - start;
         }
-        (dir, store, start.elapsed())
-    };
-    let (plain_dir, _plain, plain_time) = load(false);
-    let (dir, store, span_time) = load(true);
-    let per_put = |d: std::time::Duration| d.as_secs_f64() * 1e6 / leaves as f64;
+    }
+    let nodes =
+        |f: &dyn Fn(&Put) -> usize| puts.iter().map(f).sum::<usize>() as f64 / leaves as f64;
     println!(
-        "ingest + flush, {leaves} puts of ~150 stacks: {:.0} µs/put with {SPANS} spans each, {:.0} µs/put without = {:.2}×",
-        per_put(span_time),
-        per_put(plain_time),
-        span_time.as_secs_f64() / plain_time.as_secs_f64()
+        "call-tree nodes per put: {:.0} in the tree, {:.0} in its spans' trees",
+        nodes(&|p| p.tree.node_count()),
+        nodes(&|p| p.spans.iter().map(|(_, t)| t.node_count()).sum())
+    );
+    let per_put = |ns: u64| ns as f64 / 1e3 / leaves as f64;
+    println!(
+        "ingest + flush, {leaves} puts of ~150 stacks, CPU time: {:.0} µs/put with {SPANS} spans each, {:.0} µs/put without = {:.2}×",
+        per_put(span_ns),
+        per_put(plain_ns),
+        span_ns as f64 / plain_ns as f64
     );
     let runs = walk(&dir.path().join("l0"));
     let span_bytes = walk(&dir.path().join("spans"));
@@ -124,10 +140,18 @@ fn main() {
     let ids: Vec<u64> = (0..10)
         .map(|i| (leaves as u64 - 1) * SPANS + i + 1)
         .collect();
-    for (label, secs) in [("1 minute", 60), ("1 hour", 3600), ("6 hours", HOURS * 3600)] {
+    for (label, secs) in [
+        ("1 minute", 60),
+        ("1 hour", 3600),
+        ("6 hours", HOURS * 3600),
+    ] {
         let from = end - secs;
         let spans = median_time(5, || {
-            std::hint::black_box(store.merge_spans(&matchers, from, end, &ids).expect("spans"));
+            std::hint::black_box(
+                store
+                    .merge_spans(&matchers, from, end, &ids)
+                    .expect("spans"),
+            );
         });
         let merge = median_time(5, || {
             std::hint::black_box(store.merge(&matchers, from, end).expect("merge"));
