@@ -103,6 +103,14 @@ fn the_golden_recording_decodes_to_its_folded_output() {
 }
 
 #[test]
+fn a_scan_reads_every_event_jfr_summary_counts() {
+    // `jfr summary`: 122 allocation events, 2 execution samples, 9 checkpoints, 1
+    // metadata event.
+    let events = embers_formats::jfr::scan(&golden(), &IngestBudget::default()).unwrap();
+    assert_eq!(events, 134);
+}
+
+#[test]
 fn chunks_one_after_the_other_add_up() {
     let one = golden();
     let two = [one.clone(), one.clone()].concat();
