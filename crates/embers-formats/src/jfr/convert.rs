@@ -163,7 +163,9 @@ impl<'s> Collector<'s> {
             }
         };
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
-        let correlation = if kind.correlated() {
+        // Without a `labels` part no correlation becomes a label (as in Grafana), so
+        // samples are not kept apart by it.
+        let correlation = if kind.correlated() && self.labels.is_some() {
             Correlation {
                 context: e.context_id,
                 span_id: e.span_id,
