@@ -156,3 +156,26 @@ fn bounds_of_the_budget_are_named() {
         assert!(err.to_string().contains(setting), "{setting}: {err}");
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any recording with a few bytes changed decodes or fails with a typed error:
+    /// never a panic, never an error other than malformed or over a bound.
+    #[test]
+    fn damaged_recordings_fail_cleanly(
+        changes in proptest::collection::vec((0usize..118_296, proptest::num::u8::ANY), 1..8)
+    ) {
+        let mut bytes = golden();
+        for (at, byte) in changes {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        let mut budget = IngestBudget::default();
+        budget.max_nodes = 1 << 16;
+        match decode(&bytes, None, &JfrOptions::default(), &budget) {
+            Ok(_) | Err(FormatError::Malformed { .. } | FormatError::OverBudget { .. }) => {}
+            Err(other) => proptest::prop_assert!(false, "unexpected error {other}"),
+        }
+    }
+}
