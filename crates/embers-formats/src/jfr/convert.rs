@@ -201,7 +201,15 @@ impl<'s> Collector<'s> {
                 }
             }
             EventKind::WallClockSample => {
-                put(Kind::Wall, [n(e.samples).saturating_mul(period), 0]);
+                let value = n(e.samples).saturating_mul(period);
+                // In wall mode async-profiler samples every thread: a running thread's
+                // samples are CPU too (jfr-parser 1d06ce3).
+                if self.event.as_deref() == Some("wall")
+                    && pools.state(e.state) == Some("STATE_RUNNABLE")
+                {
+                    put(Kind::Cpu, [value, 0]);
+                }
+                put(Kind::Wall, [value, 0]);
             }
             EventKind::AllocationInNewTlab => put(Kind::InNewTlab, [1, n(e.tlab_size)]),
             EventKind::AllocationOutsideTlab => {
