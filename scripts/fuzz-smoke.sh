@@ -46,7 +46,7 @@ otlp=crates/embers-cli/tests/otlp/export.py
 { printf '\x01'; python3 "$otlp" dump-json - a; } > fuzz/corpus/otlp_decode/export.json || true
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode otlp_decode; do
+for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode span_decode otlp_decode; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"

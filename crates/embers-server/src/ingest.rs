@@ -97,7 +97,7 @@ pub fn puts_from_trees(
         str::to_owned,
     );
     let mut puts = Vec::new();
-    let mut spans_left = budget.max_spans;
+    let mut seen_spans = spans::SpanCount::default();
     for typed in decoded {
         let profile_type = type_id(&family, &typed.meta);
         // Grafana keeps the profile's own time unless it is 0 or in 1970 (old clients
@@ -110,7 +110,7 @@ pub fn puts_from_trees(
             labels: sample_labels,
             tree,
             spans,
-        } in spans::split(typed.trees, budget, &mut spans_left)?
+        } in spans::split(typed.trees, budget, &mut seen_spans)?
         {
             if tree.total() == 0 {
                 continue;

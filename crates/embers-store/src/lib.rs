@@ -79,6 +79,7 @@ pub use quarantine::{Quarantined, QUARANTINE_PREFIX};
 pub use segment::{leaf_of, leaves_for, plan, Block, FANOUT, LEAF_SECONDS, TOP_LEVEL};
 pub use selector::{MatchOp, Matcher, Selector, SelectorError};
 pub use series::{SeriesId, SeriesKey, NAME, PROFILE_TYPE, SERVICE_NAME};
+pub use spans::read_span_object;
 pub use storage::{
     Fault, FaultyStorage, FileStorage, Injected, MemoryStorage, Schedule, Storage, StorageError,
 };
