@@ -343,3 +343,31 @@ fn equal_labels_from_different_attribute_entries_are_one_tree() {
     assert_eq!(labels.get("thread.name"), Some("t1"));
     assert_eq!(tree.total(), 5000);
 }
+
+#[test]
+fn json_link_ids_may_be_hex_as_otlp_json_writes_them_or_base64_as_grafana_reads_them() {
+    let r = request(vec![]);
+    let json = serde_json::to_string(&r).unwrap();
+    // pbjson wrote base64; write the same IDs in hex instead.
+    let (trace_b64, span_b64) = ("q6urq6urq6urq6urq6urqw==", "AQIDBAUGBwg=");
+    assert!(
+        json.contains(trace_b64) && json.contains(span_b64),
+        "{json}"
+    );
+    let hex = json
+        .replace(trace_b64, "abababababababababababababababab")
+        .replace(span_b64, "0102030405060708");
+    for body in [json.as_bytes(), hex.as_bytes()] {
+        let upload = OtlpUpload {
+            body,
+            encoding: Encoding::Json,
+        };
+        let export = decode_export(&upload, &IngestBudget::default()).unwrap();
+        let (labels, _) = &export.series[1].profile.trees[0];
+        assert_eq!(labels.get("span_id"), Some("0102030405060708"));
+        assert_eq!(
+            labels.get("trace_id"),
+            Some("abababababababababababababababab")
+        );
+    }
+}
