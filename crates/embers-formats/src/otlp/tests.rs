@@ -163,6 +163,16 @@ fn decode(request: &ExportProfilesServiceRequest, budget: &IngestBudget) -> Otlp
     protobuf
 }
 
+/// The error decoding `request` (protobuf) within `budget`.
+fn refused(request: &ExportProfilesServiceRequest, budget: &IngestBudget) -> FormatError {
+    let body = request.encode_to_vec();
+    let upload = OtlpUpload {
+        body: &body,
+        encoding: Encoding::Protobuf,
+    };
+    decode_export(&upload, budget).unwrap_err()
+}
+
 #[test]
 fn services_labels_values_and_links_follow_grafana() {
     let resource = vec![
@@ -264,32 +274,17 @@ fn counts_are_refused_on_the_wire_and_indexes_checked() {
         max_samples: 2,
         ..IngestBudget::default()
     };
-    let body = request(vec![]).encode_to_vec();
-    let upload = OtlpUpload {
-        body: &body,
-        encoding: Encoding::Protobuf,
-    };
-    let err = decode_export(&upload, &budget).unwrap_err();
+    let err = refused(&request(vec![]), &budget);
     assert!(err.to_string().contains("max_samples"), "{err}");
 
     let mut r = request(vec![]);
     r.dictionary.as_mut().unwrap().location_table[2].mapping_index = 9;
-    let body = r.encode_to_vec();
-    let upload = OtlpUpload {
-        body: &body,
-        encoding: Encoding::Protobuf,
-    };
-    let err = decode_export(&upload, &IngestBudget::default()).unwrap_err();
+    let err = refused(&r, &IngestBudget::default());
     assert!(err.to_string().contains("mapping index 9"), "{err}");
 
     let mut r = request(vec![]);
     r.resource_profiles[0].scope_profiles[0].profiles[0].samples[0].values = vec![-1];
-    let body = r.encode_to_vec();
-    let upload = OtlpUpload {
-        body: &body,
-        encoding: Encoding::Protobuf,
-    };
-    let err = decode_export(&upload, &IngestBudget::default()).unwrap_err();
+    let err = refused(&r, &IngestBudget::default());
     assert!(err.to_string().contains("value -1"), "{err}");
 }
 
@@ -308,22 +303,12 @@ fn nested_attribute_values_are_counted_and_bounded_in_depth() {
         max_locations: 500,
         ..IngestBudget::default()
     };
-    let body = r.encode_to_vec();
-    let upload = OtlpUpload {
-        body: &body,
-        encoding: Encoding::Protobuf,
-    };
-    let err = decode_export(&upload, &budget).unwrap_err();
+    let err = refused(&r, &budget);
     assert!(err.to_string().contains("max_locations"), "{err}");
     // Arrays in arrays, deeper than any real attribute.
     let deep = (0..40).fold(AnyValue::default(), |v, _| array(vec![v]));
     let r = request(vec![kv("deep", Some(deep))]);
-    let body = r.encode_to_vec();
-    let upload = OtlpUpload {
-        body: &body,
-        encoding: Encoding::Protobuf,
-    };
-    let err = decode_export(&upload, &IngestBudget::default()).unwrap_err();
+    let err = refused(&r, &IngestBudget::default());
     assert!(err.to_string().contains("nested deeper"), "{err}");
 }
 
