@@ -30,8 +30,8 @@ use crate::profile_type::{family, legacy_type, type_id};
 use crate::wire;
 use crate::{AppState, ServerConfig};
 
-pub mod spans;
 mod jfr;
+pub mod spans;
 
 /// The ingest budget of every request: the `[ingest]` settings, with the bounds that
 /// have their own flags (body sizes, labels) taken from those.
@@ -45,7 +45,7 @@ pub fn budget(config: &ServerConfig) -> IngestBudget {
 }
 
 /// Over a bound: 413 naming it; anything else wrong with the body: 422.
-fn format_error(e: FormatError) -> ApiError {
+pub(crate) fn format_error(e: FormatError) -> ApiError {
     match e {
         FormatError::OverBudget { bound, .. } => {
             let hint = if bound == Bound::DecodedBytes {
