@@ -157,7 +157,11 @@ fn router_with_metrics(
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
         .route(
             "/adhocprofiles.v1.AdHocProfileService/{method}",
-            post(adhoc::call).route_layer(ingest_budget()),
+            post(adhoc::call)
+                .route_layer(ingest_budget())
+                .layer(DefaultBodyLimit::max(adhoc::body_limit(
+                    config.max_body_bytes,
+                ))),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready))

@@ -73,6 +73,15 @@ pub(crate) struct AdHoc {
     pub(crate) profiles: Arc<AdHocProfiles>,
 }
 
+/// The largest request body: a file of `max_body_bytes` in base64 (4/3 of it) inside a
+/// JSON or protobuf message; the file itself is checked against `max_body_bytes` after
+/// decoding, so the refusal names that setting.
+pub(crate) fn body_limit(max_body_bytes: usize) -> usize {
+    max_body_bytes
+        .saturating_add(max_body_bytes / 3)
+        .saturating_add(64 << 10)
+}
+
 /// `POST /adhocprofiles.v1.AdHocProfileService/{method}`.
 pub async fn call(
     State(state): State<AppState>,
@@ -93,7 +102,7 @@ async fn dispatch(
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let codec = connect::Codec::of(headers)?;
-    let body = connect::inflate(headers, body, state.budget.max_body_bytes)?;
+    let body = connect::inflate(headers, body, body_limit(state.budget.max_body_bytes))?;
     let (profiles, budget) = (Arc::clone(&state.adhoc.profiles), state.budget.clone());
     match method {
         "Upload" => {
@@ -206,16 +215,16 @@ fn upload(
     budget: &IngestBudget,
     req: pb::AdHocProfilesUploadRequest,
 ) -> Result<pb::AdHocProfilesGetResponse, ApiError> {
-    // base64 is 4/3 of the file: refuse an oversized one before decoding it.
-    if req.profile.len() / 4 * 3 > budget.max_body_bytes {
-        return Err(ApiError::too_large(format!(
-            "the profile is over max_body_bytes ({} bytes)",
-            budget.max_body_bytes
-        )));
-    }
     let data = base64::engine::general_purpose::STANDARD
         .decode(req.profile.trim())
         .map_err(|e| ApiError::bad_request(format!("`profile` is not base64: {e}")))?;
+    if data.len() > budget.max_body_bytes {
+        return Err(ApiError::too_large(format!(
+            "the file has {} bytes, over max_body_bytes ({} bytes)",
+            data.len(),
+            budget.max_body_bytes
+        )));
+    }
     let name = embers_store::clean_name(&req.name);
     let file = read(&name, &data, budget)?;
     let now = std::time::SystemTime::now()
