@@ -194,6 +194,34 @@ mod tests {
         assert!(err.to_string().contains("max_decoded_bytes"), "{err}");
     }
 
+    /// A real OpenJDK 17 recording (gzipped, as uploaded): one profile per event type, with
+    /// the totals of the golden conversion the JFR tests bless.
+    #[test]
+    fn jfr_recordings_give_one_profile_per_type() {
+        let gz = include_bytes!("../../tests/data/jdk17-labels.jfr.gz");
+        let golden = include_str!("../../tests/data/jdk17-labels.folded");
+        let f = decode_file("rec.jfr", gz, &IngestBudget::default()).unwrap();
+        assert_eq!(f.format, FileFormat::Jfr);
+        let mut want = std::collections::BTreeMap::<String, u64>::new();
+        for line in golden.lines() {
+            let mut cols = line.split(' ');
+            let (family, kind) = (cols.next().unwrap(), cols.next().unwrap());
+            let value: u64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+            let name = if family == kind {
+                kind.to_owned()
+            } else {
+                format!("{family}/{kind}")
+            };
+            *want.entry(name).or_default() += value;
+        }
+        let got: std::collections::BTreeMap<String, u64> = f
+            .profiles
+            .iter()
+            .map(|p| (p.name.clone(), p.tree.total()))
+            .collect();
+        assert_eq!(got, want);
+    }
+
     #[test]
     fn empty_files_are_refused() {
         let err = decode_file("e", b"\n", &IngestBudget::default()).unwrap_err();

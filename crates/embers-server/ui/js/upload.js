@@ -6,6 +6,7 @@
 // types get a type picker; any two uploads can be diffed, drawn as the Diff view draws.
 // The URL holds the upload (`id`), its type (`ptype`) and the diff's other side (`rid`).
 
+import { answer } from './api.js';
 import { failed } from './controls.js';
 import { h, replace } from './dom.js';
 import { legend } from './diff.js';
@@ -36,17 +37,7 @@ async function call(method, body) {
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
   });
-  const text = await res.text();
-  if (!res.ok) {
-    let message = text;
-    try {
-      message = JSON.parse(text).message ?? text;
-    } catch {
-      // not JSON: the text is the message
-    }
-    throw new Error(`${res.status}: ${message}`);
-  }
-  return JSON.parse(text);
+  return answer(res);
 }
 
 /** @param {ArrayBuffer} buf */
