@@ -335,6 +335,41 @@ fn upload_get_list_diff_over_connect_in_json_and_proto() {
         ids
     );
     assert_eq!(plist.profiles[1].name, "cpu.pb.gz");
+    // A gzipped request body (Connect's `Content-Encoding: gzip`) and max_nodes as a string.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(
+        &mut gz,
+        json!({"id": go_id, "profileType": "cpu", "maxNodes": "3"})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut r = support::agent()
+        .post(&server.url(&format!("{SERVICE}/Get")))
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .send(&gz.finish().unwrap()[..])
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let small: Value = serde_json::from_str(&r.body_mut().read_to_string().unwrap()).unwrap();
+    let small = flamebearer(small["flamebearerProfile"].as_str().unwrap());
+    // Functions below the root, `other` (truncated weight) aside.
+    let functions = |fb: &Value| -> usize {
+        let names = fb["flamebearer"]["names"].as_array().unwrap();
+        fb["flamebearer"]["levels"].as_array().unwrap()[1..]
+            .iter()
+            .flat_map(|l| {
+                l.as_array()
+                    .unwrap()
+                    .chunks(4)
+                    .map(|n| n[3].as_u64().unwrap())
+            })
+            .filter(|&i| names[i as usize] != "other")
+            .count()
+    };
+    assert!(functions(&fb) > 3, "{fb}");
+    assert!(functions(&small) <= 3, "max_nodes 3: {small}");
+    assert_eq!(small["flamebearer"]["numTicks"].as_u64().unwrap(), go.total);
     assert!(plist.profiles[0].uploaded_at >= plist.profiles[1].uploaded_at);
 
     // Diff the Go profile's CPU against the folded file.
