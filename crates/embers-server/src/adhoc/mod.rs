@@ -67,7 +67,7 @@ impl AdHocConfig {
     }
 }
 
-/// What the handlers share: the uploads and the budget one file is read within.
+/// What the handlers share besides [`AppState`]: the uploads.
 #[derive(Debug, Clone)]
 pub(crate) struct AdHoc {
     pub(crate) profiles: Arc<AdHocProfiles>,
