@@ -48,7 +48,7 @@ pub fn budget(config: &ServerConfig) -> IngestBudget {
 const SPY: &str = "pyroscope_spy";
 
 /// Over a bound: 413 naming it; anything else wrong with the body: 422.
-fn format_error(e: FormatError) -> ApiError {
+pub(crate) fn format_error(e: FormatError) -> ApiError {
     match e {
         FormatError::OverBudget { bound, .. } => {
             let hint = if bound == Bound::DecodedBytes {

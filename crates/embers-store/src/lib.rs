@@ -37,6 +37,7 @@
 //! assert_eq!(merged.total(), 100);
 //! ```
 
+mod adhoc;
 mod block;
 mod cache;
 mod compact;
@@ -67,6 +68,7 @@ mod tree_codec;
 mod varint;
 mod wal;
 
+pub use adhoc::{clean_name, AdHocEntry, AdHocError, AdHocLimits, AdHocProfiles, AdHocUpload};
 pub use block::{BlockError, BlockReader, BlockWriter};
 pub use compact::CompactReport;
 pub use dict::{Segment as DictionarySegment, LOST as LOST_FRAME};
