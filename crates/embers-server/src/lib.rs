@@ -7,7 +7,7 @@
 //!   OTLP/gRPC `ProfilesService/Export` (HTTP/2 on the same port);
 //! - query: `GET /render`, `/render-diff`, `/labels`, `/label-values`, `/series`,
 //!   `/apps` (each also under `/pyroscope/`), Connect
-//!   `POST /querier.v1.QuerierService/{method}`;
+//!   `POST /querier.v1.QuerierService/{method}`, `POST /settings.v1.SettingsService/{method}`;
 //! - operations: `/healthz`, `/ready`, `/metrics`;
 //! - the web UI: `GET /` and its files under `/ui/` (see [`ui`]).
 //!
@@ -28,6 +28,17 @@ mod budget;
 mod config;
 mod error;
 mod flamebearer;
+/// Grafana Pyroscope's `querier.v1`, `types.v1`, `settings.v1` and `google.v1` messages,
+/// generated from `proto/grafana/` (with proto3 JSON) by `cargo run -p xtask -- protogen`.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub
+)]
+#[rustfmt::skip]
+pub mod grafana_proto;
 mod ingest;
 mod metrics;
 mod params;
@@ -74,6 +85,7 @@ pub struct AppState {
     query_limits: QueryLimits,
     queries: Arc<budget::QueryGate>,
     ingest_budget: Arc<budget::InflightBytes>,
+    settings: Arc<querier::settings::Settings>,
 }
 
 impl AppState {
@@ -127,6 +139,7 @@ fn router_with_metrics(
             config.max_inflight_ingest_bytes,
             config.max_body_bytes,
         )),
+        settings: Arc::new(querier::settings::Settings::open(&config.data_dir)),
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
@@ -147,6 +160,10 @@ fn router_with_metrics(
             post(ingest::otlp::grpc).route_layer(ingest_budget()),
         )
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
+        .route(
+            "/settings.v1.SettingsService/{method}",
+            post(querier::settings::call),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
