@@ -179,6 +179,9 @@ fn package_tree(include: &Path, protos: &[&str]) -> Result<String, String> {
                 .register_descriptors(&set)
                 .map_err(|e| e.to_string())?
                 .out_dir(&out)
+                // Connect (protojson with DiscardUnknown) and OTLP/JSON receivers both
+                // ignore fields they do not know: newer clients send newer fields.
+                .ignore_unknown_fields()
                 .build(&["."])
                 .map_err(|e| format!("pbjson-build: {e}"))
         })

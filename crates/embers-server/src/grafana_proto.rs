@@ -309,6 +309,7 @@ impl<'de> serde::Deserialize<'de> for Function {
             SystemName,
             Filename,
             StartLine,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -335,7 +336,7 @@ impl<'de> serde::Deserialize<'de> for Function {
                             "systemName" | "system_name" => Ok(GeneratedField::SystemName),
                             "filename" => Ok(GeneratedField::Filename),
                             "startLine" | "start_line" => Ok(GeneratedField::StartLine),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -400,6 +401,9 @@ impl<'de> serde::Deserialize<'de> for Function {
                             start_line__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -479,6 +483,7 @@ impl<'de> serde::Deserialize<'de> for Label {
             Str,
             Num,
             NumUnit,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -504,7 +509,7 @@ impl<'de> serde::Deserialize<'de> for Label {
                             "str" => Ok(GeneratedField::Str),
                             "num" => Ok(GeneratedField::Num),
                             "numUnit" | "num_unit" => Ok(GeneratedField::NumUnit),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -560,6 +565,9 @@ impl<'de> serde::Deserialize<'de> for Label {
                             num_unit__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -618,6 +626,7 @@ impl<'de> serde::Deserialize<'de> for Line {
         enum GeneratedField {
             FunctionId,
             Line,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -641,7 +650,7 @@ impl<'de> serde::Deserialize<'de> for Line {
                         match value {
                             "functionId" | "function_id" => Ok(GeneratedField::FunctionId),
                             "line" => Ok(GeneratedField::Line),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -679,6 +688,9 @@ impl<'de> serde::Deserialize<'de> for Line {
                             line__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -762,6 +774,7 @@ impl<'de> serde::Deserialize<'de> for Location {
             Address,
             Line,
             IsFolded,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -788,7 +801,7 @@ impl<'de> serde::Deserialize<'de> for Location {
                             "address" => Ok(GeneratedField::Address),
                             "line" => Ok(GeneratedField::Line),
                             "isFolded" | "is_folded" => Ok(GeneratedField::IsFolded),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -849,6 +862,9 @@ impl<'de> serde::Deserialize<'de> for Location {
                                 return Err(serde::de::Error::duplicate_field("isFolded"));
                             }
                             is_folded__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -987,6 +1003,7 @@ impl<'de> serde::Deserialize<'de> for Mapping {
             HasFilenames,
             HasLineNumbers,
             HasInlineFrames,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1018,7 +1035,7 @@ impl<'de> serde::Deserialize<'de> for Mapping {
                             "hasFilenames" | "has_filenames" => Ok(GeneratedField::HasFilenames),
                             "hasLineNumbers" | "has_line_numbers" => Ok(GeneratedField::HasLineNumbers),
                             "hasInlineFrames" | "has_inline_frames" => Ok(GeneratedField::HasInlineFrames),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1120,6 +1137,9 @@ impl<'de> serde::Deserialize<'de> for Mapping {
                                 return Err(serde::de::Error::duplicate_field("hasInlineFrames"));
                             }
                             has_inline_frames__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1295,6 +1315,7 @@ impl<'de> serde::Deserialize<'de> for Profile {
             Period,
             Comment,
             DefaultSampleType,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1330,7 +1351,7 @@ impl<'de> serde::Deserialize<'de> for Profile {
                             "period" => Ok(GeneratedField::Period),
                             "comment" => Ok(GeneratedField::Comment),
                             "defaultSampleType" | "default_sample_type" => Ok(GeneratedField::DefaultSampleType),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1464,6 +1485,9 @@ impl<'de> serde::Deserialize<'de> for Profile {
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(Profile {
@@ -1535,6 +1559,7 @@ impl<'de> serde::Deserialize<'de> for Sample {
             LocationId,
             Value,
             Label,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1559,7 +1584,7 @@ impl<'de> serde::Deserialize<'de> for Sample {
                             "locationId" | "location_id" => Ok(GeneratedField::LocationId),
                             "value" => Ok(GeneratedField::Value),
                             "label" => Ok(GeneratedField::Label),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1606,6 +1631,9 @@ impl<'de> serde::Deserialize<'de> for Sample {
                                 return Err(serde::de::Error::duplicate_field("label"));
                             }
                             label__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1662,6 +1690,7 @@ impl<'de> serde::Deserialize<'de> for ValueType {
         enum GeneratedField {
             Type,
             Unit,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1685,7 +1714,7 @@ impl<'de> serde::Deserialize<'de> for ValueType {
                         match value {
                             "type" => Ok(GeneratedField::Type),
                             "unit" => Ok(GeneratedField::Unit),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1723,6 +1752,9 @@ impl<'de> serde::Deserialize<'de> for ValueType {
                             unit__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2292,6 +2324,7 @@ impl<'de> serde::Deserialize<'de> for AnalyzeQueryRequest {
             Start,
             End,
             Query,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2316,7 +2349,7 @@ impl<'de> serde::Deserialize<'de> for AnalyzeQueryRequest {
                             "start" => Ok(GeneratedField::Start),
                             "end" => Ok(GeneratedField::End),
                             "query" => Ok(GeneratedField::Query),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2361,6 +2394,9 @@ impl<'de> serde::Deserialize<'de> for AnalyzeQueryRequest {
                                 return Err(serde::de::Error::duplicate_field("query"));
                             }
                             query__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2415,6 +2451,7 @@ impl<'de> serde::Deserialize<'de> for AnalyzeQueryResponse {
         enum GeneratedField {
             QueryScopes,
             QueryImpact,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2438,7 +2475,7 @@ impl<'de> serde::Deserialize<'de> for AnalyzeQueryResponse {
                         match value {
                             "queryScopes" | "query_scopes" => Ok(GeneratedField::QueryScopes),
                             "queryImpact" | "query_impact" => Ok(GeneratedField::QueryImpact),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2472,6 +2509,9 @@ impl<'de> serde::Deserialize<'de> for AnalyzeQueryResponse {
                                 return Err(serde::de::Error::duplicate_field("queryImpact"));
                             }
                             query_impact__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2526,6 +2566,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryRequest {
         enum GeneratedField {
             RequestId,
             Type,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2549,7 +2590,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryRequest {
                         match value {
                             "requestId" | "request_id" => Ok(GeneratedField::RequestId),
                             "type" => Ok(GeneratedField::Type),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2583,6 +2624,9 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryRequest {
                                 return Err(serde::de::Error::duplicate_field("type"));
                             }
                             r#type__ = Some(map_.next_value::<AsyncQueryType>()? as i32);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2646,6 +2690,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryResponse {
             RequestId,
             Status,
             ErrorMessage,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2670,7 +2715,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryResponse {
                             "requestId" | "request_id" => Ok(GeneratedField::RequestId),
                             "status" => Ok(GeneratedField::Status),
                             "errorMessage" | "error_message" => Ok(GeneratedField::ErrorMessage),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2711,6 +2756,9 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryResponse {
                                 return Err(serde::de::Error::duplicate_field("errorMessage"));
                             }
                             error_message__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2911,6 +2959,7 @@ impl<'de> serde::Deserialize<'de> for DiffRequest {
         enum GeneratedField {
             Left,
             Right,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2934,7 +2983,7 @@ impl<'de> serde::Deserialize<'de> for DiffRequest {
                         match value {
                             "left" => Ok(GeneratedField::Left),
                             "right" => Ok(GeneratedField::Right),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2968,6 +3017,9 @@ impl<'de> serde::Deserialize<'de> for DiffRequest {
                                 return Err(serde::de::Error::duplicate_field("right"));
                             }
                             right__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3011,6 +3063,7 @@ impl<'de> serde::Deserialize<'de> for DiffResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Flamegraph,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3033,7 +3086,7 @@ impl<'de> serde::Deserialize<'de> for DiffResponse {
                     {
                         match value {
                             "flamegraph" => Ok(GeneratedField::Flamegraph),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3060,6 +3113,9 @@ impl<'de> serde::Deserialize<'de> for DiffResponse {
                                 return Err(serde::de::Error::duplicate_field("flamegraph"));
                             }
                             flamegraph__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3131,6 +3187,7 @@ impl<'de> serde::Deserialize<'de> for FlameGraph {
             Levels,
             Total,
             MaxSelf,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3156,7 +3213,7 @@ impl<'de> serde::Deserialize<'de> for FlameGraph {
                             "levels" => Ok(GeneratedField::Levels),
                             "total" => Ok(GeneratedField::Total),
                             "maxSelf" | "max_self" => Ok(GeneratedField::MaxSelf),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3208,6 +3265,9 @@ impl<'de> serde::Deserialize<'de> for FlameGraph {
                             max_self__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3302,6 +3362,7 @@ impl<'de> serde::Deserialize<'de> for FlameGraphDiff {
             MaxSelf,
             LeftTicks,
             RightTicks,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3329,7 +3390,7 @@ impl<'de> serde::Deserialize<'de> for FlameGraphDiff {
                             "maxSelf" | "max_self" => Ok(GeneratedField::MaxSelf),
                             "leftTicks" => Ok(GeneratedField::LeftTicks),
                             "rightTicks" => Ok(GeneratedField::RightTicks),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3399,6 +3460,9 @@ impl<'de> serde::Deserialize<'de> for FlameGraphDiff {
                             right_ticks__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3520,6 +3584,7 @@ impl<'de> serde::Deserialize<'de> for Level {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Values,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3542,7 +3607,7 @@ impl<'de> serde::Deserialize<'de> for Level {
                     {
                         match value {
                             "values" => Ok(GeneratedField::Values),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3572,6 +3637,9 @@ impl<'de> serde::Deserialize<'de> for Level {
                                 Some(map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
                                     .into_iter().map(|x| x.0).collect())
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3614,6 +3682,7 @@ impl<'de> serde::Deserialize<'de> for PprofProfile {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Profile,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3636,7 +3705,7 @@ impl<'de> serde::Deserialize<'de> for PprofProfile {
                     {
                         match value {
                             "profile" => Ok(GeneratedField::Profile),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3663,6 +3732,9 @@ impl<'de> serde::Deserialize<'de> for PprofProfile {
                                 return Err(serde::de::Error::duplicate_field("profile"));
                             }
                             profile__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3797,6 +3869,7 @@ impl<'de> serde::Deserialize<'de> for ProfileTypesRequest {
         enum GeneratedField {
             Start,
             End,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3820,7 +3893,7 @@ impl<'de> serde::Deserialize<'de> for ProfileTypesRequest {
                         match value {
                             "start" => Ok(GeneratedField::Start),
                             "end" => Ok(GeneratedField::End),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3858,6 +3931,9 @@ impl<'de> serde::Deserialize<'de> for ProfileTypesRequest {
                             end__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3902,6 +3978,7 @@ impl<'de> serde::Deserialize<'de> for ProfileTypesResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             ProfileTypes,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3924,7 +4001,7 @@ impl<'de> serde::Deserialize<'de> for ProfileTypesResponse {
                     {
                         match value {
                             "profileTypes" | "profile_types" => Ok(GeneratedField::ProfileTypes),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3951,6 +4028,9 @@ impl<'de> serde::Deserialize<'de> for ProfileTypesResponse {
                                 return Err(serde::de::Error::duplicate_field("profileTypes"));
                             }
                             profile_types__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -4016,6 +4096,7 @@ impl<'de> serde::Deserialize<'de> for QueryImpact {
             TotalBytesInTimeRange,
             TotalQueriedSeries,
             DeduplicationNeeded,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -4040,7 +4121,7 @@ impl<'de> serde::Deserialize<'de> for QueryImpact {
                             "totalBytesInTimeRange" | "total_bytes_in_time_range" => Ok(GeneratedField::TotalBytesInTimeRange),
                             "totalQueriedSeries" | "total_queried_series" => Ok(GeneratedField::TotalQueriedSeries),
                             "deduplicationNeeded" | "deduplication_needed" => Ok(GeneratedField::DeduplicationNeeded),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -4085,6 +4166,9 @@ impl<'de> serde::Deserialize<'de> for QueryImpact {
                                 return Err(serde::de::Error::duplicate_field("deduplicationNeeded"));
                             }
                             deduplication_needed__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -4218,6 +4302,7 @@ impl<'de> serde::Deserialize<'de> for QueryScope {
             IndexBytes,
             ProfileBytes,
             SymbolBytes,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -4248,7 +4333,7 @@ impl<'de> serde::Deserialize<'de> for QueryScope {
                             "indexBytes" | "index_bytes" => Ok(GeneratedField::IndexBytes),
                             "profileBytes" | "profile_bytes" => Ok(GeneratedField::ProfileBytes),
                             "symbolBytes" | "symbol_bytes" => Ok(GeneratedField::SymbolBytes),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -4347,6 +4432,9 @@ impl<'de> serde::Deserialize<'de> for QueryScope {
                             symbol_bytes__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -4476,6 +4564,7 @@ impl<'de> serde::Deserialize<'de> for SelectHeatmapRequest {
             QueryType,
             ExemplarType,
             Limit,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -4506,7 +4595,7 @@ impl<'de> serde::Deserialize<'de> for SelectHeatmapRequest {
                             "queryType" | "query_type" => Ok(GeneratedField::QueryType),
                             "exemplarType" | "exemplar_type" => Ok(GeneratedField::ExemplarType),
                             "limit" => Ok(GeneratedField::Limit),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -4598,6 +4687,9 @@ impl<'de> serde::Deserialize<'de> for SelectHeatmapRequest {
                                 map_.next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?.map(|x| x.0)
                             ;
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(SelectHeatmapRequest {
@@ -4647,6 +4739,7 @@ impl<'de> serde::Deserialize<'de> for SelectHeatmapResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Series,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -4669,7 +4762,7 @@ impl<'de> serde::Deserialize<'de> for SelectHeatmapResponse {
                     {
                         match value {
                             "series" => Ok(GeneratedField::Series),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -4696,6 +4789,9 @@ impl<'de> serde::Deserialize<'de> for SelectHeatmapResponse {
                                 return Err(serde::de::Error::duplicate_field("series"));
                             }
                             series__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -4806,6 +4902,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeProfileRequest {
             StackTraceSelector,
             ProfileIdSelector,
             TraceIdSelector,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -4835,7 +4932,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeProfileRequest {
                             "stackTraceSelector" | "stack_trace_selector" => Ok(GeneratedField::StackTraceSelector),
                             "profileIdSelector" | "profile_id_selector" => Ok(GeneratedField::ProfileIdSelector),
                             "traceIdSelector" | "trace_id_selector" => Ok(GeneratedField::TraceIdSelector),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -4917,6 +5014,9 @@ impl<'de> serde::Deserialize<'de> for SelectMergeProfileRequest {
                                 return Err(serde::de::Error::duplicate_field("traceIdSelector"));
                             }
                             trace_id_selector__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -5026,6 +5126,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeSpanProfileRequest {
             End,
             MaxNodes,
             Format,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -5054,7 +5155,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeSpanProfileRequest {
                             "end" => Ok(GeneratedField::End),
                             "maxNodes" | "max_nodes" => Ok(GeneratedField::MaxNodes),
                             "format" => Ok(GeneratedField::Format),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -5130,6 +5231,9 @@ impl<'de> serde::Deserialize<'de> for SelectMergeSpanProfileRequest {
                             }
                             format__ = Some(map_.next_value::<ProfileFormat>()? as i32);
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(SelectMergeSpanProfileRequest {
@@ -5187,6 +5291,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeSpanProfileResponse {
         enum GeneratedField {
             Flamegraph,
             Tree,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -5210,7 +5315,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeSpanProfileResponse {
                         match value {
                             "flamegraph" => Ok(GeneratedField::Flamegraph),
                             "tree" => Ok(GeneratedField::Tree),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -5246,6 +5351,9 @@ impl<'de> serde::Deserialize<'de> for SelectMergeSpanProfileResponse {
                             tree__ = 
                                 Some(map_.next_value::<::pbjson::private::BytesDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -5384,6 +5492,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeStacktracesRequest {
             Async,
             TraceIdSelector,
             SpanSelector,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -5416,7 +5525,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeStacktracesRequest {
                             "async" => Ok(GeneratedField::Async),
                             "traceIdSelector" | "trace_id_selector" => Ok(GeneratedField::TraceIdSelector),
                             "spanSelector" | "span_selector" => Ok(GeneratedField::SpanSelector),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -5520,6 +5629,9 @@ impl<'de> serde::Deserialize<'de> for SelectMergeStacktracesRequest {
                             }
                             span_selector__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(SelectMergeStacktracesRequest {
@@ -5605,6 +5717,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeStacktracesResponse {
             Dot,
             Async,
             Pprof,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -5631,7 +5744,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeStacktracesResponse {
                             "dot" => Ok(GeneratedField::Dot),
                             "async" => Ok(GeneratedField::Async),
                             "pprof" => Ok(GeneratedField::Pprof),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -5688,6 +5801,9 @@ impl<'de> serde::Deserialize<'de> for SelectMergeStacktracesResponse {
                                 return Err(serde::de::Error::duplicate_field("pprof"));
                             }
                             pprof__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -5821,6 +5937,7 @@ impl<'de> serde::Deserialize<'de> for SelectSeriesRequest {
             StackTraceSelector,
             Limit,
             ExemplarType,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -5852,7 +5969,7 @@ impl<'de> serde::Deserialize<'de> for SelectSeriesRequest {
                             "stackTraceSelector" | "stack_trace_selector" => Ok(GeneratedField::StackTraceSelector),
                             "limit" => Ok(GeneratedField::Limit),
                             "exemplarType" | "exemplar_type" => Ok(GeneratedField::ExemplarType),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -5951,6 +6068,9 @@ impl<'de> serde::Deserialize<'de> for SelectSeriesRequest {
                             }
                             exemplar_type__ = Some(map_.next_value::<super::super::types::v1::ExemplarType>()? as i32);
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(SelectSeriesRequest {
@@ -6001,6 +6121,7 @@ impl<'de> serde::Deserialize<'de> for SelectSeriesResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Series,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6023,7 +6144,7 @@ impl<'de> serde::Deserialize<'de> for SelectSeriesResponse {
                     {
                         match value {
                             "series" => Ok(GeneratedField::Series),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -6050,6 +6171,9 @@ impl<'de> serde::Deserialize<'de> for SelectSeriesResponse {
                                 return Err(serde::de::Error::duplicate_field("series"));
                             }
                             series__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -6121,6 +6245,7 @@ impl<'de> serde::Deserialize<'de> for SeriesRequest {
             LabelNames,
             Start,
             End,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6146,7 +6271,7 @@ impl<'de> serde::Deserialize<'de> for SeriesRequest {
                             "labelNames" | "label_names" => Ok(GeneratedField::LabelNames),
                             "start" => Ok(GeneratedField::Start),
                             "end" => Ok(GeneratedField::End),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -6199,6 +6324,9 @@ impl<'de> serde::Deserialize<'de> for SeriesRequest {
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(SeriesRequest {
@@ -6244,6 +6372,7 @@ impl<'de> serde::Deserialize<'de> for SeriesResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             LabelsSet,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6266,7 +6395,7 @@ impl<'de> serde::Deserialize<'de> for SeriesResponse {
                     {
                         match value {
                             "labelsSet" | "labels_set" => Ok(GeneratedField::LabelsSet),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -6293,6 +6422,9 @@ impl<'de> serde::Deserialize<'de> for SeriesResponse {
                                 return Err(serde::de::Error::duplicate_field("labelsSet"));
                             }
                             labels_set__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -6373,6 +6505,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSettingsRequest {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Name,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6395,7 +6528,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSettingsRequest {
                     {
                         match value {
                             "name" => Ok(GeneratedField::Name),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -6422,6 +6555,9 @@ impl<'de> serde::Deserialize<'de> for DeleteSettingsRequest {
                                 return Err(serde::de::Error::duplicate_field("name"));
                             }
                             name__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -6456,6 +6592,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSettingsResponse {
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6476,7 +6613,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSettingsResponse {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                            Ok(GeneratedField::__SkipField__)
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -6527,6 +6664,7 @@ impl<'de> serde::Deserialize<'de> for GetSettingsRequest {
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6547,7 +6685,7 @@ impl<'de> serde::Deserialize<'de> for GetSettingsRequest {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                            Ok(GeneratedField::__SkipField__)
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -6606,6 +6744,7 @@ impl<'de> serde::Deserialize<'de> for GetSettingsResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Settings,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6628,7 +6767,7 @@ impl<'de> serde::Deserialize<'de> for GetSettingsResponse {
                     {
                         match value {
                             "settings" => Ok(GeneratedField::Settings),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -6655,6 +6794,9 @@ impl<'de> serde::Deserialize<'de> for GetSettingsResponse {
                                 return Err(serde::de::Error::duplicate_field("settings"));
                             }
                             settings__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -6697,6 +6839,7 @@ impl<'de> serde::Deserialize<'de> for SetSettingsRequest {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Setting,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6719,7 +6862,7 @@ impl<'de> serde::Deserialize<'de> for SetSettingsRequest {
                     {
                         match value {
                             "setting" => Ok(GeneratedField::Setting),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -6746,6 +6889,9 @@ impl<'de> serde::Deserialize<'de> for SetSettingsRequest {
                                 return Err(serde::de::Error::duplicate_field("setting"));
                             }
                             setting__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -6788,6 +6934,7 @@ impl<'de> serde::Deserialize<'de> for SetSettingsResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Setting,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6810,7 +6957,7 @@ impl<'de> serde::Deserialize<'de> for SetSettingsResponse {
                     {
                         match value {
                             "setting" => Ok(GeneratedField::Setting),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -6837,6 +6984,9 @@ impl<'de> serde::Deserialize<'de> for SetSettingsResponse {
                                 return Err(serde::de::Error::duplicate_field("setting"));
                             }
                             setting__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -6897,6 +7047,7 @@ impl<'de> serde::Deserialize<'de> for Setting {
             Name,
             Value,
             ModifiedAt,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -6921,7 +7072,7 @@ impl<'de> serde::Deserialize<'de> for Setting {
                             "name" => Ok(GeneratedField::Name),
                             "value" => Ok(GeneratedField::Value),
                             "modifiedAt" => Ok(GeneratedField::ModifiedAt),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -6964,6 +7115,9 @@ impl<'de> serde::Deserialize<'de> for Setting {
                             modified_at__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -7303,6 +7457,7 @@ impl<'de> serde::Deserialize<'de> for BlockCompaction {
             Level,
             Sources,
             Parents,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -7327,7 +7482,7 @@ impl<'de> serde::Deserialize<'de> for BlockCompaction {
                             "level" => Ok(GeneratedField::Level),
                             "sources" => Ok(GeneratedField::Sources),
                             "parents" => Ok(GeneratedField::Parents),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -7370,6 +7525,9 @@ impl<'de> serde::Deserialize<'de> for BlockCompaction {
                                 return Err(serde::de::Error::duplicate_field("parents"));
                             }
                             parents__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -7452,6 +7610,7 @@ impl<'de> serde::Deserialize<'de> for BlockInfo {
             MaxTime,
             Compaction,
             Labels,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -7478,7 +7637,7 @@ impl<'de> serde::Deserialize<'de> for BlockInfo {
                             "maxTime" | "max_time" => Ok(GeneratedField::MaxTime),
                             "compaction" => Ok(GeneratedField::Compaction),
                             "labels" => Ok(GeneratedField::Labels),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -7537,6 +7696,9 @@ impl<'de> serde::Deserialize<'de> for BlockInfo {
                                 return Err(serde::de::Error::duplicate_field("labels"));
                             }
                             labels__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -7630,6 +7792,7 @@ impl<'de> serde::Deserialize<'de> for Exemplar {
             Value,
             Labels,
             TraceId,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -7657,7 +7820,7 @@ impl<'de> serde::Deserialize<'de> for Exemplar {
                             "value" => Ok(GeneratedField::Value),
                             "labels" => Ok(GeneratedField::Labels),
                             "traceId" | "trace_id" => Ok(GeneratedField::TraceId),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -7723,6 +7886,9 @@ impl<'de> serde::Deserialize<'de> for Exemplar {
                                 return Err(serde::de::Error::duplicate_field("traceId"));
                             }
                             trace_id__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -7839,6 +8005,7 @@ impl<'de> serde::Deserialize<'de> for GetProfileStatsRequest {
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -7859,7 +8026,7 @@ impl<'de> serde::Deserialize<'de> for GetProfileStatsRequest {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                            Ok(GeneratedField::__SkipField__)
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -7941,6 +8108,7 @@ impl<'de> serde::Deserialize<'de> for GetProfileStatsResponse {
             DataIngested,
             OldestProfileTime,
             NewestProfileTime,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -7965,7 +8133,7 @@ impl<'de> serde::Deserialize<'de> for GetProfileStatsResponse {
                             "dataIngested" | "data_ingested" => Ok(GeneratedField::DataIngested),
                             "oldestProfileTime" | "oldest_profile_time" => Ok(GeneratedField::OldestProfileTime),
                             "newestProfileTime" | "newest_profile_time" => Ok(GeneratedField::NewestProfileTime),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8010,6 +8178,9 @@ impl<'de> serde::Deserialize<'de> for GetProfileStatsResponse {
                             newest_profile_time__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -8064,6 +8235,7 @@ impl<'de> serde::Deserialize<'de> for GoPgo {
         enum GeneratedField {
             KeepLocations,
             AggregateCallees,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8087,7 +8259,7 @@ impl<'de> serde::Deserialize<'de> for GoPgo {
                         match value {
                             "keepLocations" | "keep_locations" => Ok(GeneratedField::KeepLocations),
                             "aggregateCallees" | "aggregate_callees" => Ok(GeneratedField::AggregateCallees),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8123,6 +8295,9 @@ impl<'de> serde::Deserialize<'de> for GoPgo {
                                 return Err(serde::de::Error::duplicate_field("aggregateCallees"));
                             }
                             aggregate_callees__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -8174,6 +8349,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapSeries {
         enum GeneratedField {
             Labels,
             Slots,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8197,7 +8373,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapSeries {
                         match value {
                             "labels" => Ok(GeneratedField::Labels),
                             "slots" => Ok(GeneratedField::Slots),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8231,6 +8407,9 @@ impl<'de> serde::Deserialize<'de> for HeatmapSeries {
                                 return Err(serde::de::Error::duplicate_field("slots"));
                             }
                             slots__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -8301,6 +8480,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapSlot {
             YMin,
             Counts,
             Exemplars,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8326,7 +8506,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapSlot {
                             "yMin" | "y_min" => Ok(GeneratedField::YMin),
                             "counts" => Ok(GeneratedField::Counts),
                             "exemplars" => Ok(GeneratedField::Exemplars),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8382,6 +8562,9 @@ impl<'de> serde::Deserialize<'de> for HeatmapSlot {
                                 return Err(serde::de::Error::duplicate_field("exemplars"));
                             }
                             exemplars__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -8447,6 +8630,7 @@ impl<'de> serde::Deserialize<'de> for LabelNamesRequest {
             Matchers,
             Start,
             End,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8471,7 +8655,7 @@ impl<'de> serde::Deserialize<'de> for LabelNamesRequest {
                             "matchers" => Ok(GeneratedField::Matchers),
                             "start" => Ok(GeneratedField::Start),
                             "end" => Ok(GeneratedField::End),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8517,6 +8701,9 @@ impl<'de> serde::Deserialize<'de> for LabelNamesRequest {
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(LabelNamesRequest {
@@ -8560,6 +8747,7 @@ impl<'de> serde::Deserialize<'de> for LabelNamesResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Names,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8582,7 +8770,7 @@ impl<'de> serde::Deserialize<'de> for LabelNamesResponse {
                     {
                         match value {
                             "names" => Ok(GeneratedField::Names),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8609,6 +8797,9 @@ impl<'de> serde::Deserialize<'de> for LabelNamesResponse {
                                 return Err(serde::de::Error::duplicate_field("names"));
                             }
                             names__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -8659,6 +8850,7 @@ impl<'de> serde::Deserialize<'de> for LabelPair {
         enum GeneratedField {
             Name,
             Value,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8682,7 +8874,7 @@ impl<'de> serde::Deserialize<'de> for LabelPair {
                         match value {
                             "name" => Ok(GeneratedField::Name),
                             "value" => Ok(GeneratedField::Value),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8716,6 +8908,9 @@ impl<'de> serde::Deserialize<'de> for LabelPair {
                                 return Err(serde::de::Error::duplicate_field("value"));
                             }
                             value__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -8787,6 +8982,7 @@ impl<'de> serde::Deserialize<'de> for LabelValuesRequest {
             Matchers,
             Start,
             End,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8812,7 +9008,7 @@ impl<'de> serde::Deserialize<'de> for LabelValuesRequest {
                             "matchers" => Ok(GeneratedField::Matchers),
                             "start" => Ok(GeneratedField::Start),
                             "end" => Ok(GeneratedField::End),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8865,6 +9061,9 @@ impl<'de> serde::Deserialize<'de> for LabelValuesRequest {
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(LabelValuesRequest {
@@ -8909,6 +9108,7 @@ impl<'de> serde::Deserialize<'de> for LabelValuesResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Names,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -8931,7 +9131,7 @@ impl<'de> serde::Deserialize<'de> for LabelValuesResponse {
                     {
                         match value {
                             "names" => Ok(GeneratedField::Names),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -8958,6 +9158,9 @@ impl<'de> serde::Deserialize<'de> for LabelValuesResponse {
                                 return Err(serde::de::Error::duplicate_field("names"));
                             }
                             names__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -9000,6 +9203,7 @@ impl<'de> serde::Deserialize<'de> for Labels {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Labels,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -9022,7 +9226,7 @@ impl<'de> serde::Deserialize<'de> for Labels {
                     {
                         match value {
                             "labels" => Ok(GeneratedField::Labels),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -9049,6 +9253,9 @@ impl<'de> serde::Deserialize<'de> for Labels {
                                 return Err(serde::de::Error::duplicate_field("labels"));
                             }
                             labels__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -9091,6 +9298,7 @@ impl<'de> serde::Deserialize<'de> for Location {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Name,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -9113,7 +9321,7 @@ impl<'de> serde::Deserialize<'de> for Location {
                     {
                         match value {
                             "name" => Ok(GeneratedField::Name),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -9140,6 +9348,9 @@ impl<'de> serde::Deserialize<'de> for Location {
                                 return Err(serde::de::Error::duplicate_field("name"));
                             }
                             name__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -9208,6 +9419,7 @@ impl<'de> serde::Deserialize<'de> for Point {
             Timestamp,
             Annotations,
             Exemplars,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -9233,7 +9445,7 @@ impl<'de> serde::Deserialize<'de> for Point {
                             "timestamp" => Ok(GeneratedField::Timestamp),
                             "annotations" => Ok(GeneratedField::Annotations),
                             "exemplars" => Ok(GeneratedField::Exemplars),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -9285,6 +9497,9 @@ impl<'de> serde::Deserialize<'de> for Point {
                                 return Err(serde::de::Error::duplicate_field("exemplars"));
                             }
                             exemplars__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -9338,6 +9553,7 @@ impl<'de> serde::Deserialize<'de> for ProfileAnnotation {
         enum GeneratedField {
             Key,
             Value,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -9361,7 +9577,7 @@ impl<'de> serde::Deserialize<'de> for ProfileAnnotation {
                         match value {
                             "key" => Ok(GeneratedField::Key),
                             "value" => Ok(GeneratedField::Value),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -9395,6 +9611,9 @@ impl<'de> serde::Deserialize<'de> for ProfileAnnotation {
                                 return Err(serde::de::Error::duplicate_field("value"));
                             }
                             value__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -9482,6 +9701,7 @@ impl<'de> serde::Deserialize<'de> for ProfileType {
             SampleUnit,
             PeriodType,
             PeriodUnit,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -9509,7 +9729,7 @@ impl<'de> serde::Deserialize<'de> for ProfileType {
                             "sampleUnit" | "sample_unit" => Ok(GeneratedField::SampleUnit),
                             "periodType" | "period_type" => Ok(GeneratedField::PeriodType),
                             "periodUnit" | "period_unit" => Ok(GeneratedField::PeriodUnit),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -9572,6 +9792,9 @@ impl<'de> serde::Deserialize<'de> for ProfileType {
                             }
                             period_unit__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(ProfileType {
@@ -9626,6 +9849,7 @@ impl<'de> serde::Deserialize<'de> for Series {
         enum GeneratedField {
             Labels,
             Points,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -9649,7 +9873,7 @@ impl<'de> serde::Deserialize<'de> for Series {
                         match value {
                             "labels" => Ok(GeneratedField::Labels),
                             "points" => Ok(GeneratedField::Points),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -9683,6 +9907,9 @@ impl<'de> serde::Deserialize<'de> for Series {
                                 return Err(serde::de::Error::duplicate_field("points"));
                             }
                             points__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -9736,6 +9963,7 @@ impl<'de> serde::Deserialize<'de> for StackTraceSelector {
         enum GeneratedField {
             CallSite,
             GoPgo,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -9759,7 +9987,7 @@ impl<'de> serde::Deserialize<'de> for StackTraceSelector {
                         match value {
                             "callSite" | "call_site" => Ok(GeneratedField::CallSite),
                             "goPgo" | "go_pgo" => Ok(GeneratedField::GoPgo),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -9793,6 +10021,9 @@ impl<'de> serde::Deserialize<'de> for StackTraceSelector {
                                 return Err(serde::de::Error::duplicate_field("goPgo"));
                             }
                             go_pgo__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
