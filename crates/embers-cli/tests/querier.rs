@@ -537,6 +537,24 @@ fn select_series_has_a_point_every_step_on_dense_data() {
         assert_eq!(p.len() as i64, 10 * LEAVES / 60);
         assert!(p.iter().all(|&(_, v)| v == 5.0 * ns), "{p:?}");
     }
+    // Focused on the call site main;work: spin 1 + 2 + 3 twice and work 1 six times = 18
+    // samples a minute; averaged over the six profiles, 3.
+    for (aggregation, want) in [
+        (json!(0), 18.0),
+        (json!("TIME_SERIES_AGGREGATION_TYPE_AVERAGE"), 3.0),
+    ] {
+        let v = ok_json(
+            &server,
+            &querier("SelectSeries"),
+            &json!({"profile_typeID": CPU, "label_selector": "{service_name=\"api\"}", "start": start, "end": end,
+                    "step": 60, "aggregation": aggregation,
+                    "stackTraceSelector": {"callSite": [{"name": "main"}, {"name": "work"}]}}),
+        );
+        let p = points(&v["series"][0]);
+        assert_eq!(p.len() as i64, 10 * LEAVES / 60, "{v}");
+        assert!(p.iter().all(|&(_, v)| v == want * ns), "{p:?}");
+    }
+
     // group_by service_name: two series; limit 1 keeps the larger (api).
     let v = ok_json(
         &server,

@@ -15,13 +15,16 @@
 //! multiple of itself) until the range has at most `max_points` buckets, and rounded up
 //! to a multiple of a coarser block when reading leaves would mean more than ten times
 //! that many cells.
+//!
+//! With a `stack_trace_selector`, a point is the total of the stacks starting with the
+//! call site: one merge per (group, bucket), at most 4,096 of them.
 
 use std::collections::BTreeMap;
 
 use embers_profile::Labels;
-use embers_store::{Matcher, LEAF_SECONDS};
+use embers_store::{MatchOp, Matcher, LEAF_SECONDS};
 
-use super::merge::call_site;
+use super::merge::{call_site, focus};
 use super::{connect, pairs, selection, Answer};
 use crate::error::ApiError;
 use crate::grafana_proto::querier::v1 as q;
@@ -129,12 +132,7 @@ pub(crate) async fn select_series(
     state: AppState,
     req: q::SelectSeriesRequest,
 ) -> Result<Answer<q::SelectSeriesResponse>, ApiError> {
-    if !call_site(req.stack_trace_selector.as_ref()).is_empty() {
-        return Err(connect::unimplemented(
-            "SelectSeries with a stack_trace_selector: Embers keeps totals per series, not \
-             per call site; ask SelectMergeStacktraces with the call site instead",
-        ));
-    }
+    let call_site = call_site(req.stack_trace_selector.as_ref());
     let (matchers, range) = selection(
         &state,
         &req.profile_type_id,
@@ -144,26 +142,47 @@ pub(crate) async fn select_series(
     )?;
     let grid = Grid::new(range, req.step, state.query_limits.max_points);
     let average = req.aggregation == Some(types::TimeSeriesAggregationType::Average as i32);
-    let groups = buckets(&state, matchers, range, grid, req.group_by).await?;
+    let group_by = req.group_by.clone();
+    let groups = buckets(&state, matchers.clone(), range, grid, req.group_by).await?;
+    let focused = if call_site.is_empty() {
+        None
+    } else {
+        let plan = groups
+            .iter()
+            .map(|(labels, b)| (labels.clone(), b.keys().copied().collect()))
+            .collect();
+        let f = focused_sums(&state, matchers, range, grid, plan, group_by, call_site).await?;
+        Some(f)
+    };
     let mut series: Vec<(f64, types::Series)> = groups
         .into_iter()
         .map(|(labels, buckets)| {
             let mut total = 0.0;
+            let focus = focused.as_ref().map(|f| f.get(&labels));
             let points = buckets
                 .into_iter()
-                .map(|(timestamp, cells)| {
-                    let sum = cells.iter().map(|&v| v as f64).sum::<f64>();
+                .filter_map(|(timestamp, cells)| {
+                    let sum = match focus {
+                        None => cells.iter().map(|&v| v as f64).sum::<f64>(),
+                        Some(f) => {
+                            let v = f.and_then(|f| f.get(&timestamp)).copied().unwrap_or(0);
+                            if v == 0 {
+                                return None;
+                            }
+                            v as f64
+                        }
+                    };
                     total += sum;
                     let value = if average {
                         sum / cells.len() as f64
                     } else {
                         sum
                     };
-                    types::Point {
+                    Some(types::Point {
                         value,
                         timestamp,
                         ..Default::default()
-                    }
+                    })
                 })
                 .collect();
             (
@@ -190,6 +209,54 @@ pub(crate) async fn select_series(
         },
         warnings,
     })
+}
+
+/// Most (group, bucket) merges one call-site series query may run.
+const MAX_FOCUSED_MERGES: usize = 4096;
+
+/// Per group and bucket, the total of the stacks starting with `call_site`: one merge
+/// per (group, bucket) of the leaves whose start falls in the bucket, the same leaves
+/// [`buckets`] counts there. Bounded by [`MAX_FOCUSED_MERGES`].
+async fn focused_sums(
+    state: &AppState,
+    matchers: Vec<Matcher>,
+    range: QueryRange,
+    grid: Grid,
+    plan: Vec<(Labels, Vec<i64>)>,
+    group_by: Vec<String>,
+    call_site: Vec<String>,
+) -> Result<BTreeMap<Labels, BTreeMap<i64, u64>>, ApiError> {
+    let merges: usize = plan.iter().map(|(_, b)| b.len()).sum();
+    if merges > MAX_FOCUSED_MERGES {
+        return Err(ApiError::bad_request(format!(
+            "a call-site series over {merges} (group, step) cells; at most \
+             {MAX_FOCUSED_MERGES} are merged: widen the step, narrow the range or group_by"
+        )));
+    }
+    let ceil_leaf = |ms: i64| (ms + LEAF_MS - 1).div_euclid(LEAF_MS) * LEAF_SECONDS;
+    state
+        .query(move |store| {
+            let mut out: BTreeMap<Labels, BTreeMap<i64, u64>> = BTreeMap::new();
+            for (labels, starts) in plan {
+                let mut m = matchers.clone();
+                for g in &group_by {
+                    let value = labels.get(g).unwrap_or("");
+                    m.push(Matcher::new(g, MatchOp::Eq, value).expect("not a regex"));
+                }
+                let sums = out.entry(labels).or_default();
+                for start in starts {
+                    let from = ceil_leaf(start).max(range.from);
+                    let until = ceil_leaf(start + grid.step_ms).min(range.until);
+                    if until <= from {
+                        continue;
+                    }
+                    let tree = store.merge(&m, from, until)?;
+                    sums.insert(start, focus(&tree, &call_site).total());
+                }
+            }
+            Ok(out)
+        })
+        .await
 }
 
 /// `SelectHeatmap` for individual profiles: per bucket, how many (series, leaf) cells
