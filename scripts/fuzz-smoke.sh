@@ -29,9 +29,14 @@ printf -- '\x05--B0UNDARY\r\nContent-Disposition: form-data; name="profile"\r\n\
 mkdir -p fuzz/corpus/jfr_decode
 { printf '\x00'; gzip -dc crates/embers-formats/tests/data/jdk17-labels.jfr.gz; } > fuzz/corpus/jfr_decode/jdk17-labels
 printf '\x08{"series":[{"labels":[{"name":"service_name","value":"a"}],"samples":[{"rawProfile":"","ID":"x"}]}]}' > fuzz/corpus/ingest/push-json
+# The querier_request target's first byte: the message in the low bits (4 is
+# SelectMergeStacktraces), 0x80 for JSON.
+mkdir -p fuzz/corpus/querier_request
+printf '\x84{"profile_typeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{}","start":"1","maxNodes":8,"format":"PROFILE_FORMAT_TREE","stackTraceSelector":{"call_site":[{"name":"main"}]}}' > fuzz/corpus/querier_request/merge-json
+printf '\x87{"profileTypeID":"a:b:c:d:e","step":15.5,"aggregation":"TIME_SERIES_AGGREGATION_TYPE_AVERAGE","groupBy":["x"],"limit":"3"}' > fuzz/corpus/querier_request/series-json
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode; do
+for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode querier_request; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"

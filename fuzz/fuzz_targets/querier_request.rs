@@ -1,0 +1,49 @@
+//! Every request of the Connect query APIs (`querier.v1`, `settings.v1`) decodes from
+//! protobuf or proto3 JSON (the generated prost and pbjson code the server runs on
+//! untrusted bodies) or fails cleanly, and what the JSON mapping prints reads back.
+//! The first byte picks the message (low bits) and the encoding (high bit: JSON).
+#![no_main]
+
+use embers_server::grafana_proto::querier::v1 as q;
+use embers_server::grafana_proto::settings::v1 as s;
+use embers_server::grafana_proto::types::v1 as t;
+use libfuzzer_sys::fuzz_target;
+use prost::Message;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+fn check<T: Message + Default + Serialize + DeserializeOwned>(json: bool, body: &[u8]) {
+    let decoded = if json {
+        serde_json::from_slice::<T>(body).ok()
+    } else {
+        T::decode(body).ok()
+    };
+    if let Some(message) = decoded {
+        let text = serde_json::to_vec(&message).expect("a decoded message prints");
+        let back: T = serde_json::from_slice(&text).expect("what we print reads back");
+        let _ = back.encode_to_vec();
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&pick, body)) = data.split_first() else {
+        return;
+    };
+    let json = pick & 0x80 != 0;
+    match pick & 0x0f {
+        0 => check::<q::ProfileTypesRequest>(json, body),
+        1 => check::<t::LabelNamesRequest>(json, body),
+        2 => check::<t::LabelValuesRequest>(json, body),
+        3 => check::<q::SeriesRequest>(json, body),
+        4 => check::<q::SelectMergeStacktracesRequest>(json, body),
+        5 => check::<q::SelectMergeProfileRequest>(json, body),
+        6 => check::<q::SelectMergeSpanProfileRequest>(json, body),
+        7 => check::<q::SelectSeriesRequest>(json, body),
+        8 => check::<q::SelectHeatmapRequest>(json, body),
+        9 => check::<q::DiffRequest>(json, body),
+        10 => check::<q::AnalyzeQueryRequest>(json, body),
+        11 => check::<t::GetProfileStatsRequest>(json, body),
+        12 => check::<s::SetSettingsRequest>(json, body),
+        _ => check::<s::DeleteSettingsRequest>(json, body),
+    }
+});
