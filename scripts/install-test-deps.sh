@@ -11,6 +11,7 @@
 #   pyroscope-otel, opentelemetry-sdk (PyPI) span profiles from the real OpenTelemetry
 #                    integration (crates/embers-cli/tests/spans.rs)
 #   default-jdk-headless java, javac and jfr: the JFR ingest tests record a real Java program
+#   golang-go        `go tool pprof -top` reads SelectMergeProfile's pprof back (tests/querier.rs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,6 +23,7 @@ command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
 command -v python3 >/dev/null || need_apt+=(python3)
 command -v node >/dev/null || need_apt+=(nodejs npm)
 { command -v javac >/dev/null && command -v jfr >/dev/null; } || need_apt+=(default-jdk-headless)
+command -v go >/dev/null || need_apt+=(golang-go)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing apt packages: ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
