@@ -1,6 +1,6 @@
 //! Every request of the Connect query APIs (`querier.v1`, `settings.v1`) decodes from
 //! protobuf or proto3 JSON (the generated prost and pbjson code the server runs on
-//! untrusted bodies) or fails cleanly, and what the JSON mapping prints reads back.
+//! untrusted bodies) or fails cleanly, and re-encodes stably.
 //! The first byte picks the message (low bits) and the encoding (high bit: JSON).
 #![no_main]
 
@@ -10,18 +10,20 @@ use embers_server::grafana_proto::types::v1 as t;
 use libfuzzer_sys::fuzz_target;
 use prost::Message;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 
-fn check<T: Message + Default + Serialize + DeserializeOwned>(json: bool, body: &[u8]) {
+fn check<T: Message + Default + DeserializeOwned>(json: bool, body: &[u8]) {
     let decoded = if json {
         serde_json::from_slice::<T>(body).ok()
     } else {
         T::decode(body).ok()
     };
+    // Whatever decoded re-encodes to bytes that decode to the same bytes again. (Printing
+    // requests back as JSON is not checked: the server never does, and pbjson cannot print
+    // every proto3 value, e.g. a NaN double or an enum number outside the enum.)
     if let Some(message) = decoded {
-        let text = serde_json::to_vec(&message).expect("a decoded message prints");
-        let back: T = serde_json::from_slice(&text).expect("what we print reads back");
-        let _ = back.encode_to_vec();
+        let bytes = message.encode_to_vec();
+        let again = T::decode(&bytes[..]).expect("what we encode decodes");
+        assert_eq!(again.encode_to_vec(), bytes);
     }
 }
 
