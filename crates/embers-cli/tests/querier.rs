@@ -636,3 +636,104 @@ fn settings_are_kept_across_restarts() {
     ok_json(&server, &path("Delete"), &json!({"name": "pluginSettings"}));
     assert_eq!(ok_json(&server, &path("Get"), &json!({})), json!({}));
 }
+
+/// A pprof of CPU nanoseconds: `main;in_span` for 30 ms tagged with span `SPAN`, and
+/// `main;outside` for 70 ms untagged (as pyroscope-otel tags a root span's samples).
+fn span_pprof(time_nanos: i64) -> Vec<u8> {
+    let strings: Vec<String> = [
+        "",
+        "cpu",
+        "nanoseconds",
+        "main",
+        "in_span",
+        "outside",
+        "span_id",
+        SPAN,
+    ]
+    .map(String::from)
+    .to_vec();
+    let function = |id: u64, name: i64| pprof::Function {
+        id,
+        name,
+        ..Default::default()
+    };
+    let location = |id: u64| pprof::Location {
+        id,
+        line: vec![pprof::Line {
+            function_id: id,
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let cpu = pprof::ValueType { r#type: 1, unit: 2 };
+    pprof::Profile {
+        sample_type: vec![cpu],
+        period_type: Some(cpu),
+        period: 10_000_000,
+        time_nanos,
+        duration_nanos: 10_000_000_000,
+        sample: vec![
+            pprof::Sample {
+                location_id: vec![2, 1],
+                value: vec![30_000_000],
+                label: vec![pprof::Label {
+                    key: 6,
+                    str: 7,
+                    ..Default::default()
+                }],
+            },
+            pprof::Sample {
+                location_id: vec![3, 1],
+                value: vec![70_000_000],
+                label: Vec::new(),
+            },
+        ],
+        location: vec![location(1), location(2), location(3)],
+        function: vec![function(1, 3), function(2, 4), function(3, 5)],
+        string_table: strings,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+const SPAN: &str = "00000000000000a1";
+
+#[test]
+fn span_selector_narrows_select_merge_stacktraces_to_the_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerHandle::start(dir.path(), &[]);
+    let t = (now() as i64 - 3600) / 10 * 10;
+    let url = server.url(&format!(
+        "/ingest?name=spanapp&from={t}&until={}&format=pprof",
+        t + 10
+    ));
+    let (status, text) = post(
+        &url,
+        "application/octet-stream",
+        &span_pprof(t * 1_000_000_000),
+    );
+    assert_eq!(status, 200, "{text}");
+    let (start, end) = (t * 1000, (t + 10) * 1000);
+    let select = |extra: Value| {
+        let mut body = json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"spanapp\"}", "start": start, "end": end});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        ok_json(&server, &querier("SelectMergeStacktraces"), &body)
+    };
+    assert_eq!(select(json!({}))["flamegraph"]["total"], "100000000");
+    let v = select(json!({"spanSelector": [SPAN]}));
+    assert_eq!(v["flamegraph"]["total"], "30000000", "{v}");
+    assert!(
+        !v["flamegraph"]["names"].to_string().contains("outside"),
+        "{v}"
+    );
+    // Another span: nothing (a zero total is left out, as protojson does).
+    let v = select(json!({"span_selector": ["00000000000000b2"]}));
+    assert!(v["flamegraph"]["total"].is_null(), "{v}");
+    // With a call site the span's samples are narrowed further.
+    let v = select(
+        json!({"spanSelector": [SPAN], "stackTraceSelector": {"callSite": [{"name": "main"}, {"name": "outside"}]}}),
+    );
+    assert!(v["flamegraph"]["total"].is_null(), "{v}");
+}
