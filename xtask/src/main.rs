@@ -180,8 +180,10 @@ fn package_tree(include: &Path, protos: &[&str]) -> Result<String, String> {
                 .map_err(|e| e.to_string())?
                 .out_dir(&out)
                 // Connect (protojson with DiscardUnknown) and OTLP/JSON receivers both
-                // ignore fields they do not know: newer clients send newer fields.
+                // ignore fields and enum names they do not know: newer clients send
+                // newer ones (Drilldown's `PROFILE_FORMAT_FUNCTIONS`).
                 .ignore_unknown_fields()
+                .ignore_unknown_enum_variants()
                 .build(&["."])
                 .map_err(|e| format!("pbjson-build: {e}"))
         })

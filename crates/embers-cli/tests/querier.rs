@@ -334,6 +334,18 @@ fn merges_honour_selections_and_call_site_focus() {
             .unwrap();
         assert_eq!(tree_total(&bytes), ((API_TOTAL + WEB_TOTAL) * NS) as u64);
     }
+    // Drilldown's newer formats (not in Grafana Pyroscope's proto) read as unspecified, as
+    // protojson reads unknown enum names: a flame graph, so Drilldown falls back.
+    let v = ok_json(
+        &server,
+        &querier("SelectMergeStacktraces"),
+        &json!({"profileTypeID": CPU, "labelSelector": api, "start": start, "end": end, "format": "PROFILE_FORMAT_FUNCTIONS"}),
+    );
+    assert_eq!(
+        v["flamegraph"]["total"],
+        (API_TOTAL * NS).to_string(),
+        "{v}"
+    );
     // Selectors Embers cannot honour are refused, not ignored.
     let (status, v) = call_json(
         &server,

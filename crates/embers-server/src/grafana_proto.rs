@@ -318,7 +318,7 @@ impl<'de> serde::Deserialize<'de> for Function {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -492,7 +492,7 @@ impl<'de> serde::Deserialize<'de> for Label {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -635,7 +635,7 @@ impl<'de> serde::Deserialize<'de> for Line {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -783,7 +783,7 @@ impl<'de> serde::Deserialize<'de> for Location {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1012,7 +1012,7 @@ impl<'de> serde::Deserialize<'de> for Mapping {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1324,7 +1324,7 @@ impl<'de> serde::Deserialize<'de> for Profile {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1568,7 +1568,7 @@ impl<'de> serde::Deserialize<'de> for Sample {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1699,7 +1699,7 @@ impl<'de> serde::Deserialize<'de> for ValueType {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2333,7 +2333,7 @@ impl<'de> serde::Deserialize<'de> for AnalyzeQueryRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2460,7 +2460,7 @@ impl<'de> serde::Deserialize<'de> for AnalyzeQueryResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2575,7 +2575,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2699,7 +2699,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2802,7 +2802,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryStatus {
 
         struct GeneratedVisitor;
 
-        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
             type Value = AsyncQueryStatus;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2815,7 +2815,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryStatus {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(AsyncQueryStatus::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
                     })
@@ -2827,7 +2827,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryStatus {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(AsyncQueryStatus::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
                     })
@@ -2842,7 +2842,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryStatus {
                     "ASYNC_QUERY_STATUS_IN_PROGRESS" => Ok(AsyncQueryStatus::InProgress),
                     "ASYNC_QUERY_STATUS_SUCCESS" => Ok(AsyncQueryStatus::Success),
                     "ASYNC_QUERY_STATUS_FAILURE" => Ok(AsyncQueryStatus::Failure),
-                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                    _ => Ok(AsyncQueryStatus::default()),
                 }
             }
         }
@@ -2875,7 +2875,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryType {
 
         struct GeneratedVisitor;
 
-        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
             type Value = AsyncQueryType;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2888,7 +2888,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryType {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(AsyncQueryType::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
                     })
@@ -2900,7 +2900,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryType {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(AsyncQueryType::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
                     })
@@ -2913,7 +2913,7 @@ impl<'de> serde::Deserialize<'de> for AsyncQueryType {
                 match value {
                     "ASYNC_QUERY_TYPE_DISABLED" => Ok(AsyncQueryType::Disabled),
                     "ASYNC_QUERY_TYPE_FORCE" => Ok(AsyncQueryType::Force),
-                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                    _ => Ok(AsyncQueryType::default()),
                 }
             }
         }
@@ -2968,7 +2968,7 @@ impl<'de> serde::Deserialize<'de> for DiffRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3072,7 +3072,7 @@ impl<'de> serde::Deserialize<'de> for DiffResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3196,7 +3196,7 @@ impl<'de> serde::Deserialize<'de> for FlameGraph {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3371,7 +3371,7 @@ impl<'de> serde::Deserialize<'de> for FlameGraphDiff {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3507,7 +3507,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapQueryType {
 
         struct GeneratedVisitor;
 
-        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
             type Value = HeatmapQueryType;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3520,7 +3520,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapQueryType {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(HeatmapQueryType::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
                     })
@@ -3532,7 +3532,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapQueryType {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(HeatmapQueryType::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
                     })
@@ -3546,7 +3546,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapQueryType {
                     "HEATMAP_QUERY_TYPE_UNSPECIFIED" => Ok(HeatmapQueryType::Unspecified),
                     "HEATMAP_QUERY_TYPE_INDIVIDUAL" => Ok(HeatmapQueryType::Individual),
                     "HEATMAP_QUERY_TYPE_SPAN" => Ok(HeatmapQueryType::Span),
-                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                    _ => Ok(HeatmapQueryType::default()),
                 }
             }
         }
@@ -3593,7 +3593,7 @@ impl<'de> serde::Deserialize<'de> for Level {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3691,7 +3691,7 @@ impl<'de> serde::Deserialize<'de> for PprofProfile {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3778,7 +3778,7 @@ impl<'de> serde::Deserialize<'de> for ProfileFormat {
 
         struct GeneratedVisitor;
 
-        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
             type Value = ProfileFormat;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3791,7 +3791,7 @@ impl<'de> serde::Deserialize<'de> for ProfileFormat {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(ProfileFormat::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
                     })
@@ -3803,7 +3803,7 @@ impl<'de> serde::Deserialize<'de> for ProfileFormat {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(ProfileFormat::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
                     })
@@ -3819,7 +3819,7 @@ impl<'de> serde::Deserialize<'de> for ProfileFormat {
                     "PROFILE_FORMAT_TREE" => Ok(ProfileFormat::Tree),
                     "PROFILE_FORMAT_DOT" => Ok(ProfileFormat::Dot),
                     "PROFILE_FORMAT_PPROF" => Ok(ProfileFormat::Pprof),
-                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                    _ => Ok(ProfileFormat::default()),
                 }
             }
         }
@@ -3878,7 +3878,7 @@ impl<'de> serde::Deserialize<'de> for ProfileTypesRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3987,7 +3987,7 @@ impl<'de> serde::Deserialize<'de> for ProfileTypesResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -4105,7 +4105,7 @@ impl<'de> serde::Deserialize<'de> for QueryImpact {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -4311,7 +4311,7 @@ impl<'de> serde::Deserialize<'de> for QueryScope {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -4573,7 +4573,7 @@ impl<'de> serde::Deserialize<'de> for SelectHeatmapRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -4748,7 +4748,7 @@ impl<'de> serde::Deserialize<'de> for SelectHeatmapResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -4911,7 +4911,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeProfileRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -5135,7 +5135,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeSpanProfileRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -5300,7 +5300,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeSpanProfileResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -5501,7 +5501,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeStacktracesRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -5726,7 +5726,7 @@ impl<'de> serde::Deserialize<'de> for SelectMergeStacktracesResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -5946,7 +5946,7 @@ impl<'de> serde::Deserialize<'de> for SelectSeriesRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6130,7 +6130,7 @@ impl<'de> serde::Deserialize<'de> for SelectSeriesResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6254,7 +6254,7 @@ impl<'de> serde::Deserialize<'de> for SeriesRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6381,7 +6381,7 @@ impl<'de> serde::Deserialize<'de> for SeriesResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6514,7 +6514,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSettingsRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6601,7 +6601,7 @@ impl<'de> serde::Deserialize<'de> for DeleteSettingsResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6673,7 +6673,7 @@ impl<'de> serde::Deserialize<'de> for GetSettingsRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6753,7 +6753,7 @@ impl<'de> serde::Deserialize<'de> for GetSettingsResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6848,7 +6848,7 @@ impl<'de> serde::Deserialize<'de> for SetSettingsRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -6943,7 +6943,7 @@ impl<'de> serde::Deserialize<'de> for SetSettingsResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -7056,7 +7056,7 @@ impl<'de> serde::Deserialize<'de> for Setting {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -7466,7 +7466,7 @@ impl<'de> serde::Deserialize<'de> for BlockCompaction {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -7619,7 +7619,7 @@ impl<'de> serde::Deserialize<'de> for BlockInfo {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -7801,7 +7801,7 @@ impl<'de> serde::Deserialize<'de> for Exemplar {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -7935,7 +7935,7 @@ impl<'de> serde::Deserialize<'de> for ExemplarType {
 
         struct GeneratedVisitor;
 
-        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
             type Value = ExemplarType;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -7948,7 +7948,7 @@ impl<'de> serde::Deserialize<'de> for ExemplarType {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(ExemplarType::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
                     })
@@ -7960,7 +7960,7 @@ impl<'de> serde::Deserialize<'de> for ExemplarType {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(ExemplarType::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
                     })
@@ -7975,7 +7975,7 @@ impl<'de> serde::Deserialize<'de> for ExemplarType {
                     "EXEMPLAR_TYPE_NONE" => Ok(ExemplarType::None),
                     "EXEMPLAR_TYPE_INDIVIDUAL" => Ok(ExemplarType::Individual),
                     "EXEMPLAR_TYPE_SPAN" => Ok(ExemplarType::Span),
-                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                    _ => Ok(ExemplarType::default()),
                 }
             }
         }
@@ -8014,7 +8014,7 @@ impl<'de> serde::Deserialize<'de> for GetProfileStatsRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -8117,7 +8117,7 @@ impl<'de> serde::Deserialize<'de> for GetProfileStatsResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -8244,7 +8244,7 @@ impl<'de> serde::Deserialize<'de> for GoPgo {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -8358,7 +8358,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapSeries {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -8489,7 +8489,7 @@ impl<'de> serde::Deserialize<'de> for HeatmapSlot {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -8639,7 +8639,7 @@ impl<'de> serde::Deserialize<'de> for LabelNamesRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -8756,7 +8756,7 @@ impl<'de> serde::Deserialize<'de> for LabelNamesResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -8859,7 +8859,7 @@ impl<'de> serde::Deserialize<'de> for LabelPair {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -8991,7 +8991,7 @@ impl<'de> serde::Deserialize<'de> for LabelValuesRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -9117,7 +9117,7 @@ impl<'de> serde::Deserialize<'de> for LabelValuesResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -9212,7 +9212,7 @@ impl<'de> serde::Deserialize<'de> for Labels {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -9307,7 +9307,7 @@ impl<'de> serde::Deserialize<'de> for Location {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -9428,7 +9428,7 @@ impl<'de> serde::Deserialize<'de> for Point {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -9562,7 +9562,7 @@ impl<'de> serde::Deserialize<'de> for ProfileAnnotation {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -9710,7 +9710,7 @@ impl<'de> serde::Deserialize<'de> for ProfileType {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -9858,7 +9858,7 @@ impl<'de> serde::Deserialize<'de> for Series {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -9972,7 +9972,7 @@ impl<'de> serde::Deserialize<'de> for StackTraceSelector {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -10062,7 +10062,7 @@ impl<'de> serde::Deserialize<'de> for TimeSeriesAggregationType {
 
         struct GeneratedVisitor;
 
-        impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+        impl serde::de::Visitor<'_> for GeneratedVisitor {
             type Value = TimeSeriesAggregationType;
 
             fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -10075,7 +10075,7 @@ impl<'de> serde::Deserialize<'de> for TimeSeriesAggregationType {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(TimeSeriesAggregationType::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Signed(v), &self)
                     })
@@ -10087,7 +10087,7 @@ impl<'de> serde::Deserialize<'de> for TimeSeriesAggregationType {
             {
                 i32::try_from(v)
                     .ok()
-                    .and_then(|x| x.try_into().ok())
+                    .and_then(|x| x.try_into().ok().or_else(|| Some(TimeSeriesAggregationType::default())))
                     .ok_or_else(|| {
                         serde::de::Error::invalid_value(serde::de::Unexpected::Unsigned(v), &self)
                     })
@@ -10100,7 +10100,7 @@ impl<'de> serde::Deserialize<'de> for TimeSeriesAggregationType {
                 match value {
                     "TIME_SERIES_AGGREGATION_TYPE_SUM" => Ok(TimeSeriesAggregationType::Sum),
                     "TIME_SERIES_AGGREGATION_TYPE_AVERAGE" => Ok(TimeSeriesAggregationType::Average),
-                    _ => Err(serde::de::Error::unknown_variant(value, FIELDS)),
+                    _ => Ok(TimeSeriesAggregationType::default()),
                 }
             }
         }
