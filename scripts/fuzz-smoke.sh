@@ -48,9 +48,14 @@ otlp=crates/embers-cli/tests/otlp/export.py
 mkdir -p fuzz/corpus/adhoc_decode
 cp crates/embers-formats/tests/data/*.gz crates/embers-formats/tests/data/*.folded fuzz/corpus/adhoc_decode/
 printf '{"shared":{"frames":[{"name":"a"},{"name":"b"}]},"profiles":[{"type":"sampled","unit":"none","samples":[[0,1]],"weights":[3]},{"type":"evented","unit":"seconds","events":[{"type":"O","at":0,"frame":0},{"type":"C","at":1,"frame":0}]}]}' > fuzz/corpus/adhoc_decode/speedscope.json
+# The querier_request target's first byte: the message in the low bits (4 is
+# SelectMergeStacktraces), 0x80 for JSON.
+mkdir -p fuzz/corpus/querier_request
+printf '\x84{"profile_typeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{}","start":"1","maxNodes":8,"format":"PROFILE_FORMAT_TREE","stackTraceSelector":{"call_site":[{"name":"main"}]}}' > fuzz/corpus/querier_request/merge-json
+printf '\x87{"profileTypeID":"a:b:c:d:e","step":15.5,"aggregation":"TIME_SERIES_AGGREGATION_TYPE_AVERAGE","groupBy":["x"],"limit":"3"}' > fuzz/corpus/querier_request/series-json
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode span_decode otlp_decode adhoc_decode; do
+for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode span_decode otlp_decode adhoc_decode querier_request; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"

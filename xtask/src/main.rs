@@ -48,6 +48,16 @@ const PACKAGES: &[(&str, &[&str], &str)] = &[
         &["adhocprofiles/v1/adhocprofiles.proto"],
         "crates/embers-server/src/adhoc/proto.rs",
     ),
+    (
+        "crates/embers-server/proto/grafana",
+        &[
+            "google/v1/profile.proto",
+            "types/v1/types.proto",
+            "querier/v1/querier.proto",
+            "settings/v1/setting.proto",
+        ],
+        "crates/embers-server/src/grafana_proto.rs",
+    ),
 ];
 
 const HEADER: &str =
@@ -174,6 +184,11 @@ fn package_tree(include: &Path, protos: &[&str]) -> Result<String, String> {
                 .register_descriptors(&set)
                 .map_err(|e| e.to_string())?
                 .out_dir(&out)
+                // Connect (protojson with DiscardUnknown) and OTLP/JSON receivers both
+                // ignore fields and enum names they do not know: newer clients send
+                // newer ones (Drilldown's `PROFILE_FORMAT_FUNCTIONS`).
+                .ignore_unknown_fields()
+                .ignore_unknown_enum_variants()
                 .build(&["."])
                 .map_err(|e| format!("pbjson-build: {e}"))
         })

@@ -87,7 +87,9 @@ fn names_and_total(reply: &Value) -> (BTreeSet<String>, u64) {
         .iter()
         .map(|n| n.as_str().unwrap().to_owned())
         .collect();
-    (names, fg["total"].as_str().unwrap().parse().unwrap())
+    // proto3 JSON leaves a zero total out, as Grafana's protojson does.
+    let total = fg["total"].as_str().map_or(0, |t| t.parse().unwrap());
+    (names, total)
 }
 
 fn has(names: &BTreeSet<String>, function: &str) -> bool {

@@ -7,7 +7,7 @@
 //!   OTLP/gRPC `ProfilesService/Export` (HTTP/2 on the same port);
 //! - query: `GET /render`, `/render-diff`, `/labels`, `/label-values`, `/series`,
 //!   `/apps` (each also under `/pyroscope/`), Connect
-//!   `POST /querier.v1.QuerierService/{method}`;
+//!   `POST /querier.v1.QuerierService/{method}`, `POST /settings.v1.SettingsService/{method}`;
 //! - ad-hoc profiles: Connect `POST /adhocprofiles.v1.AdHocProfileService/{method}`
 //!   (upload, view, list and diff profile files, kept apart from the time series);
 //! - operations: `/healthz`, `/ready`, `/metrics`;
@@ -31,6 +31,17 @@ mod budget;
 mod config;
 mod error;
 mod flamebearer;
+/// Grafana Pyroscope's `querier.v1`, `types.v1`, `settings.v1` and `google.v1` messages,
+/// generated from `proto/grafana/` (with proto3 JSON) by `cargo run -p xtask -- protogen`.
+#[allow(
+    clippy::all,
+    clippy::pedantic,
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub
+)]
+#[rustfmt::skip]
+pub mod grafana_proto;
 mod ingest;
 mod metrics;
 mod params;
@@ -79,6 +90,7 @@ pub struct AppState {
     queries: Arc<budget::QueryGate>,
     ingest_budget: Arc<budget::InflightBytes>,
     adhoc: adhoc::AdHoc,
+    settings: Arc<querier::settings::Settings>,
 }
 
 impl AppState {
@@ -135,6 +147,7 @@ fn router_with_metrics(
         adhoc: adhoc::AdHoc {
             profiles: Arc::new(store.adhoc(config.adhoc.limits())),
         },
+        settings: Arc::new(querier::settings::Settings::open(&config.data_dir)),
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
@@ -162,6 +175,10 @@ fn router_with_metrics(
                 .layer(DefaultBodyLimit::max(adhoc::body_limit(
                     config.max_body_bytes,
                 ))),
+        )
+        .route(
+            "/settings.v1.SettingsService/{method}",
+            post(querier::settings::call),
         )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready))

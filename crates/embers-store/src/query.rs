@@ -109,6 +109,20 @@ impl Store {
         Some(first.max(st.first_kept) * crate::segment::LEAF_SECONDS)
     }
 
+    /// Unix second of the start of the newest leaf with data, or `None` when empty
+    /// (`GetProfileStats`); scans the catalog like [`Store::oldest_data`].
+    pub fn newest_data(&self) -> Option<i64> {
+        let st = lock(&self.state);
+        let last = st
+            .catalog
+            .select(&[], i64::MIN, i64::MAX)
+            .into_iter()
+            .filter_map(|id| st.catalog.get(id))
+            .map(|info| info.leaves.1)
+            .max()?;
+        (last >= st.first_kept).then_some(last * crate::segment::LEAF_SECONDS)
+    }
+
     /// Series matching `matchers` with data in Unix seconds `[from, until)`.
     pub fn series(
         &self,

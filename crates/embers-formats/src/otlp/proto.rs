@@ -106,6 +106,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesPartialSuccess {
         enum GeneratedField {
             RejectedProfiles,
             ErrorMessage,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -114,7 +115,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesPartialSuccess {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,7 +130,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesPartialSuccess {
                         match value {
                             "rejectedProfiles" | "rejected_profiles" => Ok(GeneratedField::RejectedProfiles),
                             "errorMessage" | "error_message" => Ok(GeneratedField::ErrorMessage),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -165,6 +166,9 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesPartialSuccess {
                                 return Err(serde::de::Error::duplicate_field("errorMessage"));
                             }
                             error_message__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -217,6 +221,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesServiceRequest {
         enum GeneratedField {
             ResourceProfiles,
             Dictionary,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -225,7 +230,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesServiceRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -240,7 +245,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesServiceRequest {
                         match value {
                             "resourceProfiles" | "resource_profiles" => Ok(GeneratedField::ResourceProfiles),
                             "dictionary" => Ok(GeneratedField::Dictionary),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -274,6 +279,9 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesServiceRequest {
                                 return Err(serde::de::Error::duplicate_field("dictionary"));
                             }
                             dictionary__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -318,6 +326,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesServiceResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             PartialSuccess,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -326,7 +335,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesServiceResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -340,7 +349,7 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesServiceResponse {
                     {
                         match value {
                             "partialSuccess" | "partial_success" => Ok(GeneratedField::PartialSuccess),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -367,6 +376,9 @@ impl<'de> serde::Deserialize<'de> for ExportProfilesServiceResponse {
                                 return Err(serde::de::Error::duplicate_field("partialSuccess"));
                             }
                             partial_success__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -618,6 +630,7 @@ impl<'de> serde::Deserialize<'de> for AnyValue {
             KvlistValue,
             BytesValue,
             StringValueStrindex,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -626,7 +639,7 @@ impl<'de> serde::Deserialize<'de> for AnyValue {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -647,7 +660,7 @@ impl<'de> serde::Deserialize<'de> for AnyValue {
                             "kvlistValue" | "kvlist_value" => Ok(GeneratedField::KvlistValue),
                             "bytesValue" | "bytes_value" => Ok(GeneratedField::BytesValue),
                             "stringValueStrindex" | "string_value_strindex" => Ok(GeneratedField::StringValueStrindex),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -719,6 +732,9 @@ impl<'de> serde::Deserialize<'de> for AnyValue {
                             }
                             value__ = map_.next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?.map(|x| any_value::Value::StringValueStrindex(x.0));
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(AnyValue {
@@ -760,6 +776,7 @@ impl<'de> serde::Deserialize<'de> for ArrayValue {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Values,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -768,7 +785,7 @@ impl<'de> serde::Deserialize<'de> for ArrayValue {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -782,7 +799,7 @@ impl<'de> serde::Deserialize<'de> for ArrayValue {
                     {
                         match value {
                             "values" => Ok(GeneratedField::Values),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -809,6 +826,9 @@ impl<'de> serde::Deserialize<'de> for ArrayValue {
                                 return Err(serde::de::Error::duplicate_field("values"));
                             }
                             values__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -878,6 +898,7 @@ impl<'de> serde::Deserialize<'de> for EntityRef {
             Type,
             IdKeys,
             DescriptionKeys,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -886,7 +907,7 @@ impl<'de> serde::Deserialize<'de> for EntityRef {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -903,7 +924,7 @@ impl<'de> serde::Deserialize<'de> for EntityRef {
                             "type" => Ok(GeneratedField::Type),
                             "idKeys" | "id_keys" => Ok(GeneratedField::IdKeys),
                             "descriptionKeys" | "description_keys" => Ok(GeneratedField::DescriptionKeys),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -951,6 +972,9 @@ impl<'de> serde::Deserialize<'de> for EntityRef {
                                 return Err(serde::de::Error::duplicate_field("descriptionKeys"));
                             }
                             description_keys__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1021,6 +1045,7 @@ impl<'de> serde::Deserialize<'de> for InstrumentationScope {
             Version,
             Attributes,
             DroppedAttributesCount,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1029,7 +1054,7 @@ impl<'de> serde::Deserialize<'de> for InstrumentationScope {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1046,7 +1071,7 @@ impl<'de> serde::Deserialize<'de> for InstrumentationScope {
                             "version" => Ok(GeneratedField::Version),
                             "attributes" => Ok(GeneratedField::Attributes),
                             "droppedAttributesCount" | "dropped_attributes_count" => Ok(GeneratedField::DroppedAttributesCount),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1096,6 +1121,9 @@ impl<'de> serde::Deserialize<'de> for InstrumentationScope {
                             dropped_attributes_count__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1158,6 +1186,7 @@ impl<'de> serde::Deserialize<'de> for KeyValue {
             Key,
             Value,
             KeyStrindex,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1166,7 +1195,7 @@ impl<'de> serde::Deserialize<'de> for KeyValue {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1182,7 +1211,7 @@ impl<'de> serde::Deserialize<'de> for KeyValue {
                             "key" => Ok(GeneratedField::Key),
                             "value" => Ok(GeneratedField::Value),
                             "keyStrindex" | "key_strindex" => Ok(GeneratedField::KeyStrindex),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1225,6 +1254,9 @@ impl<'de> serde::Deserialize<'de> for KeyValue {
                             key_strindex__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1269,6 +1301,7 @@ impl<'de> serde::Deserialize<'de> for KeyValueList {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Values,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1277,7 +1310,7 @@ impl<'de> serde::Deserialize<'de> for KeyValueList {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1291,7 +1324,7 @@ impl<'de> serde::Deserialize<'de> for KeyValueList {
                     {
                         match value {
                             "values" => Ok(GeneratedField::Values),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1318,6 +1351,9 @@ impl<'de> serde::Deserialize<'de> for KeyValueList {
                                 return Err(serde::de::Error::duplicate_field("values"));
                             }
                             values__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1802,6 +1838,7 @@ impl<'de> serde::Deserialize<'de> for Function {
             SystemNameStrindex,
             FilenameStrindex,
             StartLine,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1810,7 +1847,7 @@ impl<'de> serde::Deserialize<'de> for Function {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1827,7 +1864,7 @@ impl<'de> serde::Deserialize<'de> for Function {
                             "systemNameStrindex" | "system_name_strindex" => Ok(GeneratedField::SystemNameStrindex),
                             "filenameStrindex" | "filename_strindex" => Ok(GeneratedField::FilenameStrindex),
                             "startLine" | "start_line" => Ok(GeneratedField::StartLine),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1883,6 +1920,9 @@ impl<'de> serde::Deserialize<'de> for Function {
                             start_line__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -1946,6 +1986,7 @@ impl<'de> serde::Deserialize<'de> for KeyValueAndUnit {
             KeyStrindex,
             Value,
             UnitStrindex,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1954,7 +1995,7 @@ impl<'de> serde::Deserialize<'de> for KeyValueAndUnit {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1970,7 +2011,7 @@ impl<'de> serde::Deserialize<'de> for KeyValueAndUnit {
                             "keyStrindex" | "key_strindex" => Ok(GeneratedField::KeyStrindex),
                             "value" => Ok(GeneratedField::Value),
                             "unitStrindex" | "unit_strindex" => Ok(GeneratedField::UnitStrindex),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2015,6 +2056,9 @@ impl<'de> serde::Deserialize<'de> for KeyValueAndUnit {
                             unit_strindex__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2080,6 +2124,7 @@ impl<'de> serde::Deserialize<'de> for Line {
             FunctionIndex,
             Line,
             Column,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2088,7 +2133,7 @@ impl<'de> serde::Deserialize<'de> for Line {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2104,7 +2149,7 @@ impl<'de> serde::Deserialize<'de> for Line {
                             "functionIndex" | "function_index" => Ok(GeneratedField::FunctionIndex),
                             "line" => Ok(GeneratedField::Line),
                             "column" => Ok(GeneratedField::Column),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2151,6 +2196,9 @@ impl<'de> serde::Deserialize<'de> for Line {
                             column__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2209,6 +2257,7 @@ impl<'de> serde::Deserialize<'de> for Link {
         enum GeneratedField {
             TraceId,
             SpanId,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2217,7 +2266,7 @@ impl<'de> serde::Deserialize<'de> for Link {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2232,7 +2281,7 @@ impl<'de> serde::Deserialize<'de> for Link {
                         match value {
                             "traceId" | "trace_id" => Ok(GeneratedField::TraceId),
                             "spanId" | "span_id" => Ok(GeneratedField::SpanId),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2270,6 +2319,9 @@ impl<'de> serde::Deserialize<'de> for Link {
                             span_id__ = 
                                 Some(map_.next_value::<::pbjson::private::BytesDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2341,6 +2393,7 @@ impl<'de> serde::Deserialize<'de> for Location {
             Address,
             Lines,
             AttributeIndices,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2349,7 +2402,7 @@ impl<'de> serde::Deserialize<'de> for Location {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2366,7 +2419,7 @@ impl<'de> serde::Deserialize<'de> for Location {
                             "address" => Ok(GeneratedField::Address),
                             "lines" => Ok(GeneratedField::Lines),
                             "attributeIndices" | "attribute_indices" => Ok(GeneratedField::AttributeIndices),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2421,6 +2474,9 @@ impl<'de> serde::Deserialize<'de> for Location {
                                 Some(map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
                                     .into_iter().map(|x| x.0).collect())
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2509,6 +2565,7 @@ impl<'de> serde::Deserialize<'de> for Mapping {
             FileOffset,
             FilenameStrindex,
             AttributeIndices,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2517,7 +2574,7 @@ impl<'de> serde::Deserialize<'de> for Mapping {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2535,7 +2592,7 @@ impl<'de> serde::Deserialize<'de> for Mapping {
                             "fileOffset" | "file_offset" => Ok(GeneratedField::FileOffset),
                             "filenameStrindex" | "filename_strindex" => Ok(GeneratedField::FilenameStrindex),
                             "attributeIndices" | "attribute_indices" => Ok(GeneratedField::AttributeIndices),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2601,6 +2658,9 @@ impl<'de> serde::Deserialize<'de> for Mapping {
                                 Some(map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
                                     .into_iter().map(|x| x.0).collect())
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -2746,6 +2806,7 @@ impl<'de> serde::Deserialize<'de> for Profile {
             OriginalPayloadFormat,
             OriginalPayload,
             AttributeIndices,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2754,7 +2815,7 @@ impl<'de> serde::Deserialize<'de> for Profile {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2778,7 +2839,7 @@ impl<'de> serde::Deserialize<'de> for Profile {
                             "originalPayloadFormat" | "original_payload_format" => Ok(GeneratedField::OriginalPayloadFormat),
                             "originalPayload" | "original_payload" => Ok(GeneratedField::OriginalPayload),
                             "attributeIndices" | "attribute_indices" => Ok(GeneratedField::AttributeIndices),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -2891,6 +2952,9 @@ impl<'de> serde::Deserialize<'de> for Profile {
                                     .into_iter().map(|x| x.0).collect())
                             ;
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(Profile {
@@ -2951,6 +3015,7 @@ impl<'de> serde::Deserialize<'de> for ProfilesData {
         enum GeneratedField {
             ResourceProfiles,
             Dictionary,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -2959,7 +3024,7 @@ impl<'de> serde::Deserialize<'de> for ProfilesData {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -2974,7 +3039,7 @@ impl<'de> serde::Deserialize<'de> for ProfilesData {
                         match value {
                             "resourceProfiles" | "resource_profiles" => Ok(GeneratedField::ResourceProfiles),
                             "dictionary" => Ok(GeneratedField::Dictionary),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3008,6 +3073,9 @@ impl<'de> serde::Deserialize<'de> for ProfilesData {
                                 return Err(serde::de::Error::duplicate_field("dictionary"));
                             }
                             dictionary__ = map_.next_value()?;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3106,6 +3174,7 @@ impl<'de> serde::Deserialize<'de> for ProfilesDictionary {
             StringTable,
             AttributeTable,
             StackTable,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3114,7 +3183,7 @@ impl<'de> serde::Deserialize<'de> for ProfilesDictionary {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3134,7 +3203,7 @@ impl<'de> serde::Deserialize<'de> for ProfilesDictionary {
                             "stringTable" | "string_table" => Ok(GeneratedField::StringTable),
                             "attributeTable" | "attribute_table" => Ok(GeneratedField::AttributeTable),
                             "stackTable" | "stack_table" => Ok(GeneratedField::StackTable),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3204,6 +3273,9 @@ impl<'de> serde::Deserialize<'de> for ProfilesDictionary {
                             }
                             stack_table__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(ProfilesDictionary {
@@ -3269,6 +3341,7 @@ impl<'de> serde::Deserialize<'de> for ResourceProfiles {
             Resource,
             ScopeProfiles,
             SchemaUrl,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3277,7 +3350,7 @@ impl<'de> serde::Deserialize<'de> for ResourceProfiles {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3293,7 +3366,7 @@ impl<'de> serde::Deserialize<'de> for ResourceProfiles {
                             "resource" => Ok(GeneratedField::Resource),
                             "scopeProfiles" | "scope_profiles" => Ok(GeneratedField::ScopeProfiles),
                             "schemaUrl" | "schema_url" => Ok(GeneratedField::SchemaUrl),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3334,6 +3407,9 @@ impl<'de> serde::Deserialize<'de> for ResourceProfiles {
                                 return Err(serde::de::Error::duplicate_field("schemaUrl"));
                             }
                             schema_url__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3414,6 +3490,7 @@ impl<'de> serde::Deserialize<'de> for Sample {
             LinkIndex,
             Values,
             TimestampsUnixNano,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3422,7 +3499,7 @@ impl<'de> serde::Deserialize<'de> for Sample {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3440,7 +3517,7 @@ impl<'de> serde::Deserialize<'de> for Sample {
                             "linkIndex" | "link_index" => Ok(GeneratedField::LinkIndex),
                             "values" => Ok(GeneratedField::Values),
                             "timestampsUnixNano" | "timestamps_unix_nano" => Ok(GeneratedField::TimestampsUnixNano),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3509,6 +3586,9 @@ impl<'de> serde::Deserialize<'de> for Sample {
                                     .into_iter().map(|x| x.0).collect())
                             ;
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(Sample {
@@ -3571,6 +3651,7 @@ impl<'de> serde::Deserialize<'de> for ScopeProfiles {
             Scope,
             Profiles,
             SchemaUrl,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3579,7 +3660,7 @@ impl<'de> serde::Deserialize<'de> for ScopeProfiles {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3595,7 +3676,7 @@ impl<'de> serde::Deserialize<'de> for ScopeProfiles {
                             "scope" => Ok(GeneratedField::Scope),
                             "profiles" => Ok(GeneratedField::Profiles),
                             "schemaUrl" | "schema_url" => Ok(GeneratedField::SchemaUrl),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3636,6 +3717,9 @@ impl<'de> serde::Deserialize<'de> for ScopeProfiles {
                                 return Err(serde::de::Error::duplicate_field("schemaUrl"));
                             }
                             schema_url__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3681,6 +3765,7 @@ impl<'de> serde::Deserialize<'de> for Stack {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             LocationIndices,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3689,7 +3774,7 @@ impl<'de> serde::Deserialize<'de> for Stack {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3703,7 +3788,7 @@ impl<'de> serde::Deserialize<'de> for Stack {
                     {
                         match value {
                             "locationIndices" | "location_indices" => Ok(GeneratedField::LocationIndices),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3733,6 +3818,9 @@ impl<'de> serde::Deserialize<'de> for Stack {
                                 Some(map_.next_value::<Vec<::pbjson::private::NumberDeserialize<_>>>()?
                                     .into_iter().map(|x| x.0).collect())
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3785,6 +3873,7 @@ impl<'de> serde::Deserialize<'de> for ValueType {
         enum GeneratedField {
             TypeStrindex,
             UnitStrindex,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3793,7 +3882,7 @@ impl<'de> serde::Deserialize<'de> for ValueType {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3808,7 +3897,7 @@ impl<'de> serde::Deserialize<'de> for ValueType {
                         match value {
                             "typeStrindex" | "type_strindex" => Ok(GeneratedField::TypeStrindex),
                             "unitStrindex" | "unit_strindex" => Ok(GeneratedField::UnitStrindex),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -3846,6 +3935,9 @@ impl<'de> serde::Deserialize<'de> for ValueType {
                             unit_strindex__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -3933,6 +4025,7 @@ impl<'de> serde::Deserialize<'de> for Resource {
             Attributes,
             DroppedAttributesCount,
             EntityRefs,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -3941,7 +4034,7 @@ impl<'de> serde::Deserialize<'de> for Resource {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -3957,7 +4050,7 @@ impl<'de> serde::Deserialize<'de> for Resource {
                             "attributes" => Ok(GeneratedField::Attributes),
                             "droppedAttributesCount" | "dropped_attributes_count" => Ok(GeneratedField::DroppedAttributesCount),
                             "entityRefs" | "entity_refs" => Ok(GeneratedField::EntityRefs),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -4000,6 +4093,9 @@ impl<'de> serde::Deserialize<'de> for Resource {
                                 return Err(serde::de::Error::duplicate_field("entityRefs"));
                             }
                             entity_refs__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }

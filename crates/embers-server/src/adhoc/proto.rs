@@ -143,6 +143,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesDiffRequest {
             RightId,
             ProfileType,
             MaxNodes,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -151,7 +152,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesDiffRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -168,7 +169,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesDiffRequest {
                             "rightId" | "right_id" => Ok(GeneratedField::RightId),
                             "profileType" | "profile_type" => Ok(GeneratedField::ProfileType),
                             "maxNodes" | "max_nodes" => Ok(GeneratedField::MaxNodes),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -218,6 +219,9 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesDiffRequest {
                             max_nodes__ = 
                                 map_.next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?.map(|x| x.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -273,6 +277,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesDiffResponse {
         enum GeneratedField {
             ProfileTypes,
             FlamebearerProfile,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -281,7 +286,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesDiffResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -296,7 +301,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesDiffResponse {
                         match value {
                             "profileTypes" | "profile_types" => Ok(GeneratedField::ProfileTypes),
                             "flamebearerProfile" | "flamebearer_profile" => Ok(GeneratedField::FlamebearerProfile),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -330,6 +335,9 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesDiffResponse {
                                 return Err(serde::de::Error::duplicate_field("flamebearerProfile"));
                             }
                             flamebearer_profile__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -393,6 +401,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesGetRequest {
             Id,
             ProfileType,
             MaxNodes,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -401,7 +410,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesGetRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -417,7 +426,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesGetRequest {
                             "id" => Ok(GeneratedField::Id),
                             "profileType" | "profile_type" => Ok(GeneratedField::ProfileType),
                             "maxNodes" | "max_nodes" => Ok(GeneratedField::MaxNodes),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -460,6 +469,9 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesGetRequest {
                             max_nodes__ = 
                                 map_.next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?.map(|x| x.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -550,6 +562,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesGetResponse {
             ProfileType,
             ProfileTypes,
             FlamebearerProfile,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -558,7 +571,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesGetResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -577,7 +590,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesGetResponse {
                             "profileType" | "profile_type" => Ok(GeneratedField::ProfileType),
                             "profileTypes" | "profile_types" => Ok(GeneratedField::ProfileTypes),
                             "flamebearerProfile" | "flamebearer_profile" => Ok(GeneratedField::FlamebearerProfile),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -642,6 +655,9 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesGetResponse {
                             }
                             flamebearer_profile__ = Some(map_.next_value()?);
                         }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
+                        }
                     }
                 }
                 Ok(AdHocProfilesGetResponse {
@@ -680,6 +696,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesListRequest {
 
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -688,7 +705,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesListRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -700,7 +717,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesListRequest {
                     where
                         E: serde::de::Error,
                     {
-                            Err(serde::de::Error::unknown_field(value, FIELDS))
+                            Ok(GeneratedField::__SkipField__)
                     }
                 }
                 deserializer.deserialize_identifier(GeneratedVisitor)
@@ -759,6 +776,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesListResponse {
         #[allow(clippy::enum_variant_names)]
         enum GeneratedField {
             Profiles,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -767,7 +785,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesListResponse {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -781,7 +799,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesListResponse {
                     {
                         match value {
                             "profiles" => Ok(GeneratedField::Profiles),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -808,6 +826,9 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesListResponse {
                                 return Err(serde::de::Error::duplicate_field("profiles"));
                             }
                             profiles__ = Some(map_.next_value()?);
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -869,6 +890,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesProfileMetadata {
             Id,
             Name,
             UploadedAt,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -877,7 +899,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesProfileMetadata {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -893,7 +915,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesProfileMetadata {
                             "id" => Ok(GeneratedField::Id),
                             "name" => Ok(GeneratedField::Name),
                             "uploadedAt" | "uploaded_at" => Ok(GeneratedField::UploadedAt),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -936,6 +958,9 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesProfileMetadata {
                             uploaded_at__ = 
                                 Some(map_.next_value::<::pbjson::private::NumberDeserialize<_>>()?.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
@@ -999,6 +1024,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesUploadRequest {
             Name,
             Profile,
             MaxNodes,
+            __SkipField__,
         }
         impl<'de> serde::Deserialize<'de> for GeneratedField {
             fn deserialize<D>(deserializer: D) -> std::result::Result<GeneratedField, D::Error>
@@ -1007,7 +1033,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesUploadRequest {
             {
                 struct GeneratedVisitor;
 
-                impl<'de> serde::de::Visitor<'de> for GeneratedVisitor {
+                impl serde::de::Visitor<'_> for GeneratedVisitor {
                     type Value = GeneratedField;
 
                     fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1023,7 +1049,7 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesUploadRequest {
                             "name" => Ok(GeneratedField::Name),
                             "profile" => Ok(GeneratedField::Profile),
                             "maxNodes" | "max_nodes" => Ok(GeneratedField::MaxNodes),
-                            _ => Err(serde::de::Error::unknown_field(value, FIELDS)),
+                            _ => Ok(GeneratedField::__SkipField__),
                         }
                     }
                 }
@@ -1066,6 +1092,9 @@ impl<'de> serde::Deserialize<'de> for AdHocProfilesUploadRequest {
                             max_nodes__ = 
                                 map_.next_value::<::std::option::Option<::pbjson::private::NumberDeserialize<_>>>()?.map(|x| x.0)
                             ;
+                        }
+                        GeneratedField::__SkipField__ => {
+                            let _ = map_.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
