@@ -185,9 +185,9 @@ impl Store {
                     seen.remember(&id, at);
                 }
                 dict.apply_logged(record.segment);
-                for (key, time, pairs, spans) in record.puts {
+                for (key, time, pairs, spans, period) in record.puts {
                     let leaf = leaf_of(time);
-                    let id = catalog.touch(&key, leaf);
+                    let id = catalog.touch(&key, leaf, period);
                     head.add(leaf, id, pairs);
                     head.spans.add(leaf, id, spans);
                 }
