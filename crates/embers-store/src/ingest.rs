@@ -64,7 +64,7 @@ struct Batch {
 }
 
 /// A dictionary segment with no entries: records log theirs in the batch's first record.
-fn no_entries() -> dict::Segment {
+pub(crate) fn no_entries() -> dict::Segment {
     dict::Segment {
         first_frame: 0,
         frames: Vec::new(),

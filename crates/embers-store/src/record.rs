@@ -122,3 +122,41 @@ pub(crate) fn decode_record(bytes: &[u8]) -> Result<Record, crate::varint::Corru
         spans_damaged,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embers_profile::Labels;
+
+    fn logged(service: &str, period: i64) -> Logged {
+        let key = SeriesKey {
+            profile_type: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
+            labels: Labels::from_pairs([("service_name", service)]),
+        };
+        (
+            key,
+            1_700_000_000,
+            vec![(1, 3), (4, 5)],
+            SpanPairs::new(),
+            period,
+        )
+    }
+
+    #[test]
+    fn periods_round_trip_and_a_damaged_periods_section_spares_the_puts() {
+        let puts = vec![logged("a", 0), logged("b", 10_000_000)];
+        let bytes = encode_record(&crate::ingest::no_entries(), &puts, [].into_iter());
+        let back = decode_record(&bytes).unwrap();
+        assert!(back.spans_damaged.is_none());
+        assert_eq!(back.puts, puts);
+        // Without a known period the record ends after its puts, as before periods.
+        let plain = vec![logged("a", 0)];
+        let old = encode_record(&crate::ingest::no_entries(), &plain, [].into_iter());
+        assert_eq!(decode_record(&old).unwrap().puts, plain);
+        // A periods section cut short: the puts stand, without periods.
+        let back = decode_record(&bytes[..bytes.len() - 1]).unwrap();
+        assert!(back.spans_damaged.is_some());
+        assert_eq!(back.puts.len(), 2);
+        assert!(back.puts.iter().all(|p| p.4 == 0));
+    }
+}
