@@ -38,9 +38,19 @@ for f in crates/embers-formats/tests/data/*.pb.gz; do
   } > "fuzz/corpus/ingest/form-$(basename "$f")"
 done
 printf '\x08{"series":[{"labels":[{"name":"service_name","value":"a"}],"samples":[{"rawProfile":"","ID":"x"}]}]}' > fuzz/corpus/ingest/push-json
+# OTLP exports from the published opentelemetry-proto package (tests/otlp/export.py):
+# first byte 0 protobuf, 1 JSON.
+mkdir -p fuzz/corpus/otlp_decode
+otlp=crates/embers-cli/tests/otlp/export.py
+{ printf '\x00'; python3 "$otlp" dump-protobuf - a,b --reject-one; } > fuzz/corpus/otlp_decode/export.pb || true
+{ printf '\x01'; python3 "$otlp" dump-json - a; } > fuzz/corpus/otlp_decode/export.json || true
+# The adhoc_decode target reads whole files by content: every format's seeds.
+mkdir -p fuzz/corpus/adhoc_decode
+cp crates/embers-formats/tests/data/*.gz crates/embers-formats/tests/data/*.folded fuzz/corpus/adhoc_decode/
+printf '{"shared":{"frames":[{"name":"a"},{"name":"b"}]},"profiles":[{"type":"sampled","unit":"none","samples":[[0,1]],"weights":[3]},{"type":"evented","unit":"seconds","events":[{"type":"O","at":0,"frame":0},{"type":"C","at":1,"frame":0}]}]}' > fuzz/corpus/adhoc_decode/speedscope.json
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode; do
+for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode span_decode otlp_decode adhoc_decode; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"
@@ -48,7 +58,7 @@ for target in folded_parse pprof_decode tree_decode ingest selector_parse block_
   status=0
   # A JDK recording's metadata alone is ~100 KB: JFR inputs may be longer.
   max_len=65536
-  [ "$target" = jfr_decode ] && max_len=262144
+  [ "$target" = jfr_decode ] || [ "$target" = adhoc_decode ] && max_len=262144
   cargo fuzz run --release -s address "$target" "corpus/$target" -- \
     -max_total_time="$seconds" -max_len="$max_len" -print_final_stats=1 >"$log" 2>&1 || status=$?
   grep -E "stat::number_of_executed_units" "$log" || true

@@ -16,6 +16,8 @@
 #   pyroscope-otel, opentelemetry-sdk (PyPI) span profiles from the real OpenTelemetry
 #                    integration (crates/embers-cli/tests/spans.rs)
 #   default-jdk-headless java, javac and jfr: the JFR ingest tests record a real Java program
+#   opentelemetry-proto, grpcio (PyPI) build and send the OTLP profiles exports of
+#                    crates/embers-cli/tests/otlp.rs (HTTP and gRPC)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -56,4 +58,11 @@ if ! python3 -c "import pyroscope.otel, opentelemetry.sdk" 2>/dev/null; then
   otel=(pyroscope-otel==1.1.0 opentelemetry-api==1.45.2 opentelemetry-sdk==1.45.2 pyroscope-io==1.4.0)
   python3 -m pip install -q "${otel[@]}" \
     || python3 -m pip install -q --break-system-packages "${otel[@]}"
+fi
+
+# The published OTLP schema (opentelemetry-proto v1.10.0) and gRPC client for the OTLP tests.
+if ! python3 -c "import opentelemetry.proto.profiles.v1development, grpc" 2>/dev/null; then
+  echo "installing opentelemetry-proto and grpcio from PyPI"
+  python3 -m pip install -q opentelemetry-proto==1.45.2 grpcio==1.85.3 \
+    || python3 -m pip install -q --break-system-packages opentelemetry-proto==1.45.2 grpcio==1.85.3
 fi

@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use embers_bench::{client_pprof, median_time, synthetic_profile, Rng};
+use embers_bench::{client_pprof, median_time, on_cpu_ns, synthetic_profile, Rng};
 use embers_formats::ReadLimits;
 use embers_profile::{Labels, StackTree};
 use embers_server::{pprof_puts, IngestBudget};
@@ -390,15 +390,6 @@ fn walk_with(path: &std::path::Path, size: &dyn Fn(&std::fs::Metadata) -> u64) -
             }
         })
         .sum()
-}
-
-/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`): unlike
-/// wall time, it does not count the time other processes on a busy machine take.
-fn on_cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse().ok())
-        .expect("/proc/thread-self/schedstat")
 }
 
 /// What the ingest budget costs: the entry point (`decode_legacy`, wire counts checked

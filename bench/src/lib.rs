@@ -100,3 +100,12 @@ pub fn client_pprof(seed: u64) -> Vec<u8> {
     embers_formats::pprof::encode(&p, &mut out).expect("encoding to memory");
     out
 }
+
+/// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`): unlike
+/// wall time, it does not count the time other processes on a busy machine take.
+pub fn on_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .expect("/proc/thread-self/schedstat")
+}

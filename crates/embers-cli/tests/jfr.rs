@@ -15,7 +15,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 use prost::Message;
-use support::{enc, get, now, post, ServerHandle};
+use support::{enc, get, now, post, status_kib, ServerHandle};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 
@@ -474,7 +474,9 @@ fn hostile_recordings_get_a_clear_4xx_and_the_server_keeps_serving() {
         422,
         "no `jfr` part",
     );
-    // The server still takes a good upload.
+    // None of it cost the server much memory, and it still takes a good upload.
+    let peak = status_kib(server.pid(), "VmHWM").expect("the server runs");
+    assert!(peak < 192 << 10, "server peak {peak} KiB");
     let (status, body) = post(
         &server.url(&format!("/ingest?name=alive&from={}&format=folded", now())),
         "text/plain",

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use embers_formats::pprof::proto;
 use embers_server::wire;
 use prost::Message;
 use serde_json::{json, Value};
@@ -230,4 +231,110 @@ fn pyroscope_otel_span_profiles_keep_series_flat_and_select_by_span() {
         (c_names, c_total)
     );
     assert!(std::fs::read_dir(dir.path().join("spans")).unwrap().count() > 0);
+}
+
+/// A Push of one CPU pprof with `spans` samples, sample `i` (value `10 (i + 1)`) in span
+/// `i + 1` (labels `span_id`, `span_name`, `trace_id`), running `work_a` for even `i` and
+/// `work_b` for odd.
+fn push_spans(server: &ServerHandle, spans: u64) -> (u16, String) {
+    let mut strings: Vec<String> = [
+        "",
+        "cpu",
+        "nanoseconds",
+        "work_a",
+        "work_b",
+        "span_id",
+        "span_name",
+        "trace_id",
+        "op",
+        "0123456789abcdef0123456789abcdef",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut p = proto::Profile {
+        sample_type: vec![proto::ValueType { r#type: 1, unit: 2 }],
+        period_type: Some(proto::ValueType { r#type: 1, unit: 2 }),
+        period: 10_000_000,
+        ..proto::Profile::default()
+    };
+    for id in 1..=2u64 {
+        p.function.push(proto::Function {
+            id,
+            name: 2 + id as i64,
+            ..proto::Function::default()
+        });
+        p.location.push(proto::Location {
+            id,
+            line: vec![proto::Line {
+                function_id: id,
+                line: 1,
+                column: 0,
+            }],
+            ..proto::Location::default()
+        });
+    }
+    let label = |key: i64, str: i64| proto::Label {
+        key,
+        str,
+        ..proto::Label::default()
+    };
+    for i in 0..spans {
+        strings.push(format!("{:016x}", i + 1));
+        p.sample.push(proto::Sample {
+            location_id: vec![1 + i % 2],
+            value: vec![10 * (i as i64 + 1)],
+            label: vec![label(5, strings.len() as i64 - 1), label(6, 8), label(7, 9)],
+        });
+    }
+    p.string_table = strings;
+    let request = wire::PushRequest {
+        series: vec![wire::RawProfileSeries {
+            labels: [("service_name", "spanny"), ("__name__", "process_cpu")]
+                .map(|(name, value)| wire::LabelPair {
+                    name: name.into(),
+                    value: value.into(),
+                })
+                .to_vec(),
+            samples: vec![wire::RawSample {
+                raw_profile: p.encode_to_vec(),
+                id: String::new(),
+            }],
+            annotations: Vec::new(),
+        }],
+    };
+    support::post(
+        &server.url("/push.v1.PusherService/Push"),
+        "application/proto",
+        &request.encode_to_vec(),
+    )
+}
+
+#[test]
+fn thousands_of_spans_keep_one_series_exactly_and_a_request_over_max_spans_is_413() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerHandle::start(dir.path(), &[]);
+    let n = 5_000;
+    let (status, text) = push_spans(&server, n);
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(series(&server, "spanny").len(), 1);
+    // Spans 1, 3, 5 are samples 0, 2, 4: work_a, 10 + 30 + 50.
+    let ids: Vec<String> = [1u64, 3, 5].iter().map(|i| format!("{i:016x}")).collect();
+    let (names, total) = span_profile_json(&server, "spanny", &ids);
+    assert_eq!(total, 90);
+    assert!(has(&names, "work_a") && !has(&names, "work_b"), "{names:?}");
+    // Every span: the whole profile, n (n + 1) / 2 × 10.
+    let all: Vec<String> = (1..=n).map(|i| format!("{i:016x}")).collect();
+    assert_eq!(
+        span_profile_proto(&server, "spanny", &all).1,
+        5 * n * (n + 1)
+    );
+
+    // Past the default max_spans (10,000): refused whole, naming the setting.
+    let (status, text) = push_spans(&server, 10_001);
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("max_spans"), "{text}");
+    assert_eq!(
+        span_profile_proto(&server, "spanny", &all).1,
+        5 * n * (n + 1)
+    );
 }

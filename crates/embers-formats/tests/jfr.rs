@@ -2,11 +2,12 @@
 //!
 //! `data/jdk17-labels.jfr.gz` is OpenJDK 17's recording of `Work labels`
 //! (`crates/embers-cli/tests/java/Work.java`: 30 allocation events from `checkout`, 70
-//! from `search`, 1000 bytes each, with context ids 1 and 2) with only
+//! from `search`, 1000 bytes each, with context ids 1 and 2, `checkout`'s with span id
+//! 0x1234abcd and span name 13) with only
 //! `jdk.ObjectAllocationInNewTLAB` and `jdk.ExecutionSample` enabled. Its folded output
 //! is `data/jdk17-labels.folded` (`EMBERS_BLESS=1` rewrites it); checked against
-//! `jfr print --json` of the same file: 122 allocation events of 3,134,392 TLAB bytes in
-//! all, 2 execution samples (20 ms at 100 Hz).
+//! `jfr print --json` of the same file: 122 allocation events of 3,134,408 TLAB bytes in
+//! all, 3 execution samples (30 ms at 100 Hz).
 
 #![allow(clippy::unwrap_used)]
 
@@ -46,6 +47,7 @@ fn labels() -> Vec<u8> {
             (10, "endpoint".to_owned()),
             (11, "checkout".to_owned()),
             (12, "search".to_owned()),
+            (13, "POST /checkout".to_owned()),
         ]
         .into(),
     }
@@ -103,6 +105,14 @@ fn the_golden_recording_decodes_to_its_folded_output() {
 }
 
 #[test]
+fn a_scan_reads_every_event_jfr_summary_counts() {
+    // `jfr summary`: 122 allocation events, 3 execution samples, 9 checkpoints, 1
+    // metadata event.
+    let events = embers_formats::jfr::scan(&golden(), &IngestBudget::default()).unwrap();
+    assert_eq!(events, 135);
+}
+
+#[test]
 fn chunks_one_after_the_other_add_up() {
     let one = golden();
     let two = [one.clone(), one.clone()].concat();
@@ -146,5 +156,28 @@ fn bounds_of_the_budget_are_named() {
         set(&mut budget);
         let err = decode(&bytes, None, &JfrOptions::default(), &budget).unwrap_err();
         assert!(err.to_string().contains(setting), "{setting}: {err}");
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+    /// Any recording with a few bytes changed decodes or fails with a typed error:
+    /// never a panic, never an error other than malformed or over a bound.
+    #[test]
+    fn damaged_recordings_fail_cleanly(
+        changes in proptest::collection::vec((0usize..119_311, proptest::num::u8::ANY), 1..8)
+    ) {
+        let mut bytes = golden();
+        for (at, byte) in changes {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        let mut budget = IngestBudget::default();
+        budget.max_nodes = 1 << 16;
+        match decode(&bytes, None, &JfrOptions::default(), &budget) {
+            Ok(_) | Err(FormatError::Malformed { .. } | FormatError::OverBudget { .. }) => {}
+            Err(other) => proptest::prop_assert!(false, "unexpected error {other}"),
+        }
     }
 }

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub cache_bytes: usize,
     /// `text` or `json` logs.
     pub log_format: String,
+    /// Uploaded ad-hoc profiles kept (`[adhoc]` in the TOML file).
+    pub adhoc: crate::AdHocConfig,
 }
 
 impl Default for ServerConfig {
@@ -77,6 +79,7 @@ impl Default for ServerConfig {
             flush_interval_seconds: 10,
             cache_bytes: 256 << 20,
             log_format: "text".into(),
+            adhoc: crate::AdHocConfig::default(),
         }
     }
 }

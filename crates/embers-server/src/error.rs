@@ -65,6 +65,11 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "unimplemented", message)
     }
 
+    /// 404: no such thing (an ad-hoc profile ID never uploaded or dropped).
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
     /// 400: bad parameters.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "invalid_argument", message)

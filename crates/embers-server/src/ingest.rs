@@ -30,8 +30,8 @@ use crate::profile_type::{family, legacy_type, type_id};
 use crate::wire;
 use crate::{AppState, ServerConfig};
 
-pub mod spans;
 mod jfr;
+pub mod spans;
 
 /// The ingest budget of every request: the `[ingest]` settings, with the bounds that
 /// have their own flags (body sizes, labels) taken from those.
@@ -48,7 +48,7 @@ pub fn budget(config: &ServerConfig) -> IngestBudget {
 const SPY: &str = "pyroscope_spy";
 
 /// Over a bound: 413 naming it; anything else wrong with the body: 422.
-fn format_error(e: FormatError) -> ApiError {
+pub(crate) fn format_error(e: FormatError) -> ApiError {
     match e {
         FormatError::OverBudget { bound, .. } => {
             let hint = if bound == Bound::DecodedBytes {
@@ -97,7 +97,7 @@ pub fn puts_from_trees(
         str::to_owned,
     );
     let mut puts = Vec::new();
-    let mut spans_left = budget.max_spans;
+    let mut seen_spans = spans::SpanCount::default();
     for typed in decoded {
         let profile_type = type_id(&family, &typed.meta);
         // Grafana keeps the profile's own time unless it is 0 or in 1970 (old clients
@@ -110,7 +110,7 @@ pub fn puts_from_trees(
             labels: sample_labels,
             tree,
             spans,
-        } in spans::split(typed.trees, budget, &mut spans_left)?
+        } in spans::split(typed.trees, budget, &mut seen_spans)?
         {
             if tree.total() == 0 {
                 continue;
@@ -317,7 +317,9 @@ fn legacy_puts(
         }
         base
     };
-    let is_pprof = format == "pprof" || content_type.contains("multipart/form-data");
+    // pprof carries its own period; JFR (multipart too) takes the period from `sampleRate`.
+    let is_pprof =
+        format == "pprof" || (format != "jfr" && content_type.contains("multipart/form-data"));
     let legacy = legacy_type(&app, sample_rate(params.sample_rate.as_deref()));
     let upload = LegacyUpload {
         body,

@@ -8,6 +8,8 @@
 //! - query: `GET /render`, `/render-diff`, `/labels`, `/label-values`, `/series`,
 //!   `/apps` (each also under `/pyroscope/`), Connect
 //!   `POST /querier.v1.QuerierService/{method}`;
+//! - ad-hoc profiles: Connect `POST /adhocprofiles.v1.AdHocProfileService/{method}`
+//!   (upload, view, list and diff profile files, kept apart from the time series);
 //! - operations: `/healthz`, `/ready`, `/metrics`;
 //! - the web UI: `GET /` and its files under `/ui/` (see [`ui`]).
 //!
@@ -24,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod adhoc;
 mod budget;
 mod config;
 mod error;
@@ -58,6 +61,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use embers_store::Store;
 
+pub use adhoc::AdHocConfig;
 pub use config::ServerConfig;
 pub use embers_formats::IngestBudget;
 pub use error::ApiError;
@@ -74,6 +78,7 @@ pub struct AppState {
     query_limits: QueryLimits,
     queries: Arc<budget::QueryGate>,
     ingest_budget: Arc<budget::InflightBytes>,
+    adhoc: adhoc::AdHoc,
 }
 
 impl AppState {
@@ -115,7 +120,7 @@ fn router_with_metrics(
     metrics: Arc<metrics::Metrics>,
 ) -> Router {
     let state = AppState {
-        store,
+        store: Arc::clone(&store),
         metrics: Arc::clone(&metrics),
         budget: Arc::new(ingest::budget(config)),
         query_limits: config.query_limits().unwrap_or_default(),
@@ -127,6 +132,9 @@ fn router_with_metrics(
             config.max_inflight_ingest_bytes,
             config.max_body_bytes,
         )),
+        adhoc: adhoc::AdHoc {
+            profiles: Arc::new(store.adhoc(config.adhoc.limits())),
+        },
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
@@ -147,6 +155,14 @@ fn router_with_metrics(
             post(ingest::otlp::grpc).route_layer(ingest_budget()),
         )
         .route("/querier.v1.QuerierService/{method}", post(querier::call))
+        .route(
+            "/adhocprofiles.v1.AdHocProfileService/{method}",
+            post(adhoc::call)
+                .route_layer(ingest_budget())
+                .layer(DefaultBodyLimit::max(adhoc::body_limit(
+                    config.max_body_bytes,
+                ))),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))

@@ -22,6 +22,7 @@ macro_rules! assets {
 pub const ASSETS: &[(&str, &[u8])] = assets![
     "index.html",
     "app.css",
+    "upload.css",
     "js/api.js",
     "js/compare.js",
     "js/controls.js",
@@ -37,6 +38,7 @@ pub const ASSETS: &[(&str, &[u8])] = assets![
     "js/state.js",
     "js/table.js",
     "js/timeline.js",
+    "js/upload.js",
 ];
 
 const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; \

@@ -303,7 +303,7 @@ impl Dictionary {
 
     /// The `(path, self value)` pairs of `tree`, sorted by path, interning new paths.
     pub fn intern_tree(&mut self, tree: &StackTree) -> Vec<(u32, u64)> {
-        let mut frame_ids: Vec<Option<u32>> = vec![None; tree.symbols().len()];
+        let mut frame_ids = FrameMap::for_tree(tree);
         let mut out = Vec::new();
         let mut todo = vec![(StackTree::ROOT, ROOT)];
         while let Some((node, path)) = todo.pop() {
@@ -313,11 +313,11 @@ impl Dictionary {
             }
             for child in tree.children(node) {
                 let local = tree.frame_id(child).expect("children have frames");
-                let frame = match frame_ids[local.0 as usize] {
+                let frame = match frame_ids.get(local.0) {
                     Some(f) => f,
                     None => {
                         let f = self.intern_frame(tree.symbols().get(local));
-                        frame_ids[local.0 as usize] = Some(f);
+                        frame_ids.insert(local.0, f);
                         f
                     }
                 };
@@ -490,9 +490,63 @@ fn lost_frame(tree: &mut StackTree, lost: &mut Option<FrameId>) -> FrameId {
     *lost.get_or_insert_with(|| tree.symbols_mut().intern(&Frame::named(LOST)))
 }
 
+/// A tree's frame ids → dictionary frame ids. Dense (indexed by frame id) when the tree
+/// uses a fair part of its symbol table; sparse when it uses a few frames of a large
+/// table, as a span's tree does (it shares its profile's whole table): a vector per span
+/// would cost the table's size for each span.
+enum FrameMap {
+    Dense(Vec<Option<u32>>),
+    Sparse(FxHashMap<u32, u32>),
+}
+
+impl FrameMap {
+    fn for_tree(tree: &StackTree) -> FrameMap {
+        let symbols = tree.symbols().len();
+        if symbols <= 4 * tree.node_count() + 64 {
+            FrameMap::Dense(vec![None; symbols])
+        } else {
+            FrameMap::Sparse(FxHashMap::default())
+        }
+    }
+
+    fn get(&self, local: u32) -> Option<u32> {
+        match self {
+            FrameMap::Dense(v) => v[local as usize],
+            FrameMap::Sparse(m) => m.get(&local).copied(),
+        }
+    }
+
+    fn insert(&mut self, local: u32, frame: u32) {
+        match self {
+            FrameMap::Dense(v) => v[local as usize] = Some(frame),
+            FrameMap::Sparse(m) => {
+                m.insert(local, frame);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression guard: a span's tree shares its profile's large symbol table; interning
+    /// it must give the same ids as a tree with a table of its own.
+    #[test]
+    fn a_tree_using_few_frames_of_a_large_table_interns_the_same() {
+        let mut big = StackTree::new();
+        for i in 0..1000 {
+            big.symbols_mut()
+                .intern(&Frame::named(format!("unused{i}")));
+        }
+        big.add_frames([&Frame::named("main"), &Frame::named("work")], 5);
+        let small = tree(&[(&["main", "work"], 5)]);
+        assert!(matches!(FrameMap::for_tree(&big), FrameMap::Sparse(_)));
+        assert!(matches!(FrameMap::for_tree(&small), FrameMap::Dense(_)));
+        let mut dict = Dictionary::default();
+        assert_eq!(dict.intern_tree(&big), dict.intern_tree(&small));
+        assert_eq!(dict.paths(), 3);
+    }
 
     fn tree(stacks: &[(&[&str], u64)]) -> StackTree {
         let mut t = StackTree::new();

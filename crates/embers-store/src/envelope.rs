@@ -5,7 +5,7 @@
 //! ```text
 //! magic     8 bytes, names the kind of object ("EMBERSB\0" blocks, "EMBERSC\0" catalogs
 //!           and the flush marker, "EMBERSY\0" dictionary segments, "EMBERSP\0" span
-//!           pairs)
+//!           pairs, "EMBERSA\0" ad-hoc profiles)
 //! version   u16 LE  FORMAT_VERSION of the writer
 //! codec     u8      0 = payload stored as is, 1 = DEFLATE (raw, no zlib header)
 //! reserved  u8      0
@@ -52,6 +52,8 @@ pub enum Kind {
     Symbols,
     /// The span pairs of a flushed run of leaves (`spans.rs`).
     Spans,
+    /// An uploaded ad-hoc profile file (`adhoc.rs`).
+    AdHoc,
 }
 
 impl Kind {
@@ -61,6 +63,7 @@ impl Kind {
             Kind::Catalog => b"EMBERSC\0",
             Kind::Symbols => b"EMBERSY\0",
             Kind::Spans => b"EMBERSP\0",
+            Kind::AdHoc => b"EMBERSA\0",
         }
     }
 
@@ -70,6 +73,7 @@ impl Kind {
             Kind::Catalog => "catalog",
             Kind::Symbols => "symbols",
             Kind::Spans => "spans",
+            Kind::AdHoc => "ad-hoc profile",
         }
     }
 }

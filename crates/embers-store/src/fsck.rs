@@ -54,7 +54,7 @@ pub struct KindReport {
 #[non_exhaustive]
 pub struct FsckReport {
     /// Per kind of object: `catalog`, `dictionary`, `run`, `combined run`, `aggregate`,
-    /// `meta/flushed`, `wal`, `unknown name`.
+    /// `meta/flushed`, `spans`, `wal`, `unknown name`.
     pub kinds: BTreeMap<&'static str, KindReport>,
     /// Things worth knowing that are not damage (lost catalog entries, a torn WAL tail).
     pub notes: Vec<String>,
@@ -275,7 +275,7 @@ fn check_spans(
         let bytes = storage.get(&key)?;
         crate::quarantine::refuse_other_version(&key, &bytes)?;
         let mut scratch = FxHashMap::default();
-        let checked = crate::spans::read_object(&bytes, |_, _, _| true, &mut scratch)
+        let checked = crate::spans::read_span_object(&bytes, &mut scratch)
             .map_err(|e| e.to_string())
             .and_then(|()| match scratch.keys().max() {
                 Some(&max) if max as usize >= paths => Err(format!(

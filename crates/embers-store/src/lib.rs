@@ -37,6 +37,7 @@
 //! assert_eq!(merged.total(), 100);
 //! ```
 
+mod adhoc;
 mod block;
 mod cache;
 mod compact;
@@ -67,6 +68,7 @@ mod tree_codec;
 mod varint;
 mod wal;
 
+pub use adhoc::{clean_name, AdHocEntry, AdHocError, AdHocLimits, AdHocProfiles, AdHocUpload};
 pub use block::{BlockError, BlockReader, BlockWriter};
 pub use compact::CompactReport;
 pub use dict::{Segment as DictionarySegment, LOST as LOST_FRAME};
@@ -79,6 +81,7 @@ pub use quarantine::{Quarantined, QUARANTINE_PREFIX};
 pub use segment::{leaf_of, leaves_for, plan, Block, FANOUT, LEAF_SECONDS, TOP_LEVEL};
 pub use selector::{MatchOp, Matcher, Selector, SelectorError};
 pub use series::{SeriesId, SeriesKey, NAME, PROFILE_TYPE, SERVICE_NAME};
+pub use spans::read_span_object;
 pub use storage::{
     Fault, FaultyStorage, FileStorage, Injected, MemoryStorage, Schedule, Storage, StorageError,
 };

@@ -13,8 +13,9 @@ import jdk.jfr.StackTrace;
  * alloc: smallObjects() allocates many small arrays (inside TLABs), bigArrays() a few
  * large ones (outside TLABs).
  * labels: commits JFR events named like async-profiler's allocation event, with the
- * contextId field pyroscope-java's labels refer to: 30 from checkout() with context 1,
- * 70 from search() with context 2, each of 1000 bytes.
+ * contextId field pyroscope-java's labels refer to: 30 from checkout() with context 1
+ * and span 0x1234abcd (span name: string 13 of the labels), 70 from search() with
+ * context 2 and no span, each of 1000 bytes.
  * wall: sleeper() commits 10 events named like async-profiler's wall-clock sample, each
  * standing for 3 samples.
  * locks: contender() waits 5 times for a monitor another thread holds for 50 ms, and
@@ -62,6 +63,8 @@ public class Work {
         long allocationSize;
         long tlabSize;
         long contextId;
+        long spanId;
+        long spanName;
     }
 
     @Name("profiler.WallClockSample")
@@ -78,23 +81,25 @@ public class Work {
         }
     }
 
-    static void allocation(long context) {
+    static void allocation(long context, long spanId, long spanName) {
         Allocation a = new Allocation();
         a.allocationSize = 1000;
         a.tlabSize = 1000;
         a.contextId = context;
+        a.spanId = spanId;
+        a.spanName = spanName;
         a.commit();
     }
 
     static void checkout() {
         for (int i = 0; i < 30; i++) {
-            allocation(1);
+            allocation(1, 0x1234abcdL, 13);
         }
     }
 
     static void search() {
         for (int i = 0; i < 70; i++) {
-            allocation(2);
+            allocation(2, 0, 0);
         }
     }
 

@@ -3,7 +3,10 @@ sends it to an Embers server, as an OpenTelemetry exporter would.
 
     export.py MODE BASE_URL SERVICE[,SERVICE...] [--reject-one]
 
-MODE: protobuf | protobuf-gzip | json | grpc | grpc-gzip. Each service gets its own
+MODE: protobuf | protobuf-gzip | json | grpc | grpc-gzip; dump-protobuf or dump-json
+write the request to stdout instead (fuzz seeds; BASE_URL is ignored); or grpc-raw with a file in
+place of the services: its bytes are sent as the Export message as they are (hostile
+bodies built by the Rust test). Each service gets its own
 ResourceProfiles (one shared dictionary) with a CPU profile (`samples`/`count`, period
 10 ms of `cpu`/`nanoseconds`), an allocation profile and an off-CPU profile; with
 --reject-one, a profile without sample_type is added (the reply's partial_success
@@ -123,8 +126,30 @@ def send_http(url, body, content_type, encoding=None):
 
 def main():
     mode, url, services = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
-    request = build(services, "--reject-one" in sys.argv)
     out = {}
+    if mode == "grpc-raw":
+        import grpc
+
+        with open(sys.argv[3], "rb") as f:
+            raw = f.read()
+        with grpc.insecure_channel(url.removeprefix("http://")) as channel:
+            export = channel.unary_unary(
+                "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
+            )
+            try:
+                export(raw, timeout=120)
+                out = {"code": "OK"}
+            except grpc.RpcError as e:
+                out = {"code": e.code().name, "details": e.details()}
+        print(json.dumps(out))
+        return
+    request = build(services, "--reject-one" in sys.argv)
+    if mode == "dump-protobuf":
+        sys.stdout.buffer.write(request.SerializeToString())
+        return
+    if mode == "dump-json":
+        sys.stdout.write(json_format.MessageToJson(request))
+        return
     if mode.startswith("grpc"):
         import grpc
         from opentelemetry.proto.collector.profiles.v1development import (

@@ -25,12 +25,14 @@
 //! assert!(err.to_string().contains("max_stack_depth"), "{err}");
 //! ```
 
+pub mod adhoc;
 mod budget;
 pub mod form;
 mod jfr;
 pub mod multipart;
 mod push;
 pub(crate) mod scan;
+mod speedscope;
 mod stacks;
 
 pub(crate) use budget::Spend;

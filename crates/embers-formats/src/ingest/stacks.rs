@@ -15,16 +15,16 @@ use super::budget::{Bound, Spend};
 use crate::FormatError;
 
 /// Builds one tree, spending depth, frames, nodes and values from the request's budget.
-struct Builder<'s, 'b> {
-    spend: &'s mut Spend<'b>,
+pub(super) struct Builder<'s, 'b> {
+    pub(super) spend: &'s mut Spend<'b>,
     format: &'static str,
-    tree: StackTree,
+    pub(super) tree: StackTree,
     ids: HashMap<String, FrameId>,
     stack: Vec<FrameId>,
 }
 
 impl<'s, 'b> Builder<'s, 'b> {
-    fn new(spend: &'s mut Spend<'b>, format: &'static str) -> Self {
+    pub(super) fn new(spend: &'s mut Spend<'b>, format: &'static str) -> Self {
         Builder {
             spend,
             format,
@@ -49,7 +49,7 @@ impl<'s, 'b> Builder<'s, 'b> {
     }
 
     /// Adds `value` at the end of the stack of `labels` (root first).
-    fn add<'l>(
+    pub(super) fn add<'l>(
         &mut self,
         labels: impl Iterator<Item = &'l str>,
         value: u64,

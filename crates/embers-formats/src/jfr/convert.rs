@@ -163,7 +163,9 @@ impl<'s> Collector<'s> {
             }
         };
         let n = |v: i64| u64::try_from(v).unwrap_or(0);
-        let correlation = if kind.correlated() {
+        // Without a `labels` part no correlation becomes a label (as in Grafana), so
+        // samples are not kept apart by it.
+        let correlation = if kind.correlated() && self.labels.is_some() {
             Correlation {
                 context: e.context_id,
                 span_id: e.span_id,
@@ -199,7 +201,15 @@ impl<'s> Collector<'s> {
                 }
             }
             EventKind::WallClockSample => {
-                put(Kind::Wall, [n(e.samples).saturating_mul(period), 0]);
+                let value = n(e.samples).saturating_mul(period);
+                // In wall mode async-profiler samples every thread: a running thread's
+                // samples are CPU too (jfr-parser 1d06ce3).
+                if self.event.as_deref() == Some("wall")
+                    && pools.state(e.state) == Some("STATE_RUNNABLE")
+                {
+                    put(Kind::Cpu, [value, 0]);
+                }
+                put(Kind::Wall, [value, 0]);
             }
             EventKind::AllocationInNewTlab => put(Kind::InNewTlab, [1, n(e.tlab_size)]),
             EventKind::AllocationOutsideTlab => {

@@ -46,11 +46,12 @@ impl EventKind {
     }
 
     /// Whether the event's `contextId`, `spanId` and `spanName` are read (Grafana reads
-    /// them on these four only).
+    /// them on these five only).
     pub(super) fn correlated(self) -> bool {
         matches!(
             self,
             EventKind::ExecutionSample
+                | EventKind::WallClockSample
                 | EventKind::AllocationInNewTlab
                 | EventKind::AllocationOutsideTlab
                 | EventKind::MonitorEnter

@@ -147,12 +147,12 @@ type RawField = (String, i64, bool, bool);
 
 /// Reads the metadata event at the reader's position.
 pub(super) fn read(r: &mut Reader<'_>) -> Result<Types, FormatError> {
-    let start = r.pos();
+    let (start, limit) = (r.pos(), r.pos() + r.remaining());
     let size = r.i32()?;
     let end = usize::try_from(size)
         .ok()
         .and_then(|s| start.checked_add(s))
-        .filter(|&e| e <= start + r.remaining() && size > 0)
+        .filter(|&e| e <= limit && size > 0)
         .ok_or_else(|| bad("the metadata event's size is out of range"))?;
     if r.i64()? != 0 {
         return Err(bad(
@@ -292,4 +292,22 @@ fn resolve(raw: Vec<(i64, String, Vec<RawField>)>) -> Result<Types, FormatError>
         });
     }
     Ok(Types { classes, by_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// dd-trace-java's profiler writes the metadata event last: it ends where the chunk
+    /// ends, which an off-by-the-size-field bound refused.
+    #[test]
+    fn a_metadata_event_that_ends_the_chunk_is_read() {
+        let body = [0, 0, 0, 0, 1, 3, 4, b'r', b'o', b'o', b't', 0, 0, 0];
+        let mut bytes = vec![body.len() as u8 + 1];
+        bytes.extend_from_slice(&body);
+        let types = read(&mut Reader::new(&bytes, true)).unwrap();
+        assert!(types.classes.is_empty());
+        bytes[0] += 1;
+        assert!(read(&mut Reader::new(&bytes, true)).is_err());
+    }
 }

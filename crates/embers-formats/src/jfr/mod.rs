@@ -96,6 +96,35 @@ impl JfrOptions {
     }
 }
 
+/// Reads every chunk's metadata, constant pools and events field by field within
+/// `budget`, converting nothing: the least a JFR reader that understands events does
+/// (the benchmark's floor). Returns the number of events.
+pub fn scan(recording: &[u8], budget: &IngestBudget) -> Result<usize, FormatError> {
+    let spend = &mut Spend::new(budget);
+    let mut events = 0;
+    for chunk in chunk::chunks(recording)? {
+        let mut r = chunk.reader();
+        r.seek(chunk.metadata_offset)?;
+        let types = metadata::read(&mut r)?;
+        let mut pools = pools::Pools::default();
+        for event in chunk.events() {
+            let (ty, mut r) = event?;
+            events += 1;
+            match ty {
+                chunk::METADATA => {}
+                chunk::CHECKPOINT => pools.checkpoint(&mut r, &types, spend)?,
+                ty => {
+                    let class = types
+                        .index(ty)
+                        .ok_or_else(|| reader::bad(format!("an event of unknown type {ty}")))?;
+                    values::skip(&mut r, &types, metadata::Ty::Inline(class), false, 0)?;
+                }
+            }
+        }
+    }
+    Ok(events)
+}
+
 /// Decodes a recording (plain bytes, several chunks allowed) and pyroscope-java's
 /// `LabelsSnapshot` protobuf, within `budget`.
 pub fn decode(
@@ -144,9 +173,9 @@ pub(crate) fn decode_in(
             if ty == chunk::METADATA || ty == chunk::CHECKPOINT {
                 continue;
             }
-            let Some(class) = types.index(ty) else {
-                return Err(reader::bad(format!("an event of unknown type {ty}")));
-            };
+            let class = types
+                .index(ty)
+                .ok_or_else(|| reader::bad(format!("an event of unknown type {ty}")))?;
             let Some(kind) = kinds[class] else { continue };
             let e = events::read(&mut r, &types, class)?;
             collector.add(kind, &e, &pools, chunk.ticks_per_second, spend)?;

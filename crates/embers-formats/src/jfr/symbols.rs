@@ -26,7 +26,9 @@ fn rules() -> &'static [Rule] {
             (r"^(.+\$\$Lambda)(\$?\d*[./](0x)?[\da-f]+|\d+)$", "${1}_"),
             // The JDK's own hidden lambda classes, which Grafana's rule above misses:
             // jdk.jfr.internal.PlatformRecorder$$Lambda$72+0x00007f2230042338/720167805
-            (r"^(.+\$\$Lambda)\$\d+\+0x[\da-f]+/\d+$", "${1}_"),
+            // (JDK 17), datadog.remoteconfig.PollerScheduler$$Lambda+0x00007ffa1c2dc000/795275472
+            // (JDK 21)
+            (r"^(.+\$\$Lambda)(\$\d+)?\+0x[\da-f]+/\d+$", "${1}_"),
             // libzstd-jni-1.5.1-16931311898282279136.so
             (
                 r"^(\.?/tmp/)?(libzstd-jni-\d+\.\d+\.\d+-)(\d+)(\.so)( \(deleted\))?$",
@@ -86,6 +88,10 @@ mod tests {
             (
                 "jdk.jfr.internal.PlatformRecorder$$Lambda$72+0x00007f2230042338/720167805",
                 "jdk.jfr.internal.PlatformRecorder$$Lambda_",
+            ),
+            (
+                "datadog.remoteconfig.PollerScheduler$$Lambda+0x00007ffa1c2dc000/795275472",
+                "datadog.remoteconfig.PollerScheduler$$Lambda_",
             ),
             (
                 "jdk/internal/reflect/GeneratedMethodAccessor31",

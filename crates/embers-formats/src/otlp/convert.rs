@@ -2,9 +2,9 @@
 //! Grafana Pyroscope's `pkg/ingester/otlp` (`convert.go`, `ingest_handler.go`); where
 //! Embers differs, the README's OTLP section says so.
 
-use embers_profile::{
-    Frame, FrameId, FxHashMap, Labels, ProfileMeta, StackTree, SymbolTable, ValueType,
-};
+use std::collections::HashMap;
+
+use embers_profile::{Frame, FrameId, Labels, ProfileMeta, StackTree, SymbolTable, ValueType};
 
 use super::proto::opentelemetry::proto::common::v1::{any_value, AnyValue, KeyValue};
 use super::proto::opentelemetry::proto::profiles::v1development as pb;
@@ -289,10 +289,12 @@ impl Kind {
         spend: &mut Spend<'_>,
     ) -> Result<Vec<(Option<&'a str>, LabelledTrees)>, FormatError> {
         // Group by service, then by the raw attribute indices and link: integers, not
-        // strings, are hashed per sample.
+        // strings, are hashed per sample; labels only once per distinct key. Both maps
+        // are keyed by what the client sent: std's randomly seeded hasher, not Fx.
         type Key<'k> = (&'k [i32], i32);
         let mut services: Vec<(Option<&str>, Vec<LabelGroup>)> = Vec::new();
-        let mut groups: FxHashMap<(Option<&str>, Key<'_>), (usize, usize)> = FxHashMap::default();
+        let mut groups: HashMap<(Option<&str>, Key<'_>), (usize, usize)> = HashMap::new();
+        let mut by_labels: HashMap<(usize, Labels), usize> = HashMap::new();
         let mut frames: Vec<FrameId> = Vec::new();
         let mut stack = Vec::new();
         for (n, sample) in p.samples.iter().enumerate() {
@@ -313,12 +315,15 @@ impl Kind {
                             services.len() - 1
                         }
                     };
-                    services[s]
-                        .1
-                        .push((sample_labels(sample, d, spend)?, Vec::new()));
-                    let at = (s, services[s].1.len() - 1);
-                    groups.insert(key, at);
-                    at
+                    // Different attribute indices can name the same labels: one group.
+                    let labels = sample_labels(sample, d, spend)?;
+                    let groups_of = &mut services[s].1;
+                    let g = *by_labels.entry((s, labels.clone())).or_insert_with(|| {
+                        groups_of.push((labels, Vec::new()));
+                        groups_of.len() - 1
+                    });
+                    groups.insert(key, (s, g));
+                    (s, g)
                 }
             };
             spend.spend(NAME, Bound::StackFrames, stack.len())?;

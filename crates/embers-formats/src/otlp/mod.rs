@@ -6,7 +6,8 @@
 //! `proto/opentelemetry/`, the release Grafana Pyroscope's Go module and the Python
 //! `opentelemetry-proto` 1.45 package speak; v1.11.0 has the same wire format).
 //! `proto.rs` is generated from it by `cargo run -p xtask -- protogen`, with proto3 JSON
-//! impls from `pbjson` (bytes in base64, as Grafana's `protojson` reads them).
+//! impls from `pbjson` (bytes in base64, as Grafana's `protojson` reads them; link IDs
+//! in OTLP/JSON's hex too).
 //!
 //! [`decode_export`] turns one `ExportProfilesServiceRequest` into series the way
 //! Grafana Pyroscope's `pkg/ingester/otlp` does: one series group per service and
@@ -35,6 +36,8 @@ mod convert;
 )]
 pub mod proto;
 mod scan;
+#[cfg(test)]
+mod tests;
 
 use embers_profile::Labels;
 use prost::Message;
@@ -130,11 +133,39 @@ pub fn decode_export(
                 Bound::Samples,
                 memchr::memchr_iter(b'{', &body).count(),
             )?;
-            let request: ExportProfilesServiceRequest = serde_json::from_slice(&body)
+            let mut request: ExportProfilesServiceRequest = serde_json::from_slice(&body)
                 .map_err(|e| FormatError::malformed(NAME, format!("JSON: {e}")))?;
             scan::tables(&request, spend)?;
+            hex_link_ids(&mut request);
             request
         }
     };
     convert::export(&request, spend)
+}
+
+/// OTLP/JSON writes trace and span IDs in hex, Grafana's `protojson` reads `bytes` as
+/// base64: accept both. A 32-digit hex trace ID read as base64 is 24 bytes (a 16-digit
+/// span ID 12), which no base64 ID has; encoding those bytes again gives the digits back.
+fn hex_link_ids(request: &mut ExportProfilesServiceRequest) {
+    use base64::Engine;
+    let Some(d) = &mut request.dictionary else {
+        return;
+    };
+    let unhex = |id: &mut Vec<u8>, base64_len: usize| {
+        if id.len() != base64_len {
+            return;
+        }
+        let digits = base64::engine::general_purpose::STANDARD.encode(&*id);
+        let bytes: Option<Vec<u8>> = (0..digits.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(digits.get(i..i + 2)?, 16).ok())
+            .collect();
+        if let Some(bytes) = bytes {
+            *id = bytes;
+        }
+    };
+    for link in &mut d.link_table {
+        unhex(&mut link.trace_id, 24);
+        unhex(&mut link.span_id, 12);
+    }
 }

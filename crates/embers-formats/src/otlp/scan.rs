@@ -39,20 +39,68 @@ fn resource_profiles(raw: &[u8], spend: &mut Spend<'_>) -> Result<(), FormatErro
     })
 }
 
-/// Spends the `KeyValue`s (field `number`) of a resource or scope as samples: each is a
-/// small allocation, and none should be free.
+/// Spends the `KeyValue`s (field `number`) of a resource or scope, and every value
+/// nested in them, as samples: each is a small allocation, and none should be free.
 fn attributes(raw: &[u8], number: u64, spend: &mut Spend<'_>) -> Result<(), FormatError> {
     fields(NAME, raw, |f| {
         if f.number == number {
-            spend.spend(NAME, Bound::Samples, 1)?;
+            key_value(f.payload, Bound::Samples, 0, spend)?;
         }
         Ok(())
+    })
+}
+
+/// Nesting of attribute values (arrays and key-value lists) allowed; prost stops at 100.
+const MAX_VALUE_DEPTH: usize = 32;
+
+/// A `KeyValue` (or a dictionary's `KeyValueAndUnit`: its value is field 2 too).
+fn key_value(
+    raw: &[u8],
+    bound: Bound,
+    depth: usize,
+    spend: &mut Spend<'_>,
+) -> Result<(), FormatError> {
+    spend.spend(NAME, bound, 1)?;
+    fields(NAME, raw, |f| match f.number {
+        2 => any_value(f.payload, bound, depth + 1, spend),
+        _ => Ok(()),
+    })
+}
+
+/// An `AnyValue`: an array's values and a list's pairs are entries of their own (an
+/// empty one is two bytes on the wire and a struct in memory).
+fn any_value(
+    raw: &[u8],
+    bound: Bound,
+    depth: usize,
+    spend: &mut Spend<'_>,
+) -> Result<(), FormatError> {
+    if depth > MAX_VALUE_DEPTH {
+        return Err(FormatError::malformed(
+            NAME,
+            format!("attribute values nested deeper than {MAX_VALUE_DEPTH}"),
+        ));
+    }
+    spend.spend(NAME, bound, 1)?;
+    fields(NAME, raw, |f| match f.number {
+        5 => fields(NAME, f.payload, |v| match v.number {
+            1 => any_value(v.payload, bound, depth + 1, spend),
+            _ => Ok(()),
+        }),
+        6 => fields(NAME, f.payload, |kv| match kv.number {
+            1 => key_value(kv.payload, bound, depth + 1, spend),
+            _ => Ok(()),
+        }),
+        _ => Ok(()),
     })
 }
 
 fn profile(raw: &[u8], spend: &mut Spend<'_>) -> Result<(), FormatError> {
     let max_labels = spend.budget.max_labels_per_series;
     fields(NAME, raw, |field| {
+        if field.number == 11 {
+            return spend.spend(NAME, Bound::Locations, entries(&field, false));
+        }
         if field.number != 2 {
             return Ok(());
         }
@@ -75,20 +123,22 @@ fn profile(raw: &[u8], spend: &mut Spend<'_>) -> Result<(), FormatError> {
 
 fn dictionary(raw: &[u8], spend: &mut Spend<'_>) -> Result<(), FormatError> {
     fields(NAME, raw, |field| match field.number {
-        // A location's lines and a stack's location indices are entries too.
-        2 | 7 => {
+        // Attribute indices, a location's lines and a stack's location indices are
+        // entries too.
+        1 | 2 | 7 => {
             let mut inner = 0;
             fields(NAME, field.payload, |f| {
                 match (field.number, f.number) {
+                    (1, 5) | (2, 4) | (7, 1) => inner += entries(&f, false),
                     (2, 3) => inner += 1,
-                    (7, 1) => inner += entries(&f, false),
                     _ => {}
                 }
                 Ok(())
             })?;
             spend.spend(NAME, Bound::Locations, 1 + inner)
         }
-        1 | 3..=6 => spend.spend(NAME, Bound::Locations, 1),
+        6 => key_value(field.payload, Bound::Locations, 0, spend),
+        3..=5 => spend.spend(NAME, Bound::Locations, 1),
         _ => Ok(()),
     })
 }

@@ -9,7 +9,7 @@
 //! beside it ([`Put::spans`](embers_store::Put)), where `SelectMergeSpanProfile` finds
 //! them by span ID.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use embers_formats::IngestBudget;
 use embers_profile::{Labels, StackTree};
@@ -43,13 +43,30 @@ pub struct SeriesTrees {
     pub spans: Vec<(u64, StackTree)>,
 }
 
+/// The distinct span IDs of one request, bounded by the `[ingest] max_spans` setting (a
+/// span met in several profile types of one upload counts once).
+#[derive(Debug, Default)]
+pub struct SpanCount(HashSet<u64>);
+
+impl SpanCount {
+    fn add(&mut self, span: u64, budget: &IngestBudget) -> Result<(), ApiError> {
+        if self.0.len() >= budget.max_spans && !self.0.contains(&span) {
+            return Err(ApiError::too_large(format!(
+                "the upload has more spans than max_spans = {} (an [ingest] setting)",
+                budget.max_spans
+            )));
+        }
+        self.0.insert(span);
+        Ok(())
+    }
+}
+
 /// Groups trees by their sample labels without span labels, keeping each span's samples
-/// apart too. `spans_left` is what the request may still add (the `[ingest] max_spans`
-/// setting, shared by every profile type of one request); past it, 413.
+/// apart too; past `max_spans` distinct spans in the request (`seen`), 413.
 pub fn split(
     trees: Vec<(Labels, StackTree)>,
     budget: &IngestBudget,
-    spans_left: &mut usize,
+    seen: &mut SpanCount,
 ) -> Result<Vec<SeriesTrees>, ApiError> {
     if !trees
         .iter()
@@ -75,10 +92,10 @@ pub fn split(
         let (all, spans) = series.entry(kept).or_default();
         all.merge(&tree);
         if let Some(span) = span {
+            seen.add(span, budget)?;
             match spans.get_mut(&span) {
                 Some(t) => t.merge(&tree),
                 None => {
-                    *spans_left = spans_left.checked_sub(1).ok_or_else(|| too_many(budget))?;
                     spans.insert(span, tree);
                 }
             }
@@ -92,13 +109,6 @@ pub fn split(
             spans: spans.into_iter().collect(),
         })
         .collect())
-}
-
-fn too_many(budget: &IngestBudget) -> ApiError {
-    ApiError::too_large(format!(
-        "the upload has more spans than max_spans = {} (an [ingest] setting)",
-        budget.max_spans
-    ))
 }
 
 #[cfg(test)]
@@ -140,8 +150,8 @@ mod tests {
                 tree("d", 1),
             ),
         ];
-        let mut left = 10;
-        let out = split(trees, &budget, &mut left).unwrap();
+        let mut seen = SpanCount::default();
+        let out = split(trees, &budget, &mut seen).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[0].labels, labels(&[("region", "eu")]));
         assert_eq!(out[0].tree.total(), 15);
@@ -149,17 +159,23 @@ mod tests {
         assert_eq!(spans, vec![(0xa1, 3), (0xb2, 5)]);
         assert_eq!(out[1].labels, labels(&[("region", "us")]));
         assert!(out[1].spans.is_empty());
-        assert_eq!(left, 8);
+        assert_eq!(seen.0.len(), 2);
     }
 
     #[test]
     fn too_many_spans_is_413_naming_the_setting() {
-        let budget = IngestBudget::default();
-        let trees: Vec<_> = (1..=3)
-            .map(|i| (labels(&[("span_id", &format!("{i:016x}"))]), tree("a", 1)))
-            .collect();
-        let mut left = 2;
-        let err = split(trees, &budget, &mut left).unwrap_err();
+        let mut budget = IngestBudget::default();
+        budget.max_spans = 2;
+        let trees = |n: u64| -> Vec<_> {
+            (1..=n)
+                .map(|i| (labels(&[("span_id", &format!("{i:016x}"))]), tree("a", 1)))
+                .collect()
+        };
+        // The same two spans in two profile types: two spans.
+        let mut seen = SpanCount::default();
+        split(trees(2), &budget, &mut seen).unwrap();
+        split(trees(2), &budget, &mut seen).unwrap();
+        let err = split(trees(3), &budget, &mut seen).unwrap_err();
         assert_eq!(err.status, axum::http::StatusCode::PAYLOAD_TOO_LARGE);
         assert!(err.message.contains("max_spans"));
     }

@@ -31,12 +31,21 @@ export function url(path, params) {
  * @param {AbortSignal} [signal]
  */
 async function getJson(path, params, signal) {
-  const res = await fetch(url(path, params), { signal });
+  return answer(await fetch(url(path, params), { signal }));
+}
+
+/**
+ * A response's JSON, or an {@link ApiError} with the server's message (`error` in our
+ * APIs, `message` in Connect's error shape).
+ * @param {Response} res
+ */
+export async function answer(res) {
   const text = await res.text();
   if (!res.ok) {
     let message = text;
     try {
-      message = JSON.parse(text).error ?? text;
+      const e = JSON.parse(text);
+      message = e.error ?? e.message ?? text;
     } catch {
       // not JSON: the text is the message
     }

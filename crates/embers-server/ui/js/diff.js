@@ -18,7 +18,7 @@ import { granularityToggle, orientationToggle, searchBox } from './single.js';
  * @typedef {import('./main.js').Context} Context
  */
 
-function legend() {
+export function legend() {
   const stops = [-1, -0.5, -0.2, 0, 0.2, 0.5, 1];
   return h(
     'div',

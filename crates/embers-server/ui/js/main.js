@@ -11,6 +11,7 @@ import * as single from './single.js';
 import * as compare from './compare.js';
 import * as diff from './diff.js';
 import * as explore from './explore.js';
+import * as upload from './upload.js';
 
 /**
  * @typedef {import('./state.js').State} State
@@ -25,12 +26,13 @@ import * as explore from './explore.js';
  * }} Context
  */
 
-const VIEWS = { single, compare, diff, explore };
+const VIEWS = { single, compare, diff, explore, upload };
 const TABS = /** @type {const} */ ([
   ['single', 'Single'],
   ['compare', 'Comparison'],
   ['diff', 'Diff'],
   ['explore', 'Tag explorer'],
+  ['upload', 'Upload'],
 ]);
 
 /** The hooks the views expose (the end-to-end tests read them; so can a console user). */
@@ -115,7 +117,7 @@ async function mount() {
       return;
     }
   }
-  if (!s.app || !s.type) {
+  if (s.view !== 'upload' && (!s.app || !s.type)) {
     const app = apps.find((a) => a.name === s.app) ?? apps[0];
     if (!app) {
       header(s);
@@ -128,7 +130,7 @@ async function mount() {
     history.replaceState(null, '', state.serialize(s) || '?');
   }
   header(s);
-  document.title = `${s.app} · Embers`;
+  document.title = s.view === 'upload' ? 'Upload · Embers' : `${s.app} · Embers`;
   /** @type {Context} */
   const ctx = {
     state: s,

@@ -2,7 +2,7 @@
 // Every view's state lives in the URL's query string, so a link reproduces what one sees.
 
 /**
- * @typedef {'single' | 'compare' | 'diff' | 'explore'} ViewName
+ * @typedef {'single' | 'compare' | 'diff' | 'explore' | 'upload'} ViewName
  * @typedef {{
  *   view: ViewName,
  *   app: string,
@@ -17,6 +17,7 @@
  *   groupBy: string,
  *   maxNodes: string,
  *   by: 'function' | 'line',
+ *   id: string, ptype: string, rid: string,
  * }} State
  */
 
@@ -39,9 +40,13 @@ export const DEFAULTS = {
   groupBy: '',
   maxNodes: '',
   by: 'function',
+  // The Upload view: the upload shown, its profile type, the upload it is diffed with.
+  id: '',
+  ptype: '',
+  rid: '',
 };
 
-const VIEWS = ['single', 'compare', 'diff', 'explore'];
+const VIEWS = ['single', 'compare', 'diff', 'explore', 'upload'];
 
 /**
  * The state in a URL's query string (unknown keys ignored, bad values defaulted).
