@@ -225,16 +225,17 @@ out.byLine.back = await spinNodes();
 
 // Units: every profile type's totals and tooltips in seconds, bytes or counts.
 out.units = {};
-for (const [type, fn] of [
-  ['wall:wall:nanoseconds:wall:nanoseconds', 'sleep'],
-  ['memory:alloc_space:bytes:space:bytes', 'grow'],
-  ['goroutine:goroutine:count:goroutine:count', 'wait'],
-  ['mutex:contentions:count:contentions:count', 'lock'],
-  ['mutex:delay:nanoseconds:contentions:count', 'lock'],
+for (const [key, type, fn] of [
+  ['wall', 'wall:wall:nanoseconds:wall:nanoseconds', 'sleep'],
+  ['alloc_space', 'memory:alloc_space:bytes:space:bytes', 'grow'],
+  ['goroutine', 'goroutines:goroutine:count:goroutine:count', 'wait'],
+  ['contentions', 'mutex:contentions:count:contentions:count', 'lock'],
+  ['block_contentions', 'block:contentions:count::', 'lock'],
+  ['delay', 'mutex:delay:nanoseconds:contentions:count', 'lock'],
 ]) {
   await page.goto(`${base}/?${new URLSearchParams({ app: 'units', type, from, until })}`);
   await ready();
-  out.units[type.split(':')[1]] = { status: await page.locator('.status').innerText(), tip: await hover('main', fn) };
+  out.units[key] = { status: await page.locator('.status').innerText(), tip: await hover('main', fn) };
   await page.mouse.move(0, 0);
 }
 

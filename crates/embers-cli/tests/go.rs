@@ -172,6 +172,26 @@ fn a_go_program_uploading_as_pyroscope_go_is_stored_exactly() {
     want.sort_unstable();
     assert_eq!(ids, want);
 
+    // The pprof export says Go's CPU sampling period (100 Hz), as the multipart upload's
+    // CPU profile did.
+    let url = server.url(&format!(
+        "/render?query={}&from={}&until={}&format=pprof",
+        enc(r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="gotest"}"#),
+        now() - 3600,
+        now() + 60
+    ));
+    let mut r = support::agent().get(&url).call().unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let export = tmp.join("export.pprof");
+    std::fs::write(&export, r.body_mut().read_to_vec().unwrap()).unwrap();
+    let raw = go(tmp)
+        .args(["tool", "pprof", "-raw"])
+        .arg(&export)
+        .output()
+        .unwrap();
+    let raw = String::from_utf8_lossy(&raw.stdout);
+    assert!(raw.lines().any(|l| l == "Period: 10000000"), "{raw}");
+
     // The legacy names find the same data.
     assert_eq!(
         total_of(&server, "gotest.goroutines"),

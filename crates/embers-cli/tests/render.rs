@@ -55,15 +55,7 @@ struct GoTop {
 
 /// Builds and runs the Go program; its pprof and what `go tool pprof` reads in it.
 fn go_profile(dir: &Path) -> (Vec<u8>, GoTop) {
-    let go = |args: &[&str]| {
-        let mut c = Command::new("go");
-        c.args(args)
-            .current_dir(dir)
-            .env("GOCACHE", dir.join("gocache"))
-            .env("GOPATH", dir.join("gopath"))
-            .env("GO111MODULE", "off");
-        c
-    };
+    let go = |args: &[&str]| support::go_in(dir, args);
     let source = repo().join("crates/embers-cli/tests/go_lines/main.go");
     run(
         go(&["build", "-o", "lines"]).arg(&source),
@@ -358,11 +350,14 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
         assert_eq!(r["metadata"]["units"], "samples", "{query}");
         assert_eq!(r["metadata"]["sampleRate"], 1_000_000_000u64, "{query}");
         assert_eq!(r["flamebearer"]["numTicks"], f.total, "{query}");
+        // Grafana names the sample type there, not the query.
+        assert_eq!(r["metadata"]["name"], "cpu", "{query}");
     }
     // The sample counts Go sends beside them: objects, one per 10 ms sample.
     let r = f.render(SAMPLES, "");
     assert_eq!(r["metadata"]["units"], "objects");
     assert_eq!(r["metadata"]["sampleRate"], 100);
+    assert_eq!(r["metadata"]["name"], "samples");
     assert_eq!(
         r["flamebearer"]["numTicks"].as_u64().unwrap() * PERIOD_NS,
         f.total
@@ -378,6 +373,7 @@ fn flamebearer_units_and_max_nodes_follow_grafana_pyroscope() {
         (&d["metadata"]["units"], &d["metadata"]["sampleRate"]),
         (&Value::from("samples"), &Value::from(1_000_000_000u64))
     );
+    assert_eq!(d["metadata"]["name"], "cpu");
     assert_eq!(
         d["metadata"]["maxNodes"], 3,
         "render-diff reads max-nodes too"

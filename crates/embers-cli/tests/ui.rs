@@ -57,7 +57,13 @@ fn ui_views_show_the_known_profiles_in_chromium() {
         ),
         ("units.goroutines", "main;wait 30\nmain;serve 10\n"),
         ("units.mutex_count", "main;lock 3\nmain;unlock 1\n"),
-        ("units.mutex_duration", "main;lock 30\nmain;unlock 10\n"),
+        ("units.block_count", "main;lock 3000\nmain;unlock 1000\n"),
+        // Lock time is nanoseconds as uploaded (Grafana scales only CPU and wall by the
+        // sample rate).
+        (
+            "units.mutex_duration",
+            "main;lock 300000000\nmain;unlock 100000000\n",
+        ),
     ] {
         ingest(&server, name, b, body);
     }
@@ -251,13 +257,16 @@ fn ui_views_show_the_known_profiles_in_chromium() {
     assert_eq!(text(&l["pressed"]), "true");
     assert_eq!(l["back"], l["functionNodes"]);
 
-    // Seconds for wall and lock time (legacy samples at 100 Hz), bytes, counts.
+    // Seconds for wall (legacy samples at 100 Hz) and lock time, bytes, counts; counted
+    // contentions as Pyroscope's ObjectsFormatter shows them (K from 1,000 on, the
+    // scale chosen from the graph's total).
     let u = &r["units"];
     for (kind, status, tip) in [
         ("wall", "400.0 ms in total", "300.0 ms (75.00 %)"),
         ("alloc_space", "4.0 MiB in total", "3.0 MiB (75.00 %)"),
         ("goroutine", "40 objects in total", "30 objects (75.00 %)"),
-        ("contentions", "4 in total", "3 (75.00 %)"),
+        ("contentions", "4.00 in total", "3.00 (75.00 %)"),
+        ("block_contentions", "4.00 K in total", "3.00 K (75.00 %)"),
         ("delay", "400.0 ms in total", "300.0 ms (75.00 %)"),
     ] {
         assert!(text(&u[kind]["status"]).starts_with(status), "{kind}: {u}");

@@ -39,6 +39,15 @@ impl Units {
     }
 }
 
+/// The metadata's `name`: the sample type of the profile type (`cpu`, `alloc_space`,
+/// `contentions`, …), as Grafana Pyroscope's `ExportToFlamebearer` sends it; empty when
+/// the query does not pin one profile type.
+pub fn metadata_name(profile_type: Option<&str>) -> &str {
+    profile_type
+        .and_then(|t| t.split(':').nth(1))
+        .unwrap_or_default()
+}
+
 /// A sample unit as the `'static` name the metadata carries; a unit we do not know is
 /// sent as `""`, which consumers show as a plain number.
 fn known_unit(unit: &str) -> &'static str {
@@ -236,6 +245,18 @@ pub fn diff(left: &StackTree, right: &StackTree) -> (Flamegraph, i64, i64) {
 mod tests {
     use super::*;
     use embers_profile::Frame;
+
+    #[test]
+    fn metadata_name_is_the_sample_type_as_grafana_sends_it() {
+        let name = |t| metadata_name(Some(t));
+        assert_eq!(name("process_cpu:cpu:nanoseconds:cpu:nanoseconds"), "cpu");
+        assert_eq!(
+            name("mutex:contentions:count:contentions:count"),
+            "contentions"
+        );
+        assert_eq!(name("memory:alloc_space:bytes::"), "alloc_space");
+        assert_eq!(metadata_name(None), "");
+    }
 
     fn tree(stacks: &[(&[&str], u64)]) -> StackTree {
         let mut t = StackTree::new();

@@ -131,6 +131,7 @@ pub fn puts_from_trees(
                 time,
                 tree,
                 spans,
+                period: typed.meta.period,
             });
         }
     }
@@ -363,6 +364,8 @@ fn legacy_puts(
         },
         time: from,
         tree,
+        // A sample rate made the values nanoseconds: one sample is this many.
+        period: legacy.scale.map_or(0, |ns| ns as i64),
         ..Default::default()
     }])
 }

@@ -268,13 +268,15 @@ pub fn resolve(selector: &Selector) -> Vec<Matcher> {
 }
 
 /// What a query's pprof export says it measures: the sample and period types of its
-/// profile type id (no period type when the id has none). The store keeps no period,
-/// so `period` stays 0 ("unknown" to pprof readers) rather than a guess.
-pub fn export_meta(profile_type: Option<&str>) -> ProfileMeta {
+/// profile type id (no period type when the id has none) and `period`, the merged
+/// series' sampling period (`Store::period`: 0, "unknown" to pprof readers, when no
+/// profile said it, rather than a guess by type as Grafana's `SetProfileMetadata` makes).
+pub fn export_meta(profile_type: Option<&str>, period: i64) -> ProfileMeta {
     match profile_type.and_then(parts) {
         Some(p) => ProfileMeta {
             sample_type: ValueType::new(p[1], p[2]),
             period_type: (!p[3].is_empty() || !p[4].is_empty()).then(|| ValueType::new(p[3], p[4])),
+            period,
             ..ProfileMeta::default()
         },
         None => ProfileMeta::default(),

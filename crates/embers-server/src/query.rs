@@ -78,6 +78,8 @@ struct Rendered {
     timeline_start: i64,
     timeline: Vec<u64>,
     step_seconds: i64,
+    /// The merged series' sampling period (`Store::period`), for pprof exports.
+    period: i64,
 }
 
 /// Points the `/render` timeline aims at (the web UI's width).
@@ -110,19 +112,34 @@ fn render_query(
         timeline_start: first * LEAF_SECONDS,
         timeline,
         step_seconds: step * LEAF_SECONDS,
+        period: store.period(m, from, until),
     })
 }
 
-/// Writes a tree in one of the CLI's codec formats (`max_nodes` bounds a call graph).
-pub fn encode(
-    tree: &StackTree,
-    format: Format,
-    profile_type: Option<&str>,
-    title: &str,
-    range: QueryRange,
-    max_nodes: Option<usize>,
-) -> Result<Vec<u8>, ApiError> {
-    let mut meta = crate::profile_type::export_meta(profile_type);
+/// What an export says about the query it answers.
+pub struct Export<'a> {
+    /// The profile type the query pins, if it does.
+    pub profile_type: Option<&'a str>,
+    /// The sampling period of the merged series (0: unknown).
+    pub period: i64,
+    /// The title (the query).
+    pub title: &'a str,
+    /// The time range.
+    pub range: QueryRange,
+    /// How many nodes a call graph keeps.
+    pub max_nodes: Option<usize>,
+}
+
+/// Writes a tree in one of the CLI's codec formats.
+pub fn encode(tree: &StackTree, format: Format, export: Export<'_>) -> Result<Vec<u8>, ApiError> {
+    let Export {
+        profile_type,
+        period,
+        title,
+        range,
+        max_nodes,
+    } = export;
+    let mut meta = crate::profile_type::export_meta(profile_type, period);
     meta.time_nanos = range.from.saturating_mul(1_000_000_000);
     meta.duration_nanos = (range.until - range.from).saturating_mul(1_000_000_000);
     let profile = Profile::from_tree(tree, meta);
@@ -191,14 +208,14 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
             (_, Some(n)) => (r.tree.truncated(n).0, None),
             (_, None) => (r.tree, None),
         };
-        let bytes = encode(
-            &tree,
-            codec,
-            profile_type.as_deref(),
-            &query,
+        let export = Export {
+            profile_type: profile_type.as_deref(),
+            period: r.period,
+            title: &query,
             range,
-            graph_nodes,
-        )?;
+            max_nodes: graph_nodes,
+        };
+        let bytes = encode(&tree, codec, export)?;
         let response = ([("content-type", content_type)], bytes).into_response();
         return Ok(with_warnings(response, &warnings));
     }
@@ -214,7 +231,7 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
             "spyName": "",
             "sampleRate": units.sample_rate,
             "units": units.units,
-            "name": query,
+            "name": flamebearer::metadata_name(profile_type.as_deref()),
             "appName": app,
             "startTime": from,
             "endTime": until,
@@ -308,7 +325,7 @@ async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, 
         "flamebearer": { "names": fg.names, "levels": fg.levels, "numTicks": fg.num_ticks, "maxSelf": fg.max_self },
         "metadata": {
             "format": "double", "spyName": "", "sampleRate": units.sample_rate, "units": units.units,
-            "name": lq, "maxNodes": max_nodes, "aggregation": granularity.as_str(),
+            "name": flamebearer::metadata_name(profile_type.as_deref()), "maxNodes": max_nodes, "aggregation": granularity.as_str(),
         },
         "leftTicks": lt,
         "rightTicks": rt,

@@ -302,7 +302,7 @@ fn check_wal(dir: &Path, segments: &[u64], report: &mut FsckReport) -> Result<()
                 }
                 Ok(r) => {
                     if let Some(e) = r.spans_damaged {
-                        result = Err(format!("record {n}: its spans: {e}"));
+                        result = Err(format!("record {n}: its spans or periods: {e}"));
                         break;
                     }
                 }

@@ -64,7 +64,7 @@ struct Batch {
 }
 
 /// A dictionary segment with no entries: records log theirs in the batch's first record.
-fn no_entries() -> dict::Segment {
+pub(crate) fn no_entries() -> dict::Segment {
     dict::Segment {
         first_frame: 0,
         frames: Vec::new(),
@@ -121,7 +121,7 @@ impl Store {
                             .iter()
                             .map(|(span, tree)| (*span, dict.intern_tree(tree)))
                             .collect();
-                        (put.key, put.time, pairs, spans)
+                        (put.key, put.time, pairs, spans, put.period)
                     })
                     .collect()
             };
@@ -314,9 +314,9 @@ impl Store {
                     let Some(staged) = st.staging.by_ticket.remove(&ticket) else {
                         continue;
                     };
-                    for (key, time, pairs, spans) in staged.puts {
+                    for (key, time, pairs, spans, period) in staged.puts {
                         let leaf = leaf_of(time);
-                        let id = st.catalog.touch(&key, leaf);
+                        let id = st.catalog.touch(&key, leaf, period);
                         st.head.add(leaf, id, pairs);
                         st.head.spans.add(leaf, id, spans);
                         self.stats.puts.fetch_add(1, Ordering::Relaxed);
@@ -354,7 +354,7 @@ impl Store {
 /// belong to which span). The dictionary's collection relies on it: span objects use
 /// only paths their leaf's run also uses.
 fn check_spans(puts: &[Logged]) -> Result<(), StoreError> {
-    for (_, _, pairs, spans) in puts {
+    for (_, _, pairs, spans, _) in puts {
         if spans.is_empty() {
             continue;
         }
@@ -382,7 +382,7 @@ fn check_spans(puts: &[Logged]) -> Result<(), StoreError> {
 fn check_values(st: &State, puts: &[Logged]) -> Result<(), StoreError> {
     let overflow = || StoreError::Invalid("values overflow: a sum of samples passes 2^64".into());
     let mut sums: HashMap<(&SeriesKey, i64), Pairs> = HashMap::new();
-    for (key, time, pairs, _) in puts {
+    for (key, time, pairs, _, _) in puts {
         match sums.entry((key, leaf_of(*time))) {
             std::collections::hash_map::Entry::Occupied(mut e) => {
                 merge_checked(e.get_mut(), pairs).map_err(|_| overflow())?;
@@ -400,7 +400,7 @@ fn check_values(st: &State, puts: &[Logged]) -> Result<(), StoreError> {
     // One pass over the staged writes (values are unsigned, so the order of the additions
     // does not change whether the total passes 2^64).
     for (_, staged) in st.staging.waiting() {
-        for (key, time, pairs, _) in &staged.puts {
+        for (key, time, pairs, _, _) in &staged.puts {
             if let Some(sum) = sums.get_mut(&(key, leaf_of(*time))) {
                 add_checked(sum, pairs).map_err(|_| overflow())?;
             }

@@ -139,6 +139,22 @@ impl Store {
             .collect()
     }
 
+    /// The sampling period of a merge of the matching series over `[from, until)`: the
+    /// largest period any of them last had (0 if none is known). The largest, because
+    /// that is what Go's `profile.Merge` keeps when it merges pprof profiles of differing
+    /// periods (`pprof` shows it, and pprof readers scale by it); series of one profile
+    /// type from one client share one period, so usually there is only one.
+    pub fn period(&self, matchers: &[Matcher], from: i64, until: i64) -> i64 {
+        let st = lock(&self.state);
+        let (first, end) = self.clip(&st, from, until);
+        st.catalog
+            .select(matchers, first, end)
+            .into_iter()
+            .filter_map(|id| st.catalog.get(id).map(|info| info.period))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Label names of the matching series (the virtual `__profile_type__` included).
     pub fn label_names(&self, matchers: &[Matcher], from: i64, until: i64) -> Vec<String> {
         let st = lock(&self.state);

@@ -178,16 +178,16 @@ impl Store {
                 let record = decode_record(&record).map_err(|e| damaged(e.to_string()))?;
                 if let Some(e) = &record.spans_damaged {
                     // The record's checksum held, so this is a bug rather than a bad disk;
-                    // the trees stand, only which span they ran in is lost.
-                    tracing::error!(segment = seq, error = %e, "the spans of a WAL record cannot be read; its profiles are replayed without them");
+                    // the trees stand, only which span they ran in (or their period) is lost.
+                    tracing::error!(segment = seq, error = %e, "the spans or periods of a WAL record cannot be read; its profiles are replayed without them");
                 }
                 for (id, at) in record.ids {
                     seen.remember(&id, at);
                 }
                 dict.apply_logged(record.segment);
-                for (key, time, pairs, spans) in record.puts {
+                for (key, time, pairs, spans, period) in record.puts {
                     let leaf = leaf_of(time);
-                    let id = catalog.touch(&key, leaf);
+                    let id = catalog.touch(&key, leaf, period);
                     head.add(leaf, id, pairs);
                     head.spans.add(leaf, id, spans);
                 }

@@ -52,6 +52,8 @@ pub struct SeriesInfo {
     pub key: SeriesKey,
     /// First and last 10 s leaf with data (inclusive).
     pub leaves: (i64, i64),
+    /// The last known sampling period of its profiles (pprof `period`), 0 if none was.
+    pub period: i64,
 }
 
 /// Every series of a store, by id, by key and by label.
@@ -88,8 +90,9 @@ impl Catalog {
             .map_or(0, BTreeSet::len)
     }
 
-    /// The id of `key`, registering it if new, and records data at `leaf`.
-    pub fn touch(&mut self, key: &SeriesKey, leaf: i64) -> SeriesId {
+    /// The id of `key`, registering it if new, and records data at `leaf` sampled every
+    /// `period` (0: unknown, which keeps the period already known).
+    pub fn touch(&mut self, key: &SeriesKey, leaf: i64, period: i64) -> SeriesId {
         let id = match self.by_key.get(key) {
             Some(&id) => id,
             None => {
@@ -100,6 +103,7 @@ impl Catalog {
                     SeriesInfo {
                         key: key.clone(),
                         leaves: (leaf, leaf),
+                        period,
                     },
                 );
                 id
@@ -109,6 +113,9 @@ impl Catalog {
             .as_mut()
             .expect("registered above");
         info.leaves = (info.leaves.0.min(leaf), info.leaves.1.max(leaf));
+        if period != 0 {
+            info.period = period;
+        }
         self.dirty.insert(id);
         id
     }
@@ -133,6 +140,7 @@ impl Catalog {
     }
 
     /// Merges a persisted entry: a new series, or a wider leaf range for a known one.
+    /// Entries load oldest first, so a known period in a later one replaces the earlier.
     pub fn load(&mut self, id: SeriesId, info: SeriesInfo) {
         match self.get(id) {
             Some(known) if known.key == info.key => {
@@ -140,7 +148,11 @@ impl Catalog {
                     known.leaves.0.min(info.leaves.0),
                     known.leaves.1.max(info.leaves.1),
                 );
-                self.series[id.0 as usize].as_mut().expect("present").leaves = leaves;
+                let known = self.series[id.0 as usize].as_mut().expect("present");
+                known.leaves = leaves;
+                if info.period != 0 {
+                    known.period = info.period;
+                }
             }
             _ => self.insert(id, info),
         }
@@ -242,18 +254,52 @@ impl Catalog {
     }
 }
 
-/// Encodes catalog entries (the payload of a `series/…` object).
+/// Encodes catalog entries (the payload of a `series/…` object): n entries (id, key,
+/// first and last leaf), then, if any entry knows its sampling period, the periods
+/// section: m pairs (entry index, period, zigzag). The section trails the entries so that
+/// catalogs written before it (and readers that stop after the entries) stay as they were.
 pub fn encode_entries<'a>(
     entries: impl ExactSizeIterator<Item = (SeriesId, &'a SeriesInfo)>,
     out: &mut Vec<u8>,
 ) {
     put_uvarint(out, entries.len() as u64);
-    for (id, info) in entries {
+    let mut periods = Vec::new();
+    for (index, (id, info)) in entries.enumerate() {
         put_uvarint(out, u64::from(id.0));
         encode_key(&info.key, out);
         put_uvarint(out, zigzag(info.leaves.0));
         put_uvarint(out, zigzag(info.leaves.1));
+        if info.period != 0 {
+            periods.push((index, info.period));
+        }
     }
+    encode_periods(&periods, out);
+}
+
+/// Appends a periods section, (index, period) pairs, when there is any.
+pub(crate) fn encode_periods(periods: &[(usize, i64)], out: &mut Vec<u8>) {
+    if periods.is_empty() {
+        return;
+    }
+    put_uvarint(out, periods.len() as u64);
+    for &(index, period) in periods {
+        put_uvarint(out, index as u64);
+        put_uvarint(out, zigzag(period));
+    }
+}
+
+/// Reads a periods section written by [`encode_periods`] for `n` items, if one is left.
+pub(crate) fn decode_periods(r: &mut Reader<'_>, n: usize) -> Result<Vec<i64>, Corrupt> {
+    let mut periods = vec![0; n];
+    if r.remaining() == 0 {
+        return Ok(periods);
+    }
+    let count = r.len(n, "more periods than entries")?;
+    for _ in 0..count {
+        let index = r.len(n.saturating_sub(1), "period index out of range")?;
+        periods[index] = unzigzag(r.uvarint()?);
+    }
+    Ok(periods)
 }
 
 /// Decodes entries written by [`encode_entries`].
@@ -271,8 +317,12 @@ pub fn decode_entries(bytes: &[u8]) -> Result<Vec<(SeriesId, SeriesInfo)>, Corru
             SeriesInfo {
                 key,
                 leaves: (first, last),
+                period: 0,
             },
         ));
+    }
+    for (entry, period) in out.iter_mut().zip(decode_periods(&mut r, n)?) {
+        entry.1.period = period;
     }
     Ok(out)
 }
@@ -331,10 +381,10 @@ mod tests {
     #[test]
     fn select_by_index_and_filters() {
         let mut c = Catalog::default();
-        let a = c.touch(&key("ride", "us-east-1"), 10);
-        let b = c.touch(&key("ride", "eu-west-1"), 12);
-        let other = c.touch(&key("shop", "us-east-1"), 10);
-        assert_eq!(c.touch(&key("ride", "us-east-1"), 20), a);
+        let a = c.touch(&key("ride", "us-east-1"), 10, 0);
+        let b = c.touch(&key("ride", "eu-west-1"), 12, 0);
+        let other = c.touch(&key("shop", "us-east-1"), 10, 0);
+        assert_eq!(c.touch(&key("ride", "us-east-1"), 20, 0), a);
         let eq = |n: &str, v: &str| Matcher::new(n, MatchOp::Eq, v).unwrap();
         assert_eq!(c.select(&[eq(SERVICE_NAME, "ride")], 0, 100), vec![a, b]);
         assert_eq!(
@@ -371,12 +421,37 @@ mod tests {
     #[test]
     fn entries_round_trip_and_expire() {
         let mut c = Catalog::default();
-        c.touch(&key("ride", "us-east-1"), -5);
-        c.touch(&key("ride", "eu-west-1"), 7);
+        c.touch(&key("ride", "us-east-1"), -5, 0);
+        c.touch(&key("ride", "eu-west-1"), 7, 10_000_000);
         let mut bytes = Vec::new();
         encode_entries(c.all().into_iter(), &mut bytes);
         let mut back = Catalog::default();
         for (id, info) in decode_entries(&bytes).unwrap() {
+            back.load(id, info);
+        }
+        assert_eq!(back.all(), c.all());
+        let periods: Vec<i64> = back.all().values().map(|info| info.period).collect();
+        assert_eq!(periods, vec![0, 10_000_000]);
+        // Entries written before periods were kept (the same bytes without the trailing
+        // section) read as unknown, and loading them does not forget a known period.
+        let bare: Vec<(SeriesId, SeriesInfo)> = c
+            .all()
+            .into_iter()
+            .map(|(id, info)| {
+                (
+                    id,
+                    SeriesInfo {
+                        period: 0,
+                        ..info.clone()
+                    },
+                )
+            })
+            .collect();
+        let mut old = Vec::new();
+        encode_entries(bare.iter().map(|(id, info)| (*id, info)), &mut old);
+        assert!(bytes.starts_with(&old) && old.len() < bytes.len());
+        for (id, info) in decode_entries(&old).unwrap() {
+            assert_eq!(info.period, 0);
             back.load(id, info);
         }
         assert_eq!(back.all(), c.all());
@@ -389,8 +464,9 @@ mod tests {
                 100
             )
             .is_empty());
+        // Any cut fails but the two ends of a layout: nothing, and the entries alone.
         for cut in 0..bytes.len() {
-            assert!(decode_entries(&bytes[..cut]).is_err() || cut == 0);
+            assert!(decode_entries(&bytes[..cut]).is_err() || cut == 0 || cut == old.len());
         }
     }
 }

@@ -80,6 +80,10 @@ pub struct Put {
     /// sample, these say which belong to which span. Span IDs are not series labels, so
     /// any number of spans keeps one series.
     pub spans: Vec<(u64, StackTree)>,
+    /// The profile's sampling period, in the unit of its profile type's period (pprof
+    /// `period`: 10,000,000 ns for Go's 100 Hz CPU profile); 0 when unknown. The series
+    /// keeps the last known one so a pprof export can say it again (see `Store::period`).
+    pub period: i64,
 }
 
 /// Counters for metrics.

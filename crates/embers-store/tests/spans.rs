@@ -41,6 +41,7 @@ fn put(time: i64, i: u64) -> Put {
         time,
         tree: all,
         spans: vec![(2 * i, checkout), (2 * i + 1, search)],
+        ..Default::default()
     }
 }
 

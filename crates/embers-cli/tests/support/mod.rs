@@ -230,3 +230,15 @@ pub fn querier(server: &ServerHandle, method: &str, body: serde_json::Value) -> 
     assert_eq!(status, 200, "{method}: {text}");
     serde_json::from_str(&text).unwrap()
 }
+
+/// `go ARGS` in `dir` (Debian's golang, GOPATH mode), with its caches under `dir`: for the
+/// tests that build `tests/go_lines/main.go` and read profiles with `go tool pprof`.
+pub fn go_in(dir: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("go");
+    c.args(args)
+        .current_dir(dir)
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GO111MODULE", "off");
+    c
+}

@@ -76,6 +76,13 @@ impl Selection {
     }
 
     /// The merged, focused tree and the damage warnings of its range.
+    /// The sampling period of the selected series, for a pprof answer (0: unknown).
+    fn period(&self, state: &AppState) -> i64 {
+        state
+            .store
+            .period(&self.matchers, self.range.from, self.range.until)
+    }
+
     async fn merge(self, state: &AppState) -> Result<(StackTree, Vec<String>), ApiError> {
         let QueryRange { from, until } = self.range;
         let Selection {
@@ -177,8 +184,13 @@ pub(crate) fn tree_bytes(tree: &StackTree) -> Vec<u8> {
 }
 
 /// A pprof of `tree` with the sample and period types of `profile_type`.
-fn pprof_of(tree: &StackTree, profile_type: &str, range: QueryRange) -> pprof::Profile {
-    let mut meta = crate::profile_type::export_meta(Some(profile_type));
+fn pprof_of(
+    tree: &StackTree,
+    profile_type: &str,
+    range: QueryRange,
+    period: i64,
+) -> pprof::Profile {
+    let mut meta = crate::profile_type::export_meta(Some(profile_type), period);
     meta.time_nanos = range.from.saturating_mul(1_000_000_000);
     meta.duration_nanos = range.seconds().saturating_mul(1_000_000_000);
     let bytes =
@@ -219,6 +231,7 @@ pub(crate) async fn stacktraces(
         sel.granularity = Granularity::Line;
     }
     let range = sel.range;
+    let period = sel.period(&state);
     let (tree, warnings) = sel.merge(&state).await?;
     let (tree, _) = tree.truncated(node_budget(req.max_nodes));
     let mut message = q::SelectMergeStacktracesResponse::default();
@@ -231,16 +244,19 @@ pub(crate) async fn stacktraces(
             let dot = crate::query::encode(
                 &tree,
                 Format::Dot,
-                Some(&req.profile_type_id),
-                &req.label_selector,
-                range,
-                None,
+                crate::query::Export {
+                    profile_type: Some(&req.profile_type_id),
+                    period,
+                    title: &req.label_selector,
+                    range,
+                    max_nodes: None,
+                },
             )?;
             message.dot = String::from_utf8_lossy(&dot).into_owned();
         }
         q::ProfileFormat::Pprof => {
             message.pprof = Some(q::PprofProfile {
-                profile: Some(pprof_of(&tree, &req.profile_type_id, range)),
+                profile: Some(pprof_of(&tree, &req.profile_type_id, range, period)),
             });
         }
     }
@@ -271,11 +287,15 @@ pub(crate) async fn profile(
         )?;
         sel.granularity = Granularity::Line;
         let range = sel.range;
+        let period = sel.period(state);
         let (mut tree, warnings) = sel.merge(state).await?;
         if req.max_nodes.is_some_and(|n| n > 0) {
             tree = tree.truncated(node_budget(req.max_nodes)).0;
         }
-        Ok::<_, ApiError>((pprof_of(&tree, &req.profile_type_id, range), warnings))
+        Ok::<_, ApiError>((
+            pprof_of(&tree, &req.profile_type_id, range, period),
+            warnings,
+        ))
     };
     let (message, warnings) = run.await.map_err(ApiError::connect)?;
     Ok(with_warnings(connect::reply(&message, codec), &warnings))

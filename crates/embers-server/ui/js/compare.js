@@ -67,7 +67,7 @@ export async function mount(root, state, ctx) {
   const leftMatched = h('span', { class: 'matched left' });
   const rightMatched = h('span', { class: 'matched right' });
   const describe = (/** @type {FlameGraph} */ g, /** @type {number} */ m) =>
-    g.graph ? `${percent(m, g.graph.numTicks)} (${value(m, g.graph.units)})` : '';
+    g.graph ? `${percent(m, g.graph.numTicks)} (${value(m, g.graph.units, g.graph.numTicks)})` : '';
   const search = searchBox(state.search, (pattern) => {
     ctx.replace({ search: pattern });
     const lm = lg.setSearch(pattern);

@@ -111,7 +111,7 @@ export async function mount(root, state, ctx) {
           { dataset: { value: r.value } },
           h('td', {}, swatch),
           h('td', { class: 'tag-value' }, r.value),
-          h('td', { class: 'num' }, value(r.total, units)),
+          h('td', { class: 'num' }, value(r.total, units, all)),
           h('td', { class: 'num share' }, percent(r.total, all)),
           spark,
           h('td', {}, radio('baseline', r.value, r.value === baseline, (v) => (baseline = v))),

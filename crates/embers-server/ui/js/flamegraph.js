@@ -345,14 +345,14 @@ export class FlameGraph {
       const { leftTicks, rightTicks } = g.diff;
       const c = change(g, n);
       lines.push(
-        row('baseline', `${value(n.lt, u)} (${percent(n.lt, leftTicks)}), self ${value(n.ls, u)}`),
-        row('comparison', `${value(n.rt, u)} (${percent(n.rt, rightTicks)}), self ${value(n.rs, u)}`),
+        row('baseline', `${value(n.lt, u, leftTicks)} (${percent(n.lt, leftTicks)}), self ${value(n.ls, u, leftTicks)}`),
+        row('comparison', `${value(n.rt, u, rightTicks)} (${percent(n.rt, rightTicks)}), self ${value(n.rs, u, rightTicks)}`),
         row('change', n.lt === 0 ? 'new' : `${c >= 0 ? '+' : ''}${(c * 100).toFixed(1)} %`),
       );
     } else {
       lines.push(
-        row('total', `${value(n.total, u)} (${percent(n.total, g.numTicks)})`),
-        row('self', `${value(n.self, u)} (${percent(n.self, g.numTicks)})`),
+        row('total', `${value(n.total, u, g.numTicks)} (${percent(n.total, g.numTicks)})`),
+        row('self', `${value(n.self, u, g.numTicks)} (${percent(n.self, g.numTicks)})`),
       );
     }
     return lines;

@@ -13,8 +13,10 @@
  * A value in the profile's units: time for samples and time units, bytes, or a count.
  * @param {number} v
  * @param {Units} u
+ * @param {number} [max] the largest value shown beside it (the graph's total): counted
+ *   units are scaled once for the whole graph, as Pyroscope's formatters are
  */
-export function value(v, u) {
+export function value(v, u, max = v) {
   switch (u.units) {
     case 'samples':
       return duration(v / (u.sampleRate > 0 ? u.sampleRate : 100));
@@ -33,6 +35,9 @@ export function value(v, u) {
       return `${count(v)} objects`;
     case 'goroutines':
       return `${count(v)} goroutines`;
+    case 'count':
+    case 'lock_samples':
+      return scaledCount(v, max);
     default:
       return count(v);
   }
@@ -57,6 +62,30 @@ export function bytes(b) {
     i++;
   }
   return `${b.toFixed(i ? 1 : 0)} ${units[i]}`;
+}
+
+/**
+ * A count (contentions, exceptions: the `count` sample unit) as Pyroscope's
+ * `ObjectsFormatter` shows counts (its formatter for `objects`, `goroutines` and
+ * `lock_samples`, in `packages/pyroscope-flamegraph/src/format/format.ts`): two decimals,
+ * in thousands (K), millions (M), … chosen once from `max`, so one graph shares one
+ * scale, and `< 0.01` below that. Unlike it, 0 is `0.00` and there is no trailing space
+ * when there is no suffix. (Pyroscope has no case for the unit `count` itself; its
+ * fallback, a duration of `v / sampleRate`, would show 250 contentions as "2.50".)
+ * @param {number} v
+ * @param {number} max
+ */
+export function scaledCount(v, max) {
+  const suffixes = ['', 'K', 'M', 'G', 'T', 'P'];
+  let i = 0;
+  let divider = 1;
+  while (i < suffixes.length - 1 && Math.abs(max) / divider >= 1000) {
+    divider *= 1000;
+    i++;
+  }
+  const n = v / divider;
+  const s = n === 0 ? '0.00' : Math.abs(n) < 0.01 ? '< 0.01' : n.toFixed(2);
+  return suffixes[i] ? `${s} ${suffixes[i]}` : s;
 }
 
 /** @param {number} n */

@@ -99,7 +99,7 @@ export async function mount(root, state, ctx) {
     const matched = fg.setSearch(pattern);
     for (const g of sandwichGraphs) g.setSearch(pattern);
     if (!pattern || !fg.graph) return '';
-    return `Matched: ${percent(matched, fg.graph.numTicks)} (${value(matched, fg.graph.units)})`;
+    return `Matched: ${percent(matched, fg.graph.numTicks)} (${value(matched, fg.graph.units, fg.graph.numTicks)})`;
   });
   const show = h(
     'select',
@@ -188,7 +188,7 @@ export async function mount(root, state, ctx) {
   status.textContent = graph.numTicks ? `${value(graph.numTicks, graph.units)} in total` : 'No profiles in this range for this selection.';
   if (state.search) search.matched.textContent = (() => {
     const m = fg.setSearch(state.search);
-    return `Matched: ${percent(m, graph.numTicks)} (${value(m, graph.units)})`;
+    return `Matched: ${percent(m, graph.numTicks)} (${value(m, graph.units, graph.numTicks)})`;
   })();
   if (state.fn) {
     const name = graph.names.indexOf(state.fn);

@@ -75,8 +75,8 @@ export class FunctionTable {
     const u = g.units;
     return [
       { key: 'name', label: 'Function', get: name, show: name },
-      { key: 'self', label: 'Self', get: (r) => r.self, show: (r) => `${value(r.self, u)} (${percent(r.self, g.numTicks)})` },
-      { key: 'total', label: 'Total', get: (r) => r.total, show: (r) => `${value(r.total, u)} (${percent(r.total, g.numTicks)})` },
+      { key: 'self', label: 'Self', get: (r) => r.self, show: (r) => `${value(r.self, u, g.numTicks)} (${percent(r.self, g.numTicks)})` },
+      { key: 'total', label: 'Total', get: (r) => r.total, show: (r) => `${value(r.total, u, g.numTicks)} (${percent(r.total, g.numTicks)})` },
     ];
   }
 
