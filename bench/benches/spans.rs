@@ -69,6 +69,7 @@ fn main() {
                 .enumerate()
                 .map(|(i, t)| (leaf as u64 * SPANS + i as u64 + 1, t))
                 .collect(),
+            ..Put::default()
         });
     }
     // Both stores are loaded batch by batch in turn, each timed in this thread's CPU time,
@@ -97,6 +98,7 @@ fn main() {
                     } else {
                         Vec::new()
                     },
+                    ..Put::default()
                 })
                 .collect();
             let start = on_cpu_ns();

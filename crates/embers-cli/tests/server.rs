@@ -500,13 +500,13 @@ fn query_api_selectors_labels_diff_and_querier() {
     let diff = call("Diff", serde_json::json!({"left": select, "right": right}));
     assert_eq!(diff["flamegraph"]["leftTicks"], (18 * ns).to_string());
     assert_eq!(diff["flamegraph"]["rightTicks"], (6 * ns).to_string());
-    let request = embers_server::wire::SelectMergeStacktracesRequest {
+    let request = embers_server::grafana_proto::querier::v1::SelectMergeStacktracesRequest {
         profile_type_id: "process_cpu:cpu:nanoseconds:cpu:nanoseconds".into(),
         label_selector: "{region=\"us-west-1\"}".into(),
         start: start as i64,
         end: end as i64,
         max_nodes: Some(100),
-        format: 0,
+        ..Default::default()
     };
     let mut r = support::agent()
         .post(&server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
@@ -514,7 +514,7 @@ fn query_api_selectors_labels_diff_and_querier() {
         .send(&request.encode_to_vec())
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let reply = embers_server::wire::SelectMergeStacktracesResponse::decode(
+    let reply = embers_server::grafana_proto::querier::v1::SelectMergeStacktracesResponse::decode(
         r.body_mut().read_to_vec().unwrap().as_slice(),
     )
     .unwrap();

@@ -14,6 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use embers_formats::pprof::proto;
+use embers_server::grafana_proto::querier::v1 as querier;
 use embers_server::wire;
 use prost::Message;
 use serde_json::{json, Value};
@@ -116,7 +117,7 @@ fn span_profile_json(server: &ServerHandle, app: &str, ids: &[String]) -> (BTree
 /// `SelectMergeSpanProfile` in protobuf.
 fn span_profile_proto(server: &ServerHandle, app: &str, ids: &[String]) -> (BTreeSet<String>, u64) {
     let (start, end) = range();
-    let request = wire::SelectMergeSpanProfileRequest {
+    let request = querier::SelectMergeSpanProfileRequest {
         profile_type_id: CPU.into(),
         label_selector: format!("{{service_name=\"{app}\"}}"),
         span_selector: ids.to_vec(),
@@ -131,7 +132,7 @@ fn span_profile_proto(server: &ServerHandle, app: &str, ids: &[String]) -> (BTre
         .send(&request.encode_to_vec())
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let reply = wire::SelectMergeSpanProfileResponse::decode(
+    let reply = querier::SelectMergeSpanProfileResponse::decode(
         r.body_mut().read_to_vec().unwrap().as_slice(),
     )
     .unwrap();
