@@ -74,6 +74,17 @@ impl DefaultFrom {
     }
 }
 
+/// `until` is exclusive; an `until` of the current second (`now`, the default) takes that
+/// second in, so a profile ingested this second is in the answer. Without it, a query in
+/// the first second of a 10 s leaf missed what was pushed in that same second.
+fn through_now(until: i64, now: i64) -> i64 {
+    if until == now {
+        now + 1
+    } else {
+        until
+    }
+}
+
 impl QueryRange {
     /// Parses request parameters (`None`: the API's default) against the clock.
     /// `oldest` gives the Unix second of the oldest stored data (asked only when the
@@ -90,7 +101,7 @@ impl QueryRange {
             .map_err(|e| ApiError::bad_request(format!("`from`: {e}")))?;
         let until = parse_time(until.unwrap_or("now"), now)
             .map_err(|e| ApiError::bad_request(format!("`until`: {e}")))?;
-        Self::check(from, until, now, limits, oldest)
+        Self::check(from, through_now(until, now), now, limits, oldest)
     }
 
     /// The Connect querier's `start`/`end` in milliseconds; 0 (unset) means "from the
@@ -106,7 +117,7 @@ impl QueryRange {
         let until = if end > 0 {
             end.saturating_add(999) / 1000
         } else {
-            now
+            through_now(now, now)
         };
         Self::check(from, until.max(from + 1), now, limits, oldest).map_err(ApiError::connect)
     }
@@ -234,6 +245,28 @@ mod tests {
         );
         // A little clock skew is fine.
         assert!(check(NOW - 3600, NOW + 60, &l).is_ok());
+    }
+
+    #[test]
+    fn until_now_takes_in_the_current_second() {
+        // A push in second NOW lands in leaf NOW / 10; `[from, NOW)` ends before it when
+        // NOW starts a leaf.
+        assert_eq!(through_now(NOW, NOW), NOW + 1);
+        assert_eq!(through_now(NOW - 60, NOW), NOW - 60);
+        let before = now();
+        let r = QueryRange::parse(
+            None,
+            None,
+            DefaultFrom::LastHour,
+            &QueryLimits::default(),
+            || None,
+        )
+        .unwrap();
+        let after = now();
+        assert!(
+            r.until > before && r.until <= after + 1,
+            "{r:?} in [{before}, {after}]"
+        );
     }
 
     #[test]
