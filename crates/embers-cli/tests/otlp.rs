@@ -411,12 +411,12 @@ fn a_full_ingest_budget_refuses_otlp_in_its_own_error_shapes() {
 
     // OTLP/HTTP: 429 with Retry-After and a Status body in the request's encoding.
     let big = vec![b' '; 100_000];
-    for (content_type, code) in [("application/x-protobuf", 14), ("application/json", 14)] {
+    for content_type in ["application/x-protobuf", "application/json"] {
         let (http, failure) = post_status(&server, &[("content-type", content_type)], &big);
         assert_eq!(http, 429, "{content_type}: {failure:?}");
         assert_eq!(
             (failure.code, failure.retry_seconds),
-            (code, Some(1)),
+            (8, Some(1)),
             "{failure:?}"
         );
         assert!(

@@ -98,8 +98,14 @@ fn encoding_of(headers: &HeaderMap) -> Option<Encoding> {
 /// An API error in OTLP/HTTP's shape: the same HTTP status, `Retry-After` and rejection
 /// label, with a `google.rpc.Status` body in the request's encoding (the OTLP spec's
 /// "Failures"), so OTLP exporters can log the message instead of undecodable text.
-pub fn http_error(e: ApiError, encoding: Encoding) -> Response {
-    let body = Status::new(Code::of(&e), e.message.clone(), e.retry_after);
+fn http_error(e: ApiError, encoding: Encoding) -> Response {
+    let code = Code::of(&e);
+    coded_http_error(e, code, encoding)
+}
+
+/// [`http_error`] with the `Status.code` given.
+fn coded_http_error(e: ApiError, code: Code, encoding: Encoding) -> Response {
+    let body = Status::new(code, e.message.clone(), e.retry_after);
     let mut response = e.into_response();
     let shaped = body.into_http(encoding);
     let (parts, body) = shaped.into_parts();
@@ -116,16 +122,14 @@ pub fn http_error(e: ApiError, encoding: Encoding) -> Response {
 /// The in-flight ingest budget's refusal on the OTLP routes, in their own shapes: for
 /// gRPC a Trailers-Only `RESOURCE_EXHAUSTED` (a plain HTTP 429 reads as `UNAVAILABLE`
 /// without the message) with the retry delay as `grpc-retry-pushback-ms` and a
-/// `RetryInfo` detail; for OTLP/HTTP the same status with a `Status` body. `Err` gives
-/// the error back for every other route.
+/// `RetryInfo` detail; for OTLP/HTTP the same HTTP status with a `Status` body of the
+/// same code. `Err` gives the error back for every other route.
 pub fn refused(path: &str, headers: &HeaderMap, e: ApiError) -> Result<Response, ApiError> {
+    let code = match e.status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
+        _ => Code::of(&e),
+    };
     if super::content_type(headers).starts_with("application/grpc") {
-        let code = match e.status {
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => {
-                Code::ResourceExhausted
-            }
-            _ => Code::of(&e),
-        };
         let mut response = grpc_error(code, &e.message);
         let status = Status::new(code, e.message.clone(), e.retry_after);
         let details =
@@ -147,7 +151,7 @@ pub fn refused(path: &str, headers: &HeaderMap, e: ApiError) -> Result<Response,
     }
     if path == "/v1development/profiles" {
         let encoding = encoding_of(headers).unwrap_or(Encoding::Protobuf);
-        return Ok(http_error(e, encoding));
+        return Ok(coded_http_error(e, code, encoding));
     }
     Err(e)
 }
