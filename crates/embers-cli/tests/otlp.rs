@@ -242,14 +242,107 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     gz.finish().unwrap()
 }
 
-/// POSTs to the OTLP/HTTP route: status and body.
-fn post(server: &ServerHandle, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+/// `google.rpc.Status` as the OTLP spec's "Failures" shape it (declared here, apart from
+/// the server's, so a wrong field number on either side fails the test).
+#[derive(Clone, PartialEq, prost::Message)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<prost_types_any::Any>,
+}
+
+mod prost_types_any {
+    /// `google.protobuf.Any`.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Any {
+        #[prost(string, tag = "1")]
+        pub type_url: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub value: Vec<u8>,
+    }
+    /// `google.rpc.RetryInfo` with its `google.protobuf.Duration` retry delay.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct RetryInfo {
+        #[prost(message, optional, tag = "1")]
+        pub retry_delay: Option<Duration>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Duration {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+    }
+}
+
+/// A decoded error body: gRPC code, message, and the `RetryInfo` delay in seconds.
+#[derive(Debug, Default)]
+struct Failure {
+    code: i64,
+    message: String,
+    retry_seconds: Option<i64>,
+}
+
+fn retry_seconds(status: &Status) -> Option<i64> {
+    status.details.iter().find_map(|any| {
+        assert_eq!(any.type_url, "type.googleapis.com/google.rpc.RetryInfo");
+        let info = prost_types_any::RetryInfo::decode(any.value.as_slice()).unwrap();
+        Some(info.retry_delay?.seconds)
+    })
+}
+
+/// POSTs to the OTLP/HTTP route: status and the error body decoded as `google.rpc.Status`
+/// in the encoding its `Content-Type` names (panics on any other error body).
+fn post_status(server: &ServerHandle, headers: &[(&str, &str)], body: &[u8]) -> (u16, Failure) {
     let mut request = agent().post(&server.url("/v1development/profiles"));
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
     let mut r = request.send(body).unwrap();
-    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    let status = r.status().as_u16();
+    let content_type = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    let bytes = r.body_mut().read_to_vec().unwrap();
+    if status == 200 {
+        return (status, Failure::default());
+    }
+    let failure = match content_type.as_str() {
+        "application/x-protobuf" => {
+            let s = Status::decode(bytes.as_slice()).unwrap();
+            Failure {
+                code: s.code.into(),
+                retry_seconds: retry_seconds(&s),
+                message: s.message,
+            }
+        }
+        "application/json" => {
+            let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            let retry = v["details"].as_array().and_then(|d| {
+                assert_eq!(d[0]["@type"], "type.googleapis.com/google.rpc.RetryInfo");
+                d[0]["retryDelay"].as_str()?.strip_suffix('s')?.parse().ok()
+            });
+            Failure {
+                code: v["code"].as_i64().unwrap(),
+                message: v["message"].as_str().unwrap().to_owned(),
+                retry_seconds: retry,
+            }
+        }
+        other => panic!(
+            "HTTP {status} body is not a google.rpc.Status ({other:?}): {}",
+            String::from_utf8_lossy(&bytes)
+        ),
+    };
+    (status, failure)
+}
+
+/// POSTs to the OTLP/HTTP route: status and the error's message.
+fn post(server: &ServerHandle, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let (status, failure) = post_status(server, headers, body);
+    (status, failure.message)
 }
 
 fn protobuf(server: &ServerHandle, body: &[u8]) -> (u16, String) {
@@ -267,6 +360,80 @@ fn grpc_raw(server: &ServerHandle, body: &[u8]) -> (String, String) {
     )
 }
 
+/// Polls `/metrics` until the server holds at least `bytes` of in-flight ingest.
+fn wait_inflight(server: &ServerHandle, bytes: u64) {
+    loop {
+        let metrics = get(&server.url("/metrics")).1;
+        let held = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("embers_ingest_inflight_bytes "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if held >= bytes as f64 {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_full_ingest_budget_refuses_otlp_in_its_own_error_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerHandle::start(dir.path(), &["--max-inflight-ingest-bytes", "300000"]);
+    // Hold most of the budget: a push promising 250 kB whose body is still on its way.
+    let length = 250_000;
+    let mut held = std::net::TcpStream::connect(&server.address).unwrap();
+    write!(
+        held,
+        "POST /ingest?name=held.cpu&sampleRate=100 HTTP/1.1\r\nhost: embers\r\n\
+         content-type: text/plain\r\ncontent-length: {length}\r\n\r\nmain;f 1\n"
+    )
+    .unwrap();
+    held.flush().unwrap();
+    wait_inflight(&server, length);
+
+    // gRPC (grpcio, no Content-Length: charged max_body_bytes, so it cannot fit):
+    // RESOURCE_EXHAUSTED with the message, the pushback and a RetryInfo detail.
+    let answer = export(&server, "grpc-raw-trailers", "", &[]);
+    assert_eq!(answer["code"], "RESOURCE_EXHAUSTED", "{answer}");
+    let details = answer["details"].as_str().unwrap();
+    assert!(details.contains("max_inflight_ingest_bytes"), "{answer}");
+    let trailers = &answer["trailers"];
+    assert_eq!(trailers["grpc-retry-pushback-ms"], "1000", "{answer}");
+    let bin = hex_decode(trailers["grpc-status-details-bin"].as_str().unwrap());
+    let status = Status::decode(bin.as_slice()).unwrap();
+    assert_eq!(
+        (status.code, retry_seconds(&status)),
+        (8, Some(1)),
+        "{status:?}"
+    );
+    assert_eq!(status.message, details);
+
+    // OTLP/HTTP: 429 with Retry-After and a Status body in the request's encoding.
+    let big = vec![b' '; 100_000];
+    for content_type in ["application/x-protobuf", "application/json"] {
+        let (http, failure) = post_status(&server, &[("content-type", content_type)], &big);
+        assert_eq!(http, 429, "{content_type}: {failure:?}");
+        assert_eq!(
+            (failure.code, failure.retry_seconds),
+            (8, Some(1)),
+            "{failure:?}"
+        );
+        assert!(
+            failure.message.contains("max_inflight_ingest_bytes"),
+            "{failure:?}"
+        );
+    }
+    drop(held);
+}
+
+fn hex_decode(hex: &str) -> Vec<u8> {
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
+}
+
 #[test]
 fn hostile_otlp_bodies_get_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
@@ -274,9 +441,18 @@ fn hostile_otlp_bodies_get_clear_errors() {
     let valid = valid_request().encode_to_vec();
 
     // Malformed: truncated, no dictionary, indexes out of range → 422 naming the problem.
-    let (status, body) = protobuf(&server, &valid[..valid.len() / 2]);
+    let truncated = &valid[..valid.len() / 2];
+    let (status, body) = protobuf(&server, truncated);
     assert_eq!(status, 422, "{body}");
     assert!(body.contains("truncated or corrupt"), "{body}");
+    // The error body is a google.rpc.Status in the request's encoding.
+    let protobuf_type = [("content-type", "application/x-protobuf")];
+    let (_, failure) = post_status(&server, &protobuf_type, truncated);
+    assert_eq!(
+        (failure.code, failure.retry_seconds),
+        (3, None),
+        "{failure:?}"
+    );
     let mut no_dictionary = valid_request();
     no_dictionary.dictionary = None;
     let (status, body) = protobuf(&server, &no_dictionary.encode_to_vec());
@@ -361,6 +537,10 @@ fn hostile_otlp_bodies_get_clear_errors() {
         b"{\"resourceProfiles\": [",
     );
     assert_eq!(status, 422, "{body}");
+    let json_type = [("content-type", "application/json")];
+    let (_, failure) = post_status(&server, &json_type, b"{\"resourceProfiles\": [");
+    assert_eq!(failure.code, 3, "{failure:?}");
+    assert!(!failure.message.is_empty(), "{failure:?}");
 
     // gRPC: statuses, not HTTP errors.
     let (code, details) = grpc_raw(&server, &valid[..valid.len() / 2]);

@@ -89,8 +89,13 @@ pub async fn ingest_budget(
         }
         Err(e) => {
             state.metrics.ingest_error();
-            drain(request.into_body(), state.ingest_budget.unknown_length).await;
-            if connect { e.connect() } else { e }.into_response()
+            let (parts, body) = request.into_parts();
+            drain(body, state.ingest_budget.unknown_length).await;
+            if connect {
+                return e.connect().into_response();
+            }
+            crate::ingest::otlp::refused(parts.uri.path(), &parts.headers, e)
+                .unwrap_or_else(IntoResponse::into_response)
         }
     }
 }

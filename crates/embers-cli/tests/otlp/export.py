@@ -127,11 +127,14 @@ def send_http(url, body, content_type, encoding=None):
 def main():
     mode, url, services = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
     out = {}
-    if mode == "grpc-raw":
+    if mode in ("grpc-raw", "grpc-raw-trailers"):
         import grpc
 
-        with open(sys.argv[3], "rb") as f:
-            raw = f.read()
+        if mode == "grpc-raw":
+            with open(sys.argv[3], "rb") as f:
+                raw = f.read()
+        else:  # a valid export; the answer says its trailers too (binary ones as hex)
+            raw = build(["budget"], False).SerializeToString()
         with grpc.insecure_channel(url.removeprefix("http://")) as channel:
             export = channel.unary_unary(
                 "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
@@ -141,6 +144,11 @@ def main():
                 out = {"code": "OK"}
             except grpc.RpcError as e:
                 out = {"code": e.code().name, "details": e.details()}
+                if mode == "grpc-raw-trailers":
+                    out["trailers"] = {
+                        k: v.hex() if isinstance(v, bytes) else v
+                        for k, v in (e.trailing_metadata() or ())
+                    }
         print(json.dumps(out))
         return
     request = build(services, "--reject-one" in sys.argv)

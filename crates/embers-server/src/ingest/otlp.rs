@@ -13,9 +13,10 @@ use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
 use embers_formats::otlp::{decode_export, Encoding, ExportProfilesServiceResponse, OtlpUpload};
 use embers_formats::IngestBudget;
 use embers_store::Put;
@@ -75,25 +76,96 @@ async fn store(
         .unwrap_or_default())
 }
 
+/// A 415 in OTLP/HTTP's error shape (binary protobuf: the request's encoding is unknown).
 fn unsupported(message: String) -> Response {
-    (StatusCode::UNSUPPORTED_MEDIA_TYPE, message + "\n").into_response()
+    let body = Status::new(Code::Unimplemented, message, None);
+    let mut response = body.into_http(Encoding::Protobuf);
+    *response.status_mut() = StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response
+}
+
+/// The request's OTLP/HTTP encoding from its `Content-Type`, if it is one we speak.
+fn encoding_of(headers: &HeaderMap) -> Option<Encoding> {
+    let content_type = super::content_type(headers);
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media.to_ascii_lowercase().as_str() {
+        "application/x-protobuf" | "application/protobuf" => Some(Encoding::Protobuf),
+        "application/json" => Some(Encoding::Json),
+        _ => None,
+    }
+}
+
+/// An API error in OTLP/HTTP's shape: the same HTTP status, `Retry-After` and rejection
+/// label, with a `google.rpc.Status` body in the request's encoding (the OTLP spec's
+/// "Failures"), so OTLP exporters can log the message instead of undecodable text.
+fn http_error(e: ApiError, encoding: Encoding) -> Response {
+    let code = Code::of(&e);
+    coded_http_error(e, code, encoding)
+}
+
+/// [`http_error`] with the `Status.code` given.
+fn coded_http_error(e: ApiError, code: Code, encoding: Encoding) -> Response {
+    let body = Status::new(code, e.message.clone(), e.retry_after);
+    let mut response = e.into_response();
+    let shaped = body.into_http(encoding);
+    let (parts, body) = shaped.into_parts();
+    *response.body_mut() = body;
+    response.headers_mut().remove(CONTENT_LENGTH);
+    if let Some(content_type) = parts.headers.get(CONTENT_TYPE) {
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, content_type.clone());
+    }
+    response
+}
+
+/// The in-flight ingest budget's refusal on the OTLP routes, in their own shapes: for
+/// gRPC a Trailers-Only `RESOURCE_EXHAUSTED` (a plain HTTP 429 reads as `UNAVAILABLE`
+/// without the message) with the retry delay as `grpc-retry-pushback-ms` and a
+/// `RetryInfo` detail; for OTLP/HTTP the same HTTP status with a `Status` body of the
+/// same code. `Err` gives the error back for every other route.
+pub fn refused(path: &str, headers: &HeaderMap, e: ApiError) -> Result<Response, ApiError> {
+    let code = match e.status {
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
+        _ => Code::of(&e),
+    };
+    if super::content_type(headers).starts_with("application/grpc") {
+        let mut response = grpc_error(code, &e.message);
+        let status = Status::new(code, e.message.clone(), e.retry_after);
+        let details =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(status.encode_to_vec());
+        let headers = response.headers_mut();
+        if let Ok(details) = HeaderValue::from_str(&details) {
+            headers.insert("grpc-status-details-bin", details);
+        }
+        if let Some(secs) = e.retry_after {
+            headers.insert(
+                "grpc-retry-pushback-ms",
+                HeaderValue::from(secs.saturating_mul(1000)),
+            );
+        }
+        if let Some(why) = e.rejection {
+            response.extensions_mut().insert(why);
+        }
+        return Ok(response);
+    }
+    if path == "/v1development/profiles" {
+        let encoding = encoding_of(headers).unwrap_or(Encoding::Protobuf);
+        return Ok(coded_http_error(e, code, encoding));
+    }
+    Err(e)
 }
 
 /// `POST /v1development/profiles`: `application/x-protobuf`, `application/protobuf` or
 /// `application/json`, `Content-Encoding: gzip` or none; the reply in the request's
 /// encoding.
 pub async fn http(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let content_type = super::content_type(&headers);
-    let media = content_type.split(';').next().unwrap_or("").trim();
-    let encoding = match media.to_ascii_lowercase().as_str() {
-        "application/x-protobuf" | "application/protobuf" => Encoding::Protobuf,
-        "application/json" => Encoding::Json,
-        _ => {
-            return unsupported(format!(
-                "unsupported Content-Type {content_type:?}: send application/x-protobuf, \
-                 application/protobuf or application/json"
-            ))
-        }
+    let Some(encoding) = encoding_of(&headers) else {
+        return unsupported(format!(
+            "unsupported Content-Type {:?}: send application/x-protobuf, \
+             application/protobuf or application/json",
+            super::content_type(&headers)
+        ));
     };
     let gzip = body.starts_with(&[0x1f, 0x8b]);
     match headers.get("content-encoding").map(HeaderValue::to_str) {
@@ -101,8 +173,8 @@ pub async fn http(State(state): State<AppState>, headers: HeaderMap, body: Bytes
         Some(Ok(e)) if e.eq_ignore_ascii_case("identity") => {}
         Some(Ok(e)) if e.eq_ignore_ascii_case("gzip") && gzip => {}
         Some(Ok(e)) if e.eq_ignore_ascii_case("gzip") => {
-            return ApiError::bad_request("Content-Encoding is gzip but the body is not gzip")
-                .into_response();
+            let e = ApiError::bad_request("Content-Encoding is gzip but the body is not gzip");
+            return http_error(e, encoding);
         }
         Some(e) => {
             return unsupported(format!(
@@ -114,14 +186,101 @@ pub async fn http(State(state): State<AppState>, headers: HeaderMap, body: Bytes
     match store(&state, body, encoding).await {
         Ok(reply) if encoding == Encoding::Json => match serde_json::to_vec(&reply) {
             Ok(json) => ([(CONTENT_TYPE, "application/json")], json).into_response(),
-            Err(e) => ApiError::internal(e).into_response(),
+            Err(e) => http_error(ApiError::internal(e), encoding),
         },
         Ok(reply) => (
             [(CONTENT_TYPE, "application/x-protobuf")],
             reply.encode_to_vec(),
         )
             .into_response(),
-        Err(e) => e.into_response(),
+        Err(e) => http_error(e, encoding),
+    }
+}
+
+/// `google.rpc.Status`, the error body of OTLP/HTTP and gRPC's
+/// `grpc-status-details-bin`; declared here (three fields) rather than generated.
+#[derive(Clone, PartialEq, Message)]
+struct Status {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<Any>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, Message)]
+struct Any {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo { google.protobuf.Duration retry_delay = 1; }`, whose
+/// `Duration` is `{ int64 seconds = 1; int32 nanos = 2; }`: OTLP exporters retry a
+/// throttled export after this delay.
+#[derive(Clone, PartialEq, Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<Duration>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct Duration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+const RETRY_INFO: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+impl Status {
+    /// A status, with a `RetryInfo` detail when the client should retry after a delay.
+    fn new(code: Code, message: String, retry_after: Option<u64>) -> Self {
+        let details = retry_after
+            .map(|secs| Any {
+                type_url: RETRY_INFO.to_owned(),
+                value: RetryInfo {
+                    retry_delay: Some(Duration {
+                        seconds: i64::try_from(secs).unwrap_or(i64::MAX),
+                        nanos: 0,
+                    }),
+                }
+                .encode_to_vec(),
+            })
+            .into_iter()
+            .collect();
+        Status {
+            code: code as i32,
+            message,
+            details,
+        }
+    }
+
+    /// The status as an OTLP/HTTP body: binary protobuf, or proto3's JSON mapping
+    /// (`Any` as `@type` plus the message's fields, a `Duration` as `"1s"`).
+    fn into_http(self, encoding: Encoding) -> Response {
+        if encoding != Encoding::Json {
+            let body = self.encode_to_vec();
+            return ([(CONTENT_TYPE, "application/x-protobuf")], body).into_response();
+        }
+        let details: Vec<_> = self
+            .details
+            .iter()
+            .filter_map(|any| RetryInfo::decode(any.value.as_slice()).ok())
+            .map(|info| {
+                let secs = info.retry_delay.unwrap_or_default().seconds;
+                serde_json::json!({ "@type": RETRY_INFO, "retryDelay": format!("{secs}s") })
+            })
+            .collect();
+        let mut body = serde_json::json!({ "code": self.code, "message": self.message });
+        if !details.is_empty() {
+            body["details"] = serde_json::Value::Array(details);
+        }
+        ([(CONTENT_TYPE, "application/json")], body.to_string()).into_response()
     }
 }
 
