@@ -157,13 +157,7 @@ fn function_total(fb: &Value, name: &str) -> u64 {
         .map(|n| n.as_str().unwrap())
         .collect();
     let mut sum = 0;
-    for row in fb["flamebearer"]["levels"].as_array().unwrap() {
-        let row: Vec<u64> = row
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+    for row in support::levels(&fb["flamebearer"]) {
         for node in row.chunks(4) {
             if names[node[3] as usize] == name {
                 sum += node[1];
@@ -328,13 +322,7 @@ fn upload_get_list_diff_over_connect_in_json_and_proto() {
     let names = d["flamebearer"]["names"].as_array().unwrap();
     let work = names.iter().position(|n| n == "main.work").unwrap() as u64;
     let (mut lt, mut rt) = (0, 0);
-    for row in d["flamebearer"]["levels"].as_array().unwrap() {
-        let row: Vec<u64> = row
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+    for row in support::levels(&d["flamebearer"]) {
         for n in row.chunks(7).filter(|n| n[6] == work) {
             lt += n[1];
             rt += n[4];

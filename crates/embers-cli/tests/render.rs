@@ -49,13 +49,7 @@ fn nodes(render: &Value) -> Vec<Node> {
         .map(|n| n.as_str().unwrap())
         .collect();
     let mut out = Vec::new();
-    for (level, row) in fb["levels"].as_array().unwrap().iter().enumerate() {
-        let row: Vec<u64> = row
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+    for (level, row) in support::levels(fb).into_iter().enumerate() {
         for n in row.chunks(4) {
             out.push(Node {
                 name: names[n[3] as usize].to_owned(),

@@ -394,3 +394,19 @@ pub fn connect_proto<R: prost::Message + Default>(
     }
     R::decode(&bytes[..]).unwrap()
 }
+
+/// A flamebearer's `levels` (the object holding `names` and `levels`) as integer rows.
+pub fn levels(flamebearer: &serde_json::Value) -> Vec<Vec<u64>> {
+    flamebearer["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect()
+        })
+        .collect()
+}
