@@ -15,7 +15,7 @@ use std::process::Command;
 use base64::Engine;
 use prost::Message;
 use serde_json::{json, Value};
-use support::{post, repo, ServerHandle};
+use support::{go_lines_profile, go_top, repo, ServerHandle};
 
 const SERVICE: &str = "/adhocprofiles.v1.AdHocProfileService";
 
@@ -106,47 +106,16 @@ fn b64(bytes: &[u8]) -> String {
 
 /// A Connect call in JSON: status and parsed body.
 fn call_json(server: &ServerHandle, method: &str, body: Value) -> (u16, Value) {
-    let (status, text) = post(
-        &server.url(&format!("{SERVICE}/{method}")),
-        "application/json",
-        body.to_string().as_bytes(),
-    );
-    let v = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON ({status}): {text}"));
-    (status, v)
+    support::connect_json(server, &format!("{SERVICE}/{method}"), &body)
 }
 
 /// A Connect call in protobuf, answered 200.
-fn call_proto<Req: Message, Resp: Message + Default>(
+fn call_proto<Resp: Message + Default>(
     server: &ServerHandle,
     method: &str,
-    req: &Req,
+    req: &impl Message,
 ) -> Resp {
-    let mut r = support::agent()
-        .post(&server.url(&format!("{SERVICE}/{method}")))
-        .header("content-type", "application/proto")
-        .send(&req.encode_to_vec()[..])
-        .unwrap();
-    let status = r.status().as_u16();
-    let bytes = r.body_mut().read_to_vec().unwrap();
-    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
-    assert_eq!(
-        r.headers().get("content-type").unwrap(),
-        "application/proto"
-    );
-    Resp::decode(&bytes[..]).unwrap()
-}
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-test-deps.sh installs it)"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    support::connect_proto(server, &format!("{SERVICE}/{method}"), req, false)
 }
 
 /// A CPU profile written by Go's runtime/pprof, with the CPU total and `main.work`'s
@@ -161,46 +130,14 @@ struct GoProfile {
 }
 
 fn go_profile(dir: &Path) -> GoProfile {
-    let go = |args: &[&str]| {
-        let mut c = Command::new("go");
-        c.args(args)
-            .current_dir(dir)
-            .env("GOCACHE", dir.join("gocache"))
-            .env("GOPATH", dir.join("gopath"))
-            .env("GO111MODULE", "off");
-        c
-    };
-    let source = repo().join("crates/embers-cli/tests/go_lines/main.go");
-    run(
-        go(&["build", "-o", "spin"]).arg(&source),
-        "go build (golang-go)",
-    );
-    let path = dir.join("cpu.pb.gz");
-    run(Command::new(dir.join("spin")).arg(&path), "the Go program");
-    let top = run(
-        go(&["tool", "pprof", "-top", "-unit=ns"]).arg(&path),
-        "go tool pprof",
-    );
-    let ns = |s: &str| s.strip_suffix("ns").and_then(|n| n.parse::<u64>().ok());
-    // "Showing nodes accounting for 470000000ns, 100% of 470000000ns total"
-    let total = top
-        .lines()
-        .find_map(|l| ns(l.split(" of ").nth(1)?.strip_suffix(" total")?))
-        .unwrap_or_else(|| panic!("no total in pprof -top:\n{top}"));
-    // "   390000000ns 88.64% 88.64%  440000000ns   100%  main.work"
-    let (work_self, work) = top
-        .lines()
-        .find_map(|l| {
-            let cols: Vec<&str> = l.split_whitespace().collect();
-            (cols.len() == 6 && cols[5] == "main.work")
-                .then(|| Some((ns(cols[0])?, ns(cols[3])?)))?
-        })
-        .unwrap_or_else(|| panic!("no main.work in pprof -top:\n{top}"));
-    assert!(total > 0 && work > 0, "{top}");
+    let path = go_lines_profile(dir, "cpu.pb.gz");
+    let top = go_top(dir, &path);
+    let (work, work_self) = (top.cum["main.work"], top.flat["main.work"]);
+    assert!(work > 0, "{top:?}");
     GoProfile {
         bytes: std::fs::read(&path).unwrap(),
         path,
-        total,
+        total: top.total,
         work,
         work_self,
     }
@@ -220,13 +157,7 @@ fn function_total(fb: &Value, name: &str) -> u64 {
         .map(|n| n.as_str().unwrap())
         .collect();
     let mut sum = 0;
-    for row in fb["flamebearer"]["levels"].as_array().unwrap() {
-        let row: Vec<u64> = row
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+    for row in support::levels(&fb["flamebearer"]) {
         for node in row.chunks(4) {
             if names[node[3] as usize] == name {
                 sum += node[1];
@@ -391,13 +322,7 @@ fn upload_get_list_diff_over_connect_in_json_and_proto() {
     let names = d["flamebearer"]["names"].as_array().unwrap();
     let work = names.iter().position(|n| n == "main.work").unwrap() as u64;
     let (mut lt, mut rt) = (0, 0);
-    for row in d["flamebearer"]["levels"].as_array().unwrap() {
-        let row: Vec<u64> = row
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+    for row in support::levels(&d["flamebearer"]) {
         for n in row.chunks(7).filter(|n| n[6] == work) {
             lt += n[1];
             rt += n[4];

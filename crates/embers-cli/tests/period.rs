@@ -9,20 +9,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 
-use support::{enc, go_in as go, now, post, repo, ServerHandle};
+use support::{enc, go_in as go, go_lines_profile, now, post, run, ServerHandle};
 
 const CPU: &str = r#"process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name="goperiod"}"#;
 const SAMPLES: &str = r#"process_cpu:samples:count:cpu:nanoseconds{service_name="goperiod"}"#;
-
-fn run(cmd: &mut Command, what: &str) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what} does not run: {e}"));
-    assert!(out.status.success(), "{what}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `PeriodType:` and `Period:` as `go tool pprof -raw` prints a profile's header.
 fn period_lines(dir: &Path, file: &Path) -> (String, String) {
@@ -60,16 +51,7 @@ fn exported_period(server: &ServerHandle, dir: &Path, query: &str, t: u64) -> (S
 fn pprof_export_says_the_ingested_period_also_after_restarts() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let source = repo().join("crates/embers-cli/tests/go_lines/main.go");
-    run(
-        go(dir, &["build", "-o", "lines"]).arg(&source),
-        "go build (golang-go)",
-    );
-    let profile = dir.join("cpu.pprof");
-    run(
-        Command::new(dir.join("lines")).arg(&profile),
-        "the Go program",
-    );
+    let profile = go_lines_profile(dir, "cpu.pprof");
     // What Go itself wrote: 100 Hz.
     let go_says = period_lines(dir, &profile);
     assert_eq!(go_says, ("cpu nanoseconds".into(), "10000000".into()));

@@ -12,7 +12,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::process::Command;
 
 use embers_server::grafana_proto::google::v1 as pprof;
@@ -20,7 +19,7 @@ use embers_server::grafana_proto::querier::v1 as q;
 use embers_server::grafana_proto::types::v1 as types;
 use prost::Message;
 use serde_json::{json, Value};
-use support::{agent, enc, now, post, ServerHandle};
+use support::{connect_json, connect_proto, enc, now, post, ServerHandle};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
 /// One sample at 100 Hz, in nanoseconds.
@@ -50,64 +49,10 @@ fn server_with_data(dir: &std::path::Path) -> (ServerHandle, i64) {
     (server, base)
 }
 
-/// A JSON call: status and body.
-fn call_json(server: &ServerHandle, path: &str, body: &Value) -> (u16, Value) {
-    let (status, text) = post(
-        &server.url(path),
-        "application/json",
-        body.to_string().as_bytes(),
-    );
-    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}: {text}"));
-    (status, value)
-}
-
 fn ok_json(server: &ServerHandle, path: &str, body: &Value) -> Value {
-    let (status, v) = call_json(server, path, body);
+    let (status, v) = connect_json(server, path, body);
     assert_eq!(status, 200, "{path}: {v}");
     v
-}
-
-/// A protobuf call as connect-go sends it, the request gzipped when `gzip`.
-fn call_proto<R: Message + Default>(
-    server: &ServerHandle,
-    path: &str,
-    request: &impl Message,
-    gzip: bool,
-) -> R {
-    let mut body = request.encode_to_vec();
-    let mut req = agent()
-        .post(server.url(path))
-        .header("content-type", "application/proto")
-        .header("connect-protocol-version", "1");
-    if gzip {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        gz.write_all(&body).unwrap();
-        body = gz.finish().unwrap();
-        req = req
-            .header("content-encoding", "gzip")
-            .header("accept-encoding", "gzip");
-    }
-    let mut response = req.send(&body[..]).unwrap();
-    let status = response.status().as_u16();
-    let zipped = response
-        .headers()
-        .get("content-encoding")
-        .is_some_and(|v| v == "gzip");
-    let mut bytes = response
-        .body_mut()
-        .with_config()
-        .limit(64 << 20)
-        .read_to_vec()
-        .unwrap();
-    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&bytes));
-    if zipped {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_end(&mut out)
-            .unwrap();
-        bytes = out;
-    }
-    R::decode(&bytes[..]).unwrap()
 }
 
 fn querier(method: &str) -> String {
@@ -151,7 +96,7 @@ fn catalog_methods_answer_in_both_encodings() {
     let (start, end) = range(base);
 
     // ProfileTypes: Grafana's backend (proto) and its health check.
-    let types: q::ProfileTypesResponse = call_proto(
+    let types: q::ProfileTypesResponse = connect_proto(
         &server,
         &querier("ProfileTypes"),
         &q::ProfileTypesRequest { start, end },
@@ -169,7 +114,7 @@ fn catalog_methods_answer_in_both_encodings() {
     assert_eq!(v["profileTypes"][0]["ID"], CPU);
 
     // LabelNames / LabelValues, one service selected.
-    let names: types::LabelNamesResponse = call_proto(
+    let names: types::LabelNamesResponse = connect_proto(
         &server,
         &querier("LabelNames"),
         &types::LabelNamesRequest {
@@ -236,7 +181,7 @@ fn catalog_methods_answer_in_both_encodings() {
     assert_eq!(v["queryImpact"]["totalQueriedSeries"], "1");
 
     // Connect errors: a bad selector, an unknown method.
-    let (status, v) = call_json(
+    let (status, v) = connect_json(
         &server,
         &querier("LabelNames"),
         &json!({"matchers": ["{service_name="], "start": start, "end": end}),
@@ -246,7 +191,7 @@ fn catalog_methods_answer_in_both_encodings() {
         (400, Some("invalid_argument")),
         "{v}"
     );
-    let (status, v) = call_json(&server, &querier("NoSuchMethod"), &json!({}));
+    let (status, v) = connect_json(&server, &querier("NoSuchMethod"), &json!({}));
     assert_eq!(
         (status, v["code"].as_str()),
         (501, Some("unimplemented")),
@@ -271,7 +216,7 @@ fn merges_honour_selections_and_call_site_focus() {
         ..Default::default()
     };
     let r: q::SelectMergeStacktracesResponse =
-        call_proto(&server, &querier("SelectMergeStacktraces"), &req, true);
+        connect_proto(&server, &querier("SelectMergeStacktraces"), &req, true);
     let fg = r.flamegraph.unwrap();
     assert_eq!(fg.total, API_TOTAL * NS);
     assert_eq!(fg.names[0], "total");
@@ -314,7 +259,7 @@ fn merges_honour_selections_and_call_site_focus() {
     // format TREE: Pyroscope tree bytes (base64 in JSON), enum by name and number.
     let mut tree_req = req.clone();
     tree_req.format = q::ProfileFormat::Tree as i32;
-    let r: q::SelectMergeStacktracesResponse = call_proto(
+    let r: q::SelectMergeStacktracesResponse = connect_proto(
         &server,
         &querier("SelectMergeStacktraces"),
         &tree_req,
@@ -347,7 +292,7 @@ fn merges_honour_selections_and_call_site_focus() {
         "{v}"
     );
     // Selectors Embers cannot honour are refused, not ignored.
-    let (status, v) = call_json(
+    let (status, v) = connect_json(
         &server,
         &querier("SelectMergeStacktraces"),
         &json!({"profileTypeID": CPU, "labelSelector": api, "start": start, "end": end,
@@ -360,7 +305,7 @@ fn merges_honour_selections_and_call_site_focus() {
     );
 
     // Diff: api left, web right, each side's selection honoured.
-    let diff: q::DiffResponse = call_proto(
+    let diff: q::DiffResponse = connect_proto(
         &server,
         &querier("Diff"),
         &q::DiffRequest {
@@ -439,7 +384,8 @@ fn select_merge_profile_is_a_pprof_go_tool_pprof_reads_with_the_same_totals() {
         end,
         ..Default::default()
     };
-    let profile: pprof::Profile = call_proto(&server, &querier("SelectMergeProfile"), &req, false);
+    let profile: pprof::Profile =
+        connect_proto(&server, &querier("SelectMergeProfile"), &req, false);
     let sum: i64 = profile.sample.iter().map(|s| s.value[0]).sum();
     assert_eq!(sum, API_TOTAL * NS);
     let seconds = pprof_total_seconds(&profile.encode_to_vec());
@@ -460,7 +406,7 @@ fn select_merge_profile_is_a_pprof_go_tool_pprof_reads_with_the_same_totals() {
         .map(|s| s["value"][0].as_str().unwrap().parse::<i64>().unwrap())
         .sum();
     assert_eq!(sum, API_WORK * NS);
-    let focused: pprof::Profile = call_proto(
+    let focused: pprof::Profile = connect_proto(
         &server,
         &querier("SelectMergeProfile"),
         &q::SelectMergeProfileRequest {
@@ -509,7 +455,7 @@ fn select_series_has_a_point_every_step_on_dense_data() {
         step: 15.0,
         ..Default::default()
     };
-    let r: q::SelectSeriesResponse = call_proto(&server, &querier("SelectSeries"), &req, true);
+    let r: q::SelectSeriesResponse = connect_proto(&server, &querier("SelectSeries"), &req, true);
     assert_eq!(r.series.len(), 1);
     let p = &r.series[0].points;
     assert_eq!(p.len() as i64, 10 * LEAVES / 15);
@@ -632,7 +578,7 @@ fn settings_are_kept_across_restarts() {
     );
     assert_eq!(v["setting"]["modifiedAt"], "1700000000000");
     // An older write loses.
-    let (status, _) = call_json(
+    let (status, _) = connect_json(
         &server,
         &path("Set"),
         &json!({"setting": {"name": "pluginSettings", "value": "{}", "modifiedAt": 1}}),

@@ -15,90 +15,20 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
-use support::{enc, get, now, post, repo, ServerHandle};
+use support::{
+    enc, get, go_lines_profile, go_top, now, post, repo, run, run_both, GoTop, ServerHandle,
+};
 
 const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds{service_name=\"golines\"}";
 const SAMPLES: &str = "process_cpu:samples:count:cpu:nanoseconds{service_name=\"golines\"}";
 /// Go's CPU profiler samples at 100 Hz: one sample is 10 ms.
 const PERIOD_NS: u64 = 10_000_000;
 
-fn run(cmd: &mut Command, what: &str) -> String {
-    run_both(cmd, what).0
-}
-
-/// Runs a command that must succeed; its stdout and stderr.
-fn run_both(cmd: &mut Command, what: &str) -> (String, String) {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-test-deps.sh installs it)"));
-    assert!(
-        out.status.success(),
-        "{what} failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// What `go tool pprof -top` reads in the Go program's profile.
-struct GoTop {
-    /// The profile's CPU total, in nanoseconds.
-    total: u64,
-    /// Each function's cumulative CPU, in nanoseconds.
-    cum: BTreeMap<String, u64>,
-    /// Each function's own CPU, in nanoseconds.
-    flat: BTreeMap<String, u64>,
-}
-
 /// Builds and runs the Go program; its pprof and what `go tool pprof` reads in it.
 fn go_profile(dir: &Path) -> (Vec<u8>, GoTop) {
-    let go = |args: &[&str]| support::go_in(dir, args);
-    let source = repo().join("crates/embers-cli/tests/go_lines/main.go");
-    run(
-        go(&["build", "-o", "lines"]).arg(&source),
-        "go build (golang-go)",
-    );
-    let profile = dir.join("cpu.pprof");
-    run(
-        Command::new(dir.join("lines")).arg(&profile),
-        "the Go program",
-    );
-    let top = run(
-        go(&["tool", "pprof", "-top", "-unit=ns", "-nodefraction=0"]).arg(&profile),
-        "go tool pprof",
-    );
-    // "Showing nodes accounting for 470000000ns, 100% of 470000000ns total"
-    let total = top
-        .lines()
-        .find_map(|l| {
-            let rest = l.split(" of ").nth(1)?;
-            rest.strip_suffix("ns total")?.parse::<u64>().ok()
-        })
-        .unwrap_or_else(|| panic!("no total in pprof -top:\n{top}"));
-    assert!(total > 0, "{top}");
-    // "         0     0%   100% 470000000ns   100%  main.spin"
-    let ns = |v: &str| -> Option<u64> {
-        match v {
-            "0" => Some(0),
-            v => v.strip_suffix("ns")?.parse().ok(),
-        }
-    };
-    let (mut cum, mut flat) = (BTreeMap::new(), BTreeMap::new());
-    for l in top.lines() {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        if let (Some(fl), Some(c), Some(name)) = (
-            f.first().and_then(|v| ns(v)),
-            f.get(3).and_then(|v| ns(v)),
-            f.get(5),
-        ) {
-            cum.insert(name.to_string(), c);
-            flat.insert(name.to_string(), fl);
-        }
-    }
-    (std::fs::read(&profile).unwrap(), GoTop { total, cum, flat })
+    let profile = go_lines_profile(dir, "cpu.pprof");
+    let top = go_top(dir, &profile);
+    (std::fs::read(&profile).unwrap(), top)
 }
 
 /// One flame graph node: name, depth, total, self.
@@ -119,13 +49,7 @@ fn nodes(render: &Value) -> Vec<Node> {
         .map(|n| n.as_str().unwrap())
         .collect();
     let mut out = Vec::new();
-    for (level, row) in fb["levels"].as_array().unwrap().iter().enumerate() {
-        let row: Vec<u64> = row
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap())
-            .collect();
+    for (level, row) in support::levels(fb).into_iter().enumerate() {
         for n in row.chunks(4) {
             out.push(Node {
                 name: names[n[3] as usize].to_owned(),

@@ -430,15 +430,7 @@ fn query_api_selectors_labels_diff_and_querier() {
 
     // Connect QuerierService, JSON and protobuf.
     let (start, end) = ((now() - 3600) * 1000, (now() + 60) * 1000);
-    let call = |method: &str, body: serde_json::Value| -> serde_json::Value {
-        let (status, text) = post(
-            &server.url(&format!("/querier.v1.QuerierService/{method}")),
-            "application/json",
-            body.to_string().as_bytes(),
-        );
-        assert_eq!(status, 200, "{method}: {text}");
-        serde_json::from_str(&text).unwrap()
-    };
+    let call = |method: &str, body| support::querier(&server, method, body);
     let types = call(
         "ProfileTypes",
         serde_json::json!({"start": start.to_string(), "end": end.to_string()}),
@@ -508,16 +500,13 @@ fn query_api_selectors_labels_diff_and_querier() {
         max_nodes: Some(100),
         ..Default::default()
     };
-    let mut r = support::agent()
-        .post(&server.url("/querier.v1.QuerierService/SelectMergeStacktraces"))
-        .header("content-type", "application/proto")
-        .send(&request.encode_to_vec())
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let reply = embers_server::grafana_proto::querier::v1::SelectMergeStacktracesResponse::decode(
-        r.body_mut().read_to_vec().unwrap().as_slice(),
-    )
-    .unwrap();
+    let reply: embers_server::grafana_proto::querier::v1::SelectMergeStacktracesResponse =
+        support::connect_proto(
+            &server,
+            "/querier.v1.QuerierService/SelectMergeStacktraces",
+            &request,
+            false,
+        );
     assert_eq!(reply.flamegraph.unwrap().total, 6 * ns as i64);
 
     // `embers query` writes any format; data survives a clean restart.

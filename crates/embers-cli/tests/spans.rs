@@ -57,24 +57,13 @@ fn range() -> (u64, u64) {
     ((now() - 3600) * 1000, (now() + 3600) * 1000)
 }
 
-/// A Connect JSON call.
-fn call(server: &ServerHandle, method: &str, body: &Value) -> Value {
-    let (status, text) = support::post(
-        &server.url(&format!("/querier.v1.QuerierService/{method}")),
-        "application/json",
-        body.to_string().as_bytes(),
-    );
-    assert_eq!(status, 200, "{method}: {text}");
-    serde_json::from_str(&text).unwrap()
-}
-
 /// The label sets of `app`'s series.
 fn series(server: &ServerHandle, app: &str) -> Vec<Value> {
     let (start, end) = range();
-    let reply = call(
+    let reply = support::querier(
         server,
         "Series",
-        &json!({"matchers": [format!("{{service_name=\"{app}\"}}")], "start": start, "end": end}),
+        json!({"matchers": [format!("{{service_name=\"{app}\"}}")], "start": start, "end": end}),
     );
     reply["labelsSet"].as_array().cloned().unwrap_or_default()
 }
@@ -100,10 +89,10 @@ fn has(names: &BTreeSet<String>, function: &str) -> bool {
 /// `SelectMergeSpanProfile` in JSON with Connect's camelCase names.
 fn span_profile_json(server: &ServerHandle, app: &str, ids: &[String]) -> (BTreeSet<String>, u64) {
     let (start, end) = range();
-    names_and_total(&call(
+    names_and_total(&support::querier(
         server,
         "SelectMergeSpanProfile",
-        &json!({
+        json!({
             "profileTypeID": CPU,
             "labelSelector": format!("{{service_name=\"{app}\"}}"),
             "spanSelector": ids,
@@ -126,16 +115,12 @@ fn span_profile_proto(server: &ServerHandle, app: &str, ids: &[String]) -> (BTre
         max_nodes: Some(1024),
         format: 1,
     };
-    let mut r = support::agent()
-        .post(&server.url("/querier.v1.QuerierService/SelectMergeSpanProfile"))
-        .header("content-type", "application/proto")
-        .send(&request.encode_to_vec())
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let reply = querier::SelectMergeSpanProfileResponse::decode(
-        r.body_mut().read_to_vec().unwrap().as_slice(),
-    )
-    .unwrap();
+    let reply: querier::SelectMergeSpanProfileResponse = support::connect_proto(
+        server,
+        "/querier.v1.QuerierService/SelectMergeSpanProfile",
+        &request,
+        false,
+    );
     let fg = reply.flamegraph.unwrap();
     (fg.names.into_iter().collect(), fg.total as u64)
 }
@@ -176,10 +161,10 @@ fn pyroscope_otel_span_profiles_keep_series_flat_and_select_by_span() {
 
     // The full profile has both kinds.
     let (start, end) = range();
-    let full = call(
+    let full = support::querier(
         &server,
         "SelectMergeStacktraces",
-        &json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"spans-many\"}", "start": start.to_string(), "end": end.to_string(), "maxNodes": 1024}),
+        json!({"profileTypeID": CPU, "labelSelector": "{service_name=\"spans-many\"}", "start": start.to_string(), "end": end.to_string(), "maxNodes": 1024}),
     );
     let (full_names, full_total) = names_and_total(&full);
     assert!(has(&full_names, "checkout_work") && has(&full_names, "search_work"));
@@ -199,10 +184,10 @@ fn pyroscope_otel_span_profiles_keep_series_flat_and_select_by_span() {
     assert_eq!(both, c_total + s_total);
     assert!(both <= full_total);
     // Another service's span IDs select nothing here, and proto field names work too.
-    let (_, other) = names_and_total(&call(
+    let (_, other) = names_and_total(&support::querier(
         &server,
         "SelectMergeSpanProfile",
-        &json!({
+        json!({
             "profile_typeID": CPU,
             "label_selector": "{service_name=\"spans-many\"}",
             "span_selector": few_checkout,

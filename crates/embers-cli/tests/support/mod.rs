@@ -220,15 +220,31 @@ pub fn post_text(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
     )
 }
 
-/// Calls a Connect `QuerierService` method with a JSON body, expecting 200.
-pub fn querier(server: &ServerHandle, method: &str, body: serde_json::Value) -> serde_json::Value {
+/// A Connect unary call in JSON to `path`: the status and the parsed body.
+pub fn connect_json(
+    server: &ServerHandle,
+    path: &str,
+    body: &serde_json::Value,
+) -> (u16, serde_json::Value) {
     let (status, text) = post(
-        &server.url(&format!("/querier.v1.QuerierService/{method}")),
+        &server.url(path),
         "application/json",
         body.to_string().as_bytes(),
     );
-    assert_eq!(status, 200, "{method}: {text}");
-    serde_json::from_str(&text).unwrap()
+    let value = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{path}: not JSON ({status}): {e}: {text}"));
+    (status, value)
+}
+
+/// Calls a Connect `QuerierService` method with a JSON body, expecting 200.
+pub fn querier(server: &ServerHandle, method: &str, body: serde_json::Value) -> serde_json::Value {
+    let (status, value) = connect_json(
+        server,
+        &format!("/querier.v1.QuerierService/{method}"),
+        &body,
+    );
+    assert_eq!(status, 200, "{method}: {value}");
+    value
 }
 
 /// `go ARGS` in `dir` (Debian's golang, GOPATH mode), with its caches under `dir`: for the
@@ -241,4 +257,156 @@ pub fn go_in(dir: &Path, args: &[&str]) -> Command {
         .env("GOPATH", dir.join("gopath"))
         .env("GO111MODULE", "off");
     c
+}
+
+/// Runs a command that must succeed; its stdout and stderr.
+pub fn run_both(cmd: &mut Command, what: &str) -> (String, String) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: {e} (scripts/install-test-deps.sh installs it)"));
+    assert!(
+        out.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs a command that must succeed; its stdout.
+pub fn run(cmd: &mut Command, what: &str) -> String {
+    run_both(cmd, what).0
+}
+
+/// Builds `tests/go_lines/main.go` in `dir` and runs it: the CPU profile it writes (Go's
+/// runtime/pprof, 100 Hz) at `dir/file`.
+pub fn go_lines_profile(dir: &Path, file: &str) -> PathBuf {
+    let source = repo().join("crates/embers-cli/tests/go_lines/main.go");
+    run(
+        go_in(dir, &["build", "-o", "lines"]).arg(&source),
+        "go build (golang-go)",
+    );
+    let profile = dir.join(file);
+    run(
+        Command::new(dir.join("lines")).arg(&profile),
+        "the Go program",
+    );
+    profile
+}
+
+/// What `go tool pprof -top` reads in a CPU profile, in nanoseconds.
+#[derive(Debug)]
+pub struct GoTop {
+    /// The profile's CPU total.
+    pub total: u64,
+    /// Each function's cumulative CPU.
+    pub cum: std::collections::BTreeMap<String, u64>,
+    /// Each function's own CPU.
+    pub flat: std::collections::BTreeMap<String, u64>,
+}
+
+/// Reads `profile` with `go tool pprof -top` (every node, nanoseconds).
+pub fn go_top(dir: &Path, profile: &Path) -> GoTop {
+    let top = run(
+        go_in(
+            dir,
+            &["tool", "pprof", "-top", "-unit=ns", "-nodefraction=0"],
+        )
+        .arg(profile),
+        "go tool pprof",
+    );
+    // "Showing nodes accounting for 470000000ns, 100% of 470000000ns total"
+    let total = top
+        .lines()
+        .find_map(|l| {
+            let rest = l.split(" of ").nth(1)?;
+            rest.strip_suffix("ns total")?.parse::<u64>().ok()
+        })
+        .unwrap_or_else(|| panic!("no total in pprof -top:\n{top}"));
+    assert!(total > 0, "{top}");
+    // "         0     0%   100% 470000000ns   100%  main.spin"
+    let ns = |v: &str| -> Option<u64> {
+        match v {
+            "0" => Some(0),
+            v => v.strip_suffix("ns")?.parse().ok(),
+        }
+    };
+    let (mut cum, mut flat) = (
+        std::collections::BTreeMap::new(),
+        std::collections::BTreeMap::new(),
+    );
+    for l in top.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let (Some(fl), Some(c), Some(name)) = (
+            f.first().and_then(|v| ns(v)),
+            f.get(3).and_then(|v| ns(v)),
+            f.get(5),
+        ) {
+            cum.insert(name.to_string(), c);
+            flat.insert(name.to_string(), fl);
+        }
+    }
+    GoTop { total, cum, flat }
+}
+
+/// A Connect unary call in protobuf as connect-go sends it (the request gzipped when
+/// `gzip`), answered 200 in `application/proto`: the decoded reply.
+pub fn connect_proto<R: prost::Message + Default>(
+    server: &ServerHandle,
+    path: &str,
+    request: &impl prost::Message,
+    gzip: bool,
+) -> R {
+    use std::io::{Read, Write};
+    let mut body = request.encode_to_vec();
+    let mut req = agent()
+        .post(server.url(path))
+        .header("content-type", "application/proto")
+        .header("connect-protocol-version", "1");
+    if gzip {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&body).unwrap();
+        body = gz.finish().unwrap();
+        req = req
+            .header("content-encoding", "gzip")
+            .header("accept-encoding", "gzip");
+    }
+    let mut response = req.send(&body[..]).unwrap();
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let mut bytes = response
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&bytes));
+    assert_eq!(headers.get("content-type").unwrap(), "application/proto");
+    if headers.get("content-encoding").is_some_and(|v| v == "gzip") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        bytes = out;
+    }
+    R::decode(&bytes[..]).unwrap()
+}
+
+/// A flamebearer's `levels` (the object holding `names` and `levels`) as integer rows.
+pub fn levels(flamebearer: &serde_json::Value) -> Vec<Vec<u64>> {
+    flamebearer["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect()
+        })
+        .collect()
 }
