@@ -231,7 +231,11 @@ pub(crate) async fn stacktraces(
         sel.granularity = Granularity::Line;
     }
     let range = sel.range;
-    let period = sel.period(&state);
+    // Only the pprof and call-graph answers say the period: no catalog scan for the rest.
+    let period = match format {
+        q::ProfileFormat::Pprof | q::ProfileFormat::Dot => sel.period(&state),
+        _ => 0,
+    };
     let (tree, warnings) = sel.merge(&state).await?;
     let (tree, _) = tree.truncated(node_budget(req.max_nodes));
     let mut message = q::SelectMergeStacktracesResponse::default();
