@@ -54,6 +54,11 @@ pub struct ServerConfig {
     pub log_format: String,
     /// Uploaded ad-hoc profiles kept (`[adhoc]` in the TOML file).
     pub adhoc: crate::AdHocConfig,
+    /// Tokens, their scopes and tenants (TOML); unset: no authentication.
+    pub auth_file: Option<PathBuf>,
+    /// Without an auth file, take each request's tenant from `X-Scope-OrgID` (for use
+    /// behind an authenticating proxy, as Grafana Pyroscope does).
+    pub multitenancy: bool,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +85,8 @@ impl Default for ServerConfig {
             cache_bytes: 256 << 20,
             log_format: "text".into(),
             adhoc: crate::AdHocConfig::default(),
+            auth_file: None,
+            multitenancy: false,
         }
     }
 }

@@ -10,7 +10,7 @@
 //!   `POST /querier.v1.QuerierService/{method}`, `POST /settings.v1.SettingsService/{method}`;
 //! - ad-hoc profiles: Connect `POST /adhocprofiles.v1.AdHocProfileService/{method}`
 //!   (upload, view, list and diff profile files, kept apart from the time series);
-//! - operations: `/healthz`, `/ready`, `/metrics`;
+//! - operations: `/healthz`, `/ready`, `/metrics`, `/auth/whoami`;
 //! - the web UI: `GET /` and its files under `/ui/` (see [`ui`]).
 //!
 //! Every query API bounds its range with [`QueryRange`]; ingest takes a share of an
@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod access;
 mod adhoc;
 mod budget;
 mod config;
@@ -51,6 +52,7 @@ mod query;
 pub mod range;
 mod serve;
 mod spans;
+pub mod tenant;
 pub mod ui;
 mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
@@ -91,6 +93,8 @@ pub struct AppState {
     ingest_budget: Arc<budget::InflightBytes>,
     adhoc: adhoc::AdHoc,
     settings: Arc<querier::settings::Settings>,
+    /// Take the tenant from `X-Scope-OrgID` (no auth file; behind a trusted proxy).
+    multitenancy: bool,
 }
 
 impl AppState {
@@ -148,6 +152,7 @@ fn router_with_metrics(
             profiles: Arc::new(store.adhoc(config.adhoc.limits())),
         },
         settings: Arc::new(querier::settings::Settings::open(&config.data_dir)),
+        multitenancy: config.multitenancy,
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
@@ -183,6 +188,7 @@ fn router_with_metrics(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics_text))
+        .route("/auth/whoami", get(access::whoami))
         .route("/", get(ui::index))
         .route("/ui/{*path}", get(ui::file));
     for prefix in ["", "/pyroscope"] {
@@ -199,6 +205,7 @@ fn router_with_metrics(
             .route(&format!("{prefix}/apps"), get(query::apps));
     }
     app.layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(from_fn_with_state(state.clone(), access::check))
         .layer(from_fn_with_state(metrics, budget::label_route))
         .with_state(state)
 }
