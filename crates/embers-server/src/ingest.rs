@@ -249,8 +249,9 @@ async fn decode_and_store(
     let stored = tokio::task::spawn_blocking(move || {
         let (ids, puts) = decode(&budget)?;
         let count = puts.len();
-        if count == 0 && tenants.get(&tenant).is_none() {
-            // Nothing to store: a tenant without data gets no store for it.
+        if puts.iter().all(|p| p.tree.total() == 0) && tenants.get(&tenant).is_none() {
+            // Nothing to store (no puts, or empty profiles): a tenant without data gets
+            // no store for it.
             return Ok(0);
         }
         // The tenant's store is created only now, for a request that decoded.
