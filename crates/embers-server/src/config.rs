@@ -59,6 +59,9 @@ pub struct ServerConfig {
     /// Without an auth file, take each request's tenant from `X-Scope-OrgID` (for use
     /// behind an authenticating proxy, as Grafana Pyroscope does).
     pub multitenancy: bool,
+    /// Serve `/metrics` without a token even with an auth file (for a Prometheus that
+    /// cannot send one); otherwise it needs the `admin` scope.
+    pub metrics_open: bool,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             adhoc: crate::AdHocConfig::default(),
             auth_file: None,
             multitenancy: false,
+            metrics_open: false,
         }
     }
 }

@@ -28,6 +28,7 @@
 
 mod access;
 mod adhoc;
+pub mod auth;
 mod budget;
 mod config;
 mod error;
@@ -95,6 +96,8 @@ pub struct AppState {
     settings: Arc<querier::settings::Settings>,
     /// Take the tenant from `X-Scope-OrgID` (no auth file; behind a trusted proxy).
     multitenancy: bool,
+    /// Tokens and scopes (see [`access`]).
+    access: Arc<access::Access>,
 }
 
 impl AppState {
@@ -125,15 +128,17 @@ impl AppState {
     }
 }
 
-/// The HTTP routes over a store.
-pub fn router(store: Arc<Store>, config: &ServerConfig) -> Router {
-    router_with_metrics(store, config, Arc::default())
+/// The HTTP routes over a store; fails when the auth file is refused.
+pub fn router(store: Arc<Store>, config: &ServerConfig) -> anyhow::Result<Router> {
+    let access = access::Access::from_config(config)?;
+    Ok(router_with_metrics(store, config, Arc::default(), access))
 }
 
 fn router_with_metrics(
     store: Arc<Store>,
     config: &ServerConfig,
     metrics: Arc<metrics::Metrics>,
+    access: access::Access,
 ) -> Router {
     let state = AppState {
         store: Arc::clone(&store),
@@ -153,6 +158,7 @@ fn router_with_metrics(
         },
         settings: Arc::new(querier::settings::Settings::open(&config.data_dir)),
         multitenancy: config.multitenancy,
+        access: Arc::new(access),
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
@@ -229,6 +235,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl axum::response::Int
          # TYPE embers_ingest_inflight_bytes gauge\nembers_ingest_inflight_bytes {}\n",
         state.ingest_budget.in_use()
     ));
+    text.push_str(&state.access.render_metrics());
     ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
@@ -267,7 +274,8 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let maintenance = spawn_maintenance(Arc::clone(&store), Arc::clone(&stop));
         let metrics = Arc::<metrics::Metrics>::default();
-        let router = router_with_metrics(Arc::clone(&store), &config, Arc::clone(&metrics));
+        let access = access::Access::from_config(&config)?;
+        let router = router_with_metrics(Arc::clone(&store), &config, Arc::clone(&metrics), access);
         tracing::info!(address = %listener.local_addr()?, data = %config.data_dir.display(), "embers server ready");
         Ok(Server {
             listener,
