@@ -31,7 +31,12 @@ pub fn presented(headers: &HeaderMap) -> Presented {
     if values.next().is_some() {
         return Presented::Malformed;
     }
-    let Ok(value) = value.to_str() else {
+    from_value(value.as_bytes())
+}
+
+/// Reads the token from one `Authorization` header value (untrusted bytes).
+pub fn from_value(value: &[u8]) -> Presented {
+    let Ok(value) = std::str::from_utf8(value) else {
         return Presented::Malformed;
     };
     let (scheme, rest) = value.trim().split_once(' ').unwrap_or((value, ""));
