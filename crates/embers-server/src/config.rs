@@ -62,6 +62,10 @@ pub struct ServerConfig {
     /// Serve `/metrics` without a token even with an auth file (for a Prometheus that
     /// cannot send one); otherwise it needs the `admin` scope.
     pub metrics_open: bool,
+    /// Most tenants with data besides the default one: each has a store of its own
+    /// (files, a WAL, memory for its head and catalog), so a flood of tenant IDs cannot
+    /// exhaust the server. A new tenant's first write past it is refused (429).
+    pub max_tenants: usize,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             auth_file: None,
             multitenancy: false,
             metrics_open: false,
+            max_tenants: 1000,
         }
     }
 }

@@ -72,6 +72,14 @@ pub struct ServerArgs {
     /// Serve /metrics without a token even with an auth file [default: needs `admin`].
     #[arg(long, env = "EMBERS_METRICS_OPEN")]
     pub metrics_open: bool,
+    /// Take each request's tenant from `X-Scope-OrgID` (without an auth file; for use
+    /// behind an authenticating proxy, as Grafana Pyroscope does). Each tenant's data is
+    /// kept apart, in `DATA_DIR/tenants/ID/`.
+    #[arg(long, env = "EMBERS_MULTITENANCY")]
+    pub multitenancy: bool,
+    /// Most tenants with data besides the default one [default: 1000].
+    #[arg(long, env = "EMBERS_MAX_TENANTS", value_name = "N")]
+    pub max_tenants: Option<usize>,
 }
 
 impl ServerArgs {
@@ -99,7 +107,8 @@ impl ServerArgs {
              query_queue_timeout_ms => query_queue_timeout_ms,
              max_inflight_ingest_bytes => max_inflight_ingest_bytes,
              header_timeout => header_timeout_seconds, idle_timeout => idle_timeout_seconds,
-             max_connections => max_connections);
+             max_connections => max_connections, max_tenants => max_tenants);
+        c.multitenancy |= self.multitenancy;
         if let Some(file) = &self.auth_file {
             c.auth_file = Some(file.clone());
         }
