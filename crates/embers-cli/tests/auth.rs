@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{agent, now, repo, ServerHandle};
+use support::{agent, enc, now, repo, ServerHandle};
 
 const INGEST_A: &str = "embers_test_ingest_only_team_a";
 const READ_A: &str = "embers_test_read_only_team_a_0";
@@ -643,6 +643,10 @@ fn pyroscope_io_with_basic_auth_lands_in_the_tokens_tenant_and_says_when_refused
     wait_until(Duration::from_secs(60), "pyroscope-io's profiles", || {
         app_listed(&s.server, BOTH_B, "py-auth-app")
     });
+    assert!(
+        !app_listed(&s.server, READ_A, "py-auth-app"),
+        "in another tenant"
+    );
     // Its tenant_id matching the token's is fine too.
     run("py-auth-tenant", BOTH_B, "team-b");
     wait_until(
@@ -695,6 +699,10 @@ fn pyroscope_nodejs_with_its_auth_options_lands_and_says_when_refused() {
                 && app_listed(&s.server, BOTH_B, "node-bearer")
         },
     );
+    assert!(
+        !app_listed(&s.server, READ_A, "node-basic"),
+        "in another tenant"
+    );
     let refused = run("node-refused", "basic", UNKNOWN);
     assert!(
         refused.contains("rejected data ingest: HTTP 401"),
@@ -737,6 +745,10 @@ fn embers_agent_and_query_use_their_tokens_and_say_when_refused() {
     wait_until(Duration::from_secs(60), "the agent's profiles", || {
         app_listed(&s.server, BOTH_B, "agent-auth")
     });
+    assert!(
+        !app_listed(&s.server, READ_A, "agent-auth"),
+        "in another tenant"
+    );
     let (ok, log) = agent_run("agent-refused", READ_A);
     assert!(
         !ok && log.contains("HTTP 403") && log.contains("check --auth-token"),
@@ -772,4 +784,131 @@ fn embers_agent_and_query_use_their_tokens_and_say_when_refused() {
     assert!(!ok && stderr.contains("403"), "{stderr}");
     let (ok, stdout, stderr) = query(None, &["--auth-token", BOTH_B, "--tenant", "team-b"]);
     assert!(ok && stdout.contains("foo"), "{stdout}\n{stderr}");
+}
+
+/// Folded stacks of `query` over the last hour, as `token`'s tenant sees them.
+fn folded(server: &ServerHandle, token: &str, query: &str) -> String {
+    let path = format!(
+        "/render?query={}&from=now-1h&until={}&format=collapsed",
+        enc(query),
+        now() + 60
+    );
+    let a = get_as(server, &path, Some(token));
+    assert_eq!(a.status, 200, "{}", a.body);
+    a.body
+}
+
+/// A Connect querier.v1 call as `token`'s tenant.
+fn querier(server: &ServerHandle, token: &str, method: &str, body: serde_json::Value) -> String {
+    let a = call(
+        server,
+        "POST",
+        &format!("/querier.v1.QuerierService/{method}"),
+        &[("authorization", &bearer(token))],
+        "application/json",
+        body.to_string().as_bytes(),
+    );
+    assert_eq!(a.status, 200, "{method}: {}", a.body);
+    a.body
+}
+
+#[test]
+fn two_tenants_with_the_same_service_name_see_only_their_own_data() {
+    const READ_DEFAULT: &str = "embers_test_read_default_0000";
+    let s = start(
+        &format!("\n[[tokens]]\ntoken = \"{READ_DEFAULT}\"\nscopes = [\"read\"]\n"),
+        &[],
+    );
+    let server = &s.server;
+    let push = |token: &str, name: &str, stacks: &str| {
+        let path = format!("/ingest?name={}&from={}", enc(name), now() - 5);
+        let a = call(
+            server,
+            "POST",
+            &path,
+            &[("authorization", &bearer(token))],
+            "text/plain",
+            stacks.as_bytes(),
+        );
+        assert_eq!(a.status, 200, "{}", a.body);
+    };
+    // The same service in two tenants; the token alone says which (no X-Scope-OrgID).
+    push(INGEST_A, "shared.cpu{team=alpha}", "main;alpha_work 7\n");
+    push(INGEST_A, "only-a.cpu", "main;private_a 1\n");
+    push(BOTH_B, "shared.cpu{team=beta}", "main;beta_work 5\n");
+
+    assert_eq!(
+        folded(server, READ_A, "shared.cpu").trim(),
+        "main;alpha_work 70000000" // 7 samples at 100 Hz, in ns
+    );
+    assert_eq!(
+        folded(server, BOTH_B, "shared.cpu").trim(),
+        "main;beta_work 50000000"
+    );
+    assert_eq!(folded(server, READ_DEFAULT, "shared.cpu").trim(), "");
+
+    let apps = |token| get_as(server, "/apps", Some(token)).body;
+    assert!(apps(READ_A).contains("\"only-a\"") && apps(READ_A).contains("\"shared\""));
+    assert!(!apps(BOTH_B).contains("only-a") && apps(BOTH_B).contains("\"shared\""));
+    assert_eq!(apps(READ_DEFAULT), "[]");
+
+    let values = |token| {
+        get_as(
+            server,
+            &format!("/label-values?label=team&query={}", enc("shared.cpu")),
+            Some(token),
+        )
+        .body
+    };
+    assert_eq!(values(READ_A), r#"["alpha"]"#);
+    assert_eq!(values(BOTH_B), r#"["beta"]"#);
+    let labels = get_as(server, "/labels", Some(BOTH_B)).body;
+    assert!(labels.contains("team"), "{labels}");
+    assert_eq!(get_as(server, "/labels", Some(READ_DEFAULT)).body, "[]");
+
+    let end = (now() as i64 + 60) * 1000;
+    let range = |mut v: serde_json::Value| {
+        v["start"] = (end - 3_600_000).into();
+        v["end"] = end.into();
+        v
+    };
+    let shared = r#"{service_name="shared"}"#;
+    for (token, mine, theirs) in [(READ_A, "alpha", "beta"), (BOTH_B, "beta", "alpha")] {
+        let values = querier(
+            server,
+            token,
+            "LabelValues",
+            range(serde_json::json!({"name": "team", "matchers": [shared]})),
+        );
+        assert!(
+            values.contains(mine) && !values.contains(theirs),
+            "{values}"
+        );
+        let flame = querier(
+            server,
+            token,
+            "SelectMergeStacktraces",
+            range(
+                serde_json::json!({"profileTypeID": "process_cpu:cpu:nanoseconds:cpu:nanoseconds", "labelSelector": shared}),
+            ),
+        );
+        assert!(flame.contains(&format!("{mine}_work")), "{flame}");
+        assert!(!flame.contains(&format!("{theirs}_work")), "{flame}");
+    }
+
+    // embers query with each token.
+    for (token, mine, theirs) in [(READ_A, "alpha", "beta"), (BOTH_B, "beta", "alpha")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_embers"))
+            .args(["query", "shared.cpu", "--format", "folded", "--server"])
+            .arg(server.url(""))
+            .args(["--auth-token", token])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            stdout.contains(&format!("{mine}_work")) && !stdout.contains(theirs),
+            "{stdout}"
+        );
+    }
 }
