@@ -53,6 +53,7 @@ pub mod range;
 mod serve;
 mod spans;
 pub mod tenant;
+pub mod tls;
 pub mod ui;
 mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
@@ -240,6 +241,7 @@ pub struct Server {
     router: Router,
     metrics: Arc<metrics::Metrics>,
     conn_limits: serve::ConnLimits,
+    tls: Option<Arc<tls::Tls>>,
     stop: Arc<AtomicBool>,
     maintenance: std::thread::JoinHandle<()>,
 }
@@ -256,6 +258,7 @@ impl Server {
             ..embers_store::Config::default()
         };
         config.query_limits().map_err(anyhow::Error::msg)?;
+        let tls = tls::Tls::from_settings(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir, store_config))
             .await?
@@ -268,13 +271,18 @@ impl Server {
         let maintenance = spawn_maintenance(Arc::clone(&store), Arc::clone(&stop));
         let metrics = Arc::<metrics::Metrics>::default();
         let router = router_with_metrics(Arc::clone(&store), &config, Arc::clone(&metrics));
-        tracing::info!(address = %listener.local_addr()?, data = %config.data_dir.display(), "embers server ready");
+        if let Some(tls) = &tls {
+            tls.watch(Duration::from_secs(10));
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %listener.local_addr()?, scheme, data = %config.data_dir.display(), "embers server ready");
         Ok(Server {
             listener,
             store,
             router,
             metrics,
             conn_limits: config.conn_limits(),
+            tls,
             stop,
             maintenance,
         })
@@ -298,6 +306,7 @@ impl Server {
             self.router,
             self.conn_limits,
             self.metrics,
+            self.tls,
             shutdown,
         )
         .await;

@@ -65,6 +65,13 @@ pub struct ServerArgs {
     /// Log format: text or json [default: text]. Levels: RUST_LOG (default info).
     #[arg(long, env = "EMBERS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key); reloaded on SIGHUP
+    /// or when the file changes.
+    #[arg(long, env = "EMBERS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "EMBERS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -93,6 +100,12 @@ impl ServerArgs {
              max_inflight_ingest_bytes => max_inflight_ingest_bytes,
              header_timeout => header_timeout_seconds, idle_timeout => idle_timeout_seconds,
              max_connections => max_connections);
+        if let Some(path) = &self.tls_cert {
+            c.tls_cert = Some(path.clone());
+        }
+        if let Some(path) = &self.tls_key {
+            c.tls_key = Some(path.clone());
+        }
         if let Some(r) = &self.retention {
             c.retention = Some(r.clone());
         }
