@@ -275,7 +275,7 @@ impl Server {
             tls.watch(Duration::from_secs(10));
         }
         let scheme = if tls.is_some() { "https" } else { "http" };
-        tracing::info!(address = %listener.local_addr()?, scheme, data = %config.data_dir.display(), "embers server ready");
+        tracing::info!(address = %listener.local_addr()?, %scheme, data = %config.data_dir.display(), "embers server ready");
         Ok(Server {
             listener,
             store,

@@ -275,3 +275,93 @@ impl ResolvesServerCert for Resolver {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `name` and its key, written to `dir`.
+    fn pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        let (cert, key) = (
+            dir.join(format!("{name}.crt")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        (cert, key)
+    }
+
+    fn served_name(tls: &Tls) -> Vec<u8> {
+        let current = tls.resolver.0.read().unwrap();
+        current.end_entity_cert().unwrap().to_vec()
+    }
+
+    #[test]
+    fn settings_need_both_files_and_a_matching_pair() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pair(dir.path(), "a.example");
+        let (_, other_key) = pair(dir.path(), "b.example");
+        assert!(Tls::from_settings(None, None).unwrap().is_none());
+        assert!(matches!(
+            Tls::from_settings(Some(&cert), None),
+            Err(TlsError::Half {
+                missing: "tls_key",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Tls::from_settings(None, Some(&key)),
+            Err(TlsError::Half {
+                missing: "tls_cert",
+                ..
+            })
+        ));
+        assert!(matches!(
+            Tls::load(&cert, &other_key),
+            Err(TlsError::KeyMismatch { .. })
+        ));
+        assert!(matches!(
+            Tls::load(&key, &key),
+            Err(TlsError::NoCertificate { .. })
+        ));
+        assert!(matches!(
+            Tls::load(&cert, &cert),
+            Err(TlsError::NoKey { .. })
+        ));
+        assert!(matches!(
+            Tls::load(&dir.path().join("none"), &key),
+            Err(TlsError::Read { .. })
+        ));
+        let tls = Tls::from_settings(Some(&cert), Some(&key))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            tls.config.alpn_protocols,
+            vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+        );
+    }
+
+    #[test]
+    fn reload_swaps_the_pair_and_keeps_the_old_one_when_the_new_is_broken() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = pair(dir.path(), "old.example");
+        let tls = Tls::load(&cert, &key).unwrap();
+        let old = served_name(&tls);
+        let (new_cert, new_key) = pair(dir.path(), "new.example");
+        std::fs::copy(&new_cert, &cert).unwrap();
+        // A renewal caught half-way: the new certificate, the old key.
+        assert!(matches!(tls.reload(), Err(TlsError::KeyMismatch { .. })));
+        assert_eq!(served_name(&tls), old);
+        std::fs::copy(&new_key, &key).unwrap();
+        tls.reload().unwrap();
+        let new = served_name(&tls);
+        assert_ne!(new, old);
+        assert_eq!(
+            new,
+            std::fs::read(&new_cert)
+                .map(|pem| { CertificateDer::from_pem_slice(&pem).unwrap().to_vec() })
+                .unwrap()
+        );
+    }
+}
