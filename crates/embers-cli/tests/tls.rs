@@ -389,3 +389,103 @@ fn certificate_and_key_mistakes_stop_the_server_at_start_with_a_plain_message() 
     let err = start(&[flag("--tls-cert"), &missing, flag("--tls-key"), &key]);
     assert!(err.contains("missing.pem"), "{err}");
 }
+
+/// Folded stacks of `query` over the last hour, asked over HTTPS with `client`.
+fn folded(client: &ureq::Agent, server: &ServerHandle, query: &str) -> String {
+    let url = format!(
+        "{}/render?query={}&from=now-1h&until={}&format=collapsed",
+        https(server),
+        support::enc(query),
+        support::now() + 3600
+    );
+    let mut response = client.get(&url).call().unwrap();
+    let text = response.body_mut().read_to_string().unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{text}");
+    text
+}
+
+/// The CPU total of `service` over HTTPS.
+fn cpu_total(client: &ureq::Agent, server: &ServerHandle, service: &str) -> u64 {
+    folded(
+        client,
+        server,
+        &format!("{CPU}{{service_name=\"{service}\"}}"),
+    )
+    .lines()
+    .filter_map(|l| l.rsplit_once(' ')?.1.parse::<u64>().ok())
+    .sum()
+}
+
+const CPU: &str = "process_cpu:cpu:nanoseconds:cpu:nanoseconds";
+
+#[test]
+fn otlp_over_https_and_grpc_over_tls_land_with_grpcio_verifying_the_ca() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "embers-test-ca");
+    let server = https_server(dir.path(), &ca, &[]);
+    let script = repo().join("crates/embers-cli/tests/otlp/export.py");
+    let client = client(&ca);
+    for mode in ["protobuf", "grpc", "grpc-gzip"] {
+        let service = format!("tls-{mode}");
+        let out = Command::new("python3")
+            .arg(&script)
+            .args([mode, &https(&server), &service, "--ca"])
+            .arg(&ca.pem)
+            .output()
+            .unwrap();
+        let answer = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "export.py {mode} failed (scripts/install-test-deps.sh installs grpcio): {}",
+            stderr(&out)
+        );
+        let answer: serde_json::Value = serde_json::from_str(&answer).unwrap();
+        if mode.starts_with("grpc") {
+            // HTTP/2 was negotiated by ALPN: gRPC has no HTTP/1.1 fallback.
+            assert_eq!(answer["code"], "OK", "{mode}: {answer}");
+        } else {
+            assert_eq!(answer["status"], 200, "{mode}: {answer}");
+        }
+        // export.py sends 6 samples of 10 ms of CPU per service (main;work_S 5, main;idle 1).
+        assert_eq!(
+            cpu_total(&client, &server, &service),
+            6 * SAMPLE_NS,
+            "{mode}"
+        );
+    }
+}
+
+#[test]
+fn pyroscope_io_pushes_to_an_https_server_trusting_the_ca_through_ssl_cert_file() {
+    let _busy = busy();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "embers-test-ca");
+    let server = https_server(dir.path(), &ca, &[]);
+    let script = repo().join("examples/clients/pyroscope_rideshare.py");
+    // pyroscope-io's native client verifies with OpenSSL, which reads SSL_CERT_FILE.
+    // Without it the CA is unknown: the client pushes nothing (first, so that the
+    // trusting run's data, flushed the same way at shutdown, shows the absence is real).
+    for (region, ca_file) in [("us-east-1", None), ("eu-west-1", Some(&ca.pem))] {
+        let mut cmd = Command::new("python3");
+        cmd.arg(&script)
+            .args([&https(&server), region, "3"])
+            .env_remove("SSL_CERT_FILE");
+        if let Some(file) = ca_file {
+            cmd.env("SSL_CERT_FILE", file);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "client failed: {out:?}");
+    }
+    let untrusted = folded(
+        &client(&ca),
+        &server,
+        r#"ride-sharing-app.cpu{region="us-east-1"}"#,
+    );
+    assert_eq!(untrusted, "", "pushed without trusting the CA");
+    let text = folded(
+        &client(&ca),
+        &server,
+        r#"ride-sharing-app.cpu{region="eu-west-1"}"#,
+    );
+    assert!(text.contains("find_nearest_vehicle"), "{text:?}");
+}
