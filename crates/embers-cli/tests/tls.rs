@@ -489,3 +489,68 @@ fn pyroscope_io_pushes_to_an_https_server_trusting_the_ca_through_ssl_cert_file(
     );
     assert!(text.contains("find_nearest_vehicle"), "{text:?}");
 }
+
+/// Waits until the server's log has `count` lines containing `what`.
+fn wait_log(server: &ServerHandle, what: &str, count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = server.log.lock().unwrap().clone();
+        if log.matches(what).count() >= count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no {what:?} in:\n{log}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn sighup_reloads_the_certificate_and_a_broken_renewal_keeps_the_old_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let old_ca = Ca::new(dir.path(), "old-ca");
+    let (cert, key) = old_ca.server_cert(dir.path(), "server", &["127.0.0.1"]);
+    let server = ServerHandle::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    let hup = || {
+        let status = Command::new("kill")
+            .args(["-HUP", &server.pid().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    // A fresh client per check: a kept-alive connection would not shake hands again.
+    let healthz_with = |ca: &Ca| {
+        embers_agent::http::client(&embers_agent::http::ClientConfig {
+            ca_cert: Some(ca.pem.clone()),
+            timeout: Some(Duration::from_secs(60)),
+        })
+        .unwrap()
+        .get(format!("{}/healthz", https(&server)))
+        .call()
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+    };
+    assert_eq!(healthz_with(&old_ca), Ok(200));
+
+    // A renewal from another CA, written in place.
+    let new_ca = Ca::new(dir.path(), "new-ca");
+    let (new_cert, new_key) = new_ca.server_cert(dir.path(), "renewed", &["127.0.0.1"]);
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    hup();
+    wait_log(&server, "reason=SIGHUP", 1);
+    assert_eq!(healthz_with(&new_ca), Ok(200));
+    assert!(healthz_with(&old_ca).is_err());
+
+    // A damaged key: logged, and the renewed pair goes on serving.
+    std::fs::write(&key, "-----BEGIN PRIVATE KEY-----\nnot base64\n").unwrap();
+    hup();
+    wait_log(&server, "TLS certificate not reloaded", 1);
+    assert_eq!(healthz_with(&new_ca), Ok(200));
+}

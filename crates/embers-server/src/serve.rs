@@ -16,7 +16,8 @@
 //! With a certificate ([`crate::tls::Tls`]) every connection is HTTPS: the handshake
 //! runs inside the connection's task, holding its slot, and must finish within the
 //! header timeout like a request head (a client that opens TCP and never says hello
-//! is closed, it does not keep a slot). A client speaking plain HTTP to the TLS port is
+//! is closed, it does not keep a slot); past the cap a connection is closed at once
+//! without a handshake. A client speaking plain HTTP to the TLS port is
 //! answered `400` in plain text saying so, and closed. After the handshake the same
 //! `auto` builder serves HTTP/1.1 or HTTP/2 (ALPN `h2`, for gRPC over TLS).
 //! An HTTP/2 connection counts once against the cap whatever its streams; its requests
@@ -99,7 +100,11 @@ pub async fn serve(
             Err(_) => {
                 metrics.rejected(crate::metrics::Rejection::Connections);
                 metrics.http_response("(connection)", 503);
-                tokio::spawn(refuse(stream));
+                // Over TLS a plain-text 503 would read as a broken handshake, and
+                // shaking hands first would spend the CPU the cap protects: close.
+                if tls.is_none() {
+                    tokio::spawn(refuse(stream));
+                }
             }
         }
     }

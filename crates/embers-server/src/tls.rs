@@ -180,13 +180,13 @@ impl Tls {
                     }
                 };
                 match tls.reload() {
-                    Ok(()) => tracing::info!(cert = %tls.cert_path.display(), reason = why,
+                    Ok(()) => tracing::info!(cert = %tls.cert_path.display(), reason = %why,
                         "TLS certificate reloaded"),
                     Err(e) => {
                         // Do not retry the same broken files every tick.
                         let stamps = (modified(&tls.cert_path), modified(&tls.key_path));
                         *tls.stamps.write().unwrap_or_else(|e| e.into_inner()) = stamps;
-                        tracing::error!(error = %e, reason = why,
+                        tracing::error!(error = %e, reason = %why,
                             "TLS certificate not reloaded; still serving the previous one");
                     }
                 }
