@@ -125,7 +125,11 @@ pub fn explain(error: &ureq::Error, url: &str) -> String {
             CertificateError::NotValidForName => format!("it is not valid for the name {host}"),
             CertificateError::NotValidForNameContext { presented, .. } => format!(
                 "it is not valid for the name {host} (it names {})",
-                presented.join(", ")
+                presented
+                    .iter()
+                    .map(|name| bare_name(name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
                 "it has expired".to_owned()
@@ -156,6 +160,15 @@ fn rustls_error(error: &ureq::Error) -> Option<&rustls::Error> {
     }
 }
 
+/// `embers.internal` from rustls' `DnsName("embers.internal")` (and an address from
+/// `IpAddress(…)`): the names a certificate presents, as a person writes them.
+fn bare_name(presented: &str) -> &str {
+    match (presented.find('('), presented.rfind(')')) {
+        (Some(open), Some(close)) if open < close => presented[open + 1..close].trim_matches('"'),
+        _ => presented,
+    }
+}
+
 fn host(url: &str) -> &str {
     let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
@@ -176,6 +189,12 @@ mod tests {
         assert_eq!(host("https://u:p@embers.example/push"), "embers.example");
         assert_eq!(host("https://[::1]:4040/"), "[::1]");
         assert_eq!(host("embers.example"), "embers.example");
+        assert_eq!(
+            bare_name(r#"DnsName("embers.internal")"#),
+            "embers.internal"
+        );
+        assert_eq!(bare_name("IpAddress(10.0.0.5)"), "10.0.0.5");
+        assert_eq!(bare_name("plain"), "plain");
     }
 
     #[test]

@@ -254,7 +254,7 @@ fn a_certificate_for_another_name_is_refused() {
     );
     let err = failed_query(&https(&server), &["--ca-cert", ca.pem.to_str().unwrap()]);
     assert!(
-        err.contains("not valid for the name 127.0.0.1"),
+        err.contains("not valid for the name 127.0.0.1 (it names elsewhere.example)"),
         "the message names the host: {err}"
     );
 }
