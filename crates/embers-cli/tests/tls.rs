@@ -310,6 +310,12 @@ fn plain_http_on_the_tls_port_is_told_to_use_https_and_the_server_keeps_serving(
     let _ = stream.read_to_end(&mut rest);
 
     assert_eq!(healthz(&client(&ca), &server), 200);
+
+    // The other way round: https:// to a plain HTTP server is told so too.
+    let plain = ServerHandle::start(&dir.path().join("plain"), &[]);
+    let err = failed_query(&https(&plain), &["--ca-cert", ca.pem.to_str().unwrap()]);
+    assert!(err.contains("127.0.0.1 did not answer TLS"), "{err}");
+    assert!(err.contains("use an http:// URL"), "{err}");
 }
 
 #[test]
