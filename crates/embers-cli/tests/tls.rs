@@ -303,8 +303,9 @@ fn plain_http_on_the_tls_port_is_told_to_use_https_and_the_server_keeps_serving(
     stream
         .set_read_timeout(Some(Duration::from_secs(60)))
         .unwrap();
+    // A handshake record holding a message of an unknown type (255).
     stream
-        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x01, 0xff])
+        .write_all(&[0x16, 0x03, 0x01, 0x00, 0x04, 0xff, 0x00, 0x00, 0x00])
         .unwrap();
     let mut rest = Vec::new();
     let _ = stream.read_to_end(&mut rest);
