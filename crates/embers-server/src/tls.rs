@@ -158,12 +158,14 @@ impl Tls {
     }
 
     /// Reloads on SIGHUP, and when either file's modification time changes (looked at
-    /// every `every`), until the runtime stops. Logs the outcome either way.
+    /// every `every`), until the runtime stops. Logs the outcome either way. Call it
+    /// within the Tokio runtime.
     pub fn watch(self: &Arc<Self>, every: Duration) {
         let tls = Arc::clone(self);
+        // Registered before returning, so a SIGHUP from the moment the server says it is
+        // ready reloads instead of ending the process (the signal's default action).
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         tokio::spawn(async move {
-            let mut hup =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
