@@ -66,6 +66,11 @@ pub struct ServerConfig {
     /// (files, a WAL, memory for its head and catalog), so a flood of tenant IDs cannot
     /// exhaust the server. A new tenant's first write past it is refused (429).
     pub max_tenants: usize,
+    /// PEM certificate chain (the server's certificate first) to serve HTTPS with;
+    /// needs `tls_key`. Unset: plain HTTP. Reloaded on SIGHUP or when the file changes.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +101,8 @@ impl Default for ServerConfig {
             multitenancy: false,
             metrics_open: false,
             max_tenants: 1000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -55,6 +55,7 @@ mod serve;
 mod spans;
 pub mod tenant;
 pub mod tenants;
+pub mod tls;
 pub mod ui;
 mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
@@ -226,6 +227,7 @@ pub struct Server {
     router: Router,
     metrics: Arc<metrics::Metrics>,
     conn_limits: serve::ConnLimits,
+    tls: Option<Arc<tls::Tls>>,
     stop: Arc<AtomicBool>,
     maintenance: std::thread::JoinHandle<()>,
 }
@@ -235,6 +237,7 @@ impl Server {
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         config.retention().map_err(anyhow::Error::msg)?;
         config.query_limits().map_err(anyhow::Error::msg)?;
+        let tls = tls::Tls::from_settings(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let opening = config.clone();
         let tenants = tokio::task::spawn_blocking(move || Tenants::open(&opening))
             .await?
@@ -249,13 +252,18 @@ impl Server {
         let access = access::Access::from_config(&config)?;
         let router =
             router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics), access);
-        tracing::info!(address = %listener.local_addr()?, data = %config.data_dir.display(), "embers server ready");
+        if let Some(tls) = &tls {
+            tls.watch(Duration::from_secs(10));
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %listener.local_addr()?, %scheme, data = %config.data_dir.display(), "embers server ready");
         Ok(Server {
             listener,
             tenants,
             router,
             metrics,
             conn_limits: config.conn_limits(),
+            tls,
             stop,
             maintenance,
         })
@@ -279,6 +287,7 @@ impl Server {
             self.router,
             self.conn_limits,
             self.metrics,
+            self.tls,
             shutdown,
         )
         .await;

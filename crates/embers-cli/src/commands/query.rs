@@ -23,6 +23,10 @@ pub struct QueryArgs {
     /// The server to ask.
     #[arg(long, env = "EMBERS_SERVER", default_value = "http://localhost:4040")]
     pub server: String,
+    /// Trust the CA certificates in this PEM file for an https:// server, besides the
+    /// system's roots.
+    #[arg(long, env = "EMBERS_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// One frame per function, file and line (the server groups by function name unless
     /// asked for lines).
     #[arg(long)]
@@ -46,7 +50,11 @@ pub struct QueryArgs {
 /// Queries the server and writes the profile.
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let url = format!("{}/render", args.server.trim_end_matches('/'));
-    let mut request = ureq::get(&url);
+    let client = embers_agent::http::client(&embers_agent::http::ClientConfig {
+        ca_cert: args.ca_cert.clone(),
+        ..Default::default()
+    })?;
+    let mut request = client.get(&url);
     if let Some(token) = &args.auth_token {
         request = request.header("authorization", &format!("Bearer {token}"));
     }
@@ -62,11 +70,8 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             "aggregation",
             if args.by_line { "line" } else { "function" },
         )
-        .config()
-        .http_status_as_error(false)
-        .build()
         .call()
-        .with_context(|| format!("asking {url}"))?;
+        .map_err(|e| anyhow::anyhow!(embers_agent::http::explain(&e, &url)))?;
     let status = response.status();
     let mut body = Vec::new();
     response

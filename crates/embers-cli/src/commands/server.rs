@@ -80,6 +80,13 @@ pub struct ServerArgs {
     /// Most tenants with data besides the default one [default: 1000].
     #[arg(long, env = "EMBERS_MAX_TENANTS", value_name = "N")]
     pub max_tenants: Option<usize>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key); reloaded on SIGHUP
+    /// or when the file changes.
+    #[arg(long, env = "EMBERS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "EMBERS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -113,6 +120,12 @@ impl ServerArgs {
             c.auth_file = Some(file.clone());
         }
         c.metrics_open |= self.metrics_open;
+        if let Some(path) = &self.tls_cert {
+            c.tls_cert = Some(path.clone());
+        }
+        if let Some(path) = &self.tls_key {
+            c.tls_key = Some(path.clone());
+        }
         if let Some(r) = &self.retention {
             c.retention = Some(r.clone());
         }
