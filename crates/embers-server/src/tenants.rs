@@ -126,6 +126,7 @@ impl Tenants {
     /// Opens the default tenant's store at the data directory's root and every tenant's
     /// store under `tenants/`, recovering each.
     pub fn open(config: &ServerConfig) -> anyhow::Result<Tenants> {
+        raise_open_files_limit(config);
         let cache = SharedCache::new(config.cache_bytes);
         let empty_dir = std::env::temp_dir().join(format!(
             "embers-empty-tenant-{}-{}",
@@ -280,6 +281,34 @@ impl Drop for Tenants {
     }
 }
 
+/// Each open store holds two file descriptors (its lock and its WAL segment) and each
+/// connection one, so `max_tenants` tenants need more than the common soft limit of
+/// 1,024. Raises the soft limit to the hard one (as Go's runtime does for every
+/// program), and warns when even that is short of what the settings allow.
+fn raise_open_files_limit(config: &ServerConfig) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let mut soft = limit.current;
+    if limit.current < limit.maximum || (limit.maximum.is_none() && limit.current.is_some()) {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => soft = limit.maximum,
+            Err(e) => tracing::debug!(error = %e, "could not raise the open files limit"),
+        }
+    }
+    let needed = 2 * (config.max_tenants as u64 + 1) + config.max_connections as u64 + 64;
+    if let Some(soft) = soft.filter(|&soft| soft < needed) {
+        tracing::warn!(
+            open_files_limit = soft,
+            needed,
+            "the open files limit (ulimit -n) is below what max_tenants and max_connections may use (2 per tenant, 1 per connection); raise it or lower them"
+        );
+    }
+}
+
 fn store_config(
     config: &ServerConfig,
     cache: &SharedCache,
@@ -404,5 +433,74 @@ impl Tenant {
     ) -> Result<T, ApiError> {
         let store = Arc::clone(&self.data.store);
         self.app.queries.run(move || f(&store)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, max_tenants: usize) -> ServerConfig {
+        ServerConfig {
+            data_dir: dir.to_path_buf(),
+            max_tenants,
+            ..ServerConfig::default()
+        }
+    }
+
+    fn id(s: &str) -> TenantId {
+        TenantId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn reads_create_nothing_writes_create_once_and_reopening_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = Arc::new(Tenants::open(&config(dir.path(), 2)).unwrap());
+        let a = id("team-a");
+        assert!(tenants.get(&a).is_none());
+        assert_eq!(tenants.read(&a).store.counts(), (0, 0, 0));
+        assert!(!dir.path().join(TENANTS_DIR).exists());
+
+        // Concurrent first writes open one store.
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (tenants, a) = (Arc::clone(&tenants), a.clone());
+                std::thread::spawn(move || tenants.write(&a).unwrap())
+            })
+            .collect();
+        let stores: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(stores.iter().all(|s| Arc::ptr_eq(s, &stores[0])));
+        assert!(dir.path().join("tenants/team-a/embers.lock").exists());
+
+        tenants.write(&id("team-b")).unwrap();
+        let refused = tenants.write(&id("team-c")).unwrap_err();
+        assert_eq!(refused.status, 429);
+        assert!(
+            refused.message.contains("max_tenants = 2"),
+            "{}",
+            refused.message
+        );
+        assert!(!dir.path().join("tenants/team-c").exists());
+        // The default tenant never counts and always has its store.
+        assert!(tenants.get(&TenantId::default_tenant()).is_some());
+        tenants.close().unwrap();
+        drop(stores);
+        drop(tenants);
+
+        // A directory that is no tenant ID is left alone.
+        std::fs::create_dir_all(dir.path().join("tenants/not a tenant")).unwrap();
+        let found: Vec<String> = tenant_dirs(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        assert_eq!(found, ["team-a", "team-b"]);
+        let reopened = Tenants::open(&config(dir.path(), 2)).unwrap();
+        let open: Vec<String> = reopened
+            .all()
+            .into_iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        assert_eq!(open, ["anonymous", "team-a", "team-b"]);
     }
 }
