@@ -17,7 +17,7 @@
 //! a busy tenant while idle ones hold memory they never read.
 //!
 //! Handlers take a [`Tenant`] (an axum extractor): the request's tenant, as
-//! [`crate::access`] decided it, with its data and the server's shared state.
+//! `crate::access` decided it, with its data and the server's shared state.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -346,7 +346,7 @@ impl TenantData {
 
 /// The request's tenant: the extractor every handler that touches data takes. It
 /// derefs to the server's shared [`AppState`]; `data` is the tenant's (for a read of a
-/// tenant without data, an empty store), and [`Tenant::writable`] creates it for a write.
+/// tenant without data, an empty store), and `Tenant::writable` creates it for a write.
 #[derive(Debug, Clone)]
 pub struct Tenant {
     app: AppState,
