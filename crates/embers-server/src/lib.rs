@@ -13,6 +13,10 @@
 //! - operations: `/healthz`, `/ready`, `/metrics`, `/auth/whoami`;
 //! - the web UI: `GET /` and its files under `/ui/` (see [`ui`]).
 //!
+//! Every request is for one tenant ([`tenant`]), decided before any handler runs, and
+//! reaches only that tenant's store ([`tenants`]: one store per tenant, the default one
+//! at the data directory's root).
+//!
 //! Every query API bounds its range with [`QueryRange`]; ingest takes a share of an
 //! in-flight byte budget (429 when full), queries a slot of a bounded pool (503 when none
 //! frees up); connections are served by hyper with a cap and header and idle timeouts.
@@ -86,7 +90,7 @@ pub use range::{QueryLimits, QueryRange};
 pub use tenants::Tenants;
 
 /// What every handler shares. Handlers reach a tenant's data only through the
-/// [`tenants::Tenant`] extractor (the request's tenant, decided by [`access::check`]).
+/// [`tenants::Tenant`] extractor (the request's tenant, decided by `access::check`).
 #[derive(Debug, Clone)]
 pub struct AppState {
     tenants: Arc<Tenants>,
