@@ -118,12 +118,7 @@ pub fn parse(text: &str) -> Result<Tokens, AuthFileError> {
             .name
             .clone()
             .unwrap_or_else(|| format!("sha256:{}", &hex::encode(digest)[..8]));
-        entries.push(Entry {
-            digest,
-            tenant,
-            scopes,
-            label,
-        });
+        entries.push(Entry::new(digest, tenant, scopes, label));
     }
     Ok(Tokens { entries })
 }
