@@ -322,6 +322,8 @@ fn every_route_refuses_missing_unknown_and_unscoped_tokens_in_its_own_shape() {
         "{log}"
     );
     assert!(log.contains("peer=127.0.0.1:"), "{log}");
+    // The test's file gives tokens in the clear with mode 0644: the server says so.
+    assert!(log.contains("holds tokens in the clear"), "{log}");
     for token in [INGEST_A, READ_A, ADMIN, UNKNOWN] {
         assert!(!log.contains(token), "the log holds a token:\n{log}");
     }

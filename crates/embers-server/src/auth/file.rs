@@ -66,6 +66,7 @@ pub fn parse(text: &str) -> Result<Tokens, AuthFileError> {
     }
     let mut seen: HashMap<[u8; 32], usize> = HashMap::new();
     let mut entries = Vec::with_capacity(file.tokens.len());
+    let plaintext = file.tokens.iter().any(|t| t.token.is_some());
     for (i, raw) in file.tokens.into_iter().enumerate() {
         let index = i + 1;
         let problem = |problem: String| AuthFileError::Entry {
@@ -120,7 +121,7 @@ pub fn parse(text: &str) -> Result<Tokens, AuthFileError> {
             .unwrap_or_else(|| format!("sha256:{}", &hex::encode(digest)[..8]));
         entries.push(Entry::new(digest, tenant, scopes, label));
     }
-    Ok(Tokens { entries })
+    Ok(Tokens { entries, plaintext })
 }
 
 /// A TOML error without the quoted source line, which may hold a token: the message
@@ -165,6 +166,7 @@ mod tests {
         assert!(e.tenant.is_default());
         assert!(e.scopes.contains(Scope::Ingest) && e.scopes.contains(Scope::Admin));
         assert!(!e.scopes.contains(Scope::Read));
+        assert!(tokens.has_plaintext());
         assert_eq!(
             e.label,
             format!("sha256:{}", &hex::encode(sha256(GOOD.as_bytes()))[..8])
@@ -179,6 +181,7 @@ mod tests {
         ))
         .unwrap();
         assert!(tokens.find(GOOD).is_some());
+        assert!(!tokens.has_plaintext());
     }
 
     #[test]

@@ -158,6 +158,8 @@ fn lanes(digest: &[u8; 32]) -> [u64; 4] {
 #[derive(Debug, Clone, Default)]
 pub struct Tokens {
     entries: Vec<Entry>,
+    /// Some entry gives the token itself (`token`), not only its digest.
+    plaintext: bool,
 }
 
 impl Tokens {
@@ -187,6 +189,11 @@ impl Tokens {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+
+    /// Whether some entry holds a token itself rather than its SHA-256.
+    pub fn has_plaintext(&self) -> bool {
+        self.plaintext
     }
 }
 
