@@ -3,9 +3,9 @@
 //! - lookup: one token looked up among 100 `[[tokens]]` (SHA-256 of the presented token,
 //!   then a constant-time comparison with every entry), vs SHA-256 alone and vs the
 //!   decode of one client profile, the work each ingest request does anyway;
-//! - ingest: profiles/s of `POST /ingest` (gzipped pprof, as pyroscope-io and
-//!   @pyroscope/nodejs send) over HTTP into a server with an auth file of 100 tokens and
-//!   into one without, in alternating rounds so load on the machine falls on both alike.
+//! - ingest: the latency of `POST /ingest` (gzipped pprof, as @pyroscope/nodejs sends)
+//!   over HTTP into a server with an auth file of 100 tokens and into one without, the
+//!   two alternating request by request so load on the machine falls on both alike.
 //!
 //! `cargo bench -p embers-bench --bench auth [-- lookup|ingest]`
 
@@ -125,63 +125,83 @@ impl Running {
     }
 }
 
-/// Seconds for `clients` threads to push `per_client` profiles each.
-fn round(url: &str, token: Option<&str>, bodies: &[Vec<u8>], round: u64) -> f64 {
-    let clients = 4;
-    let per_client = 100;
+/// One push of `body` to `url`: its latency.
+fn push(
+    agent: &ureq::Agent,
+    url: &str,
+    token: Option<&str>,
+    body: &[u8],
+    name: &str,
+    from: u64,
+) -> Duration {
+    let mut request = agent
+        .post(url)
+        .query("name", name)
+        .query("format", "pprof")
+        .query("from", from.to_string())
+        .query("until", (from + 10).to_string())
+        .header("content-type", "application/octet-stream");
+    if let Some(token) = token {
+        request = request.header("authorization", &format!("Bearer {token}"));
+    }
     let start = Instant::now();
-    std::thread::scope(|scope| {
-        for c in 0..clients {
-            scope.spawn(move || {
-                let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
-                for i in 0..per_client {
-                    let from = 1_700_000_000 + (round * 10_000 + (c * per_client + i) as u64) * 10;
-                    let mut request = agent
-                        .post(url)
-                        .query("name", format!("bench-{c}.cpu"))
-                        .query("format", "pprof")
-                        .query("from", from.to_string())
-                        .query("until", (from + 10).to_string())
-                        .header("content-type", "application/octet-stream");
-                    if let Some(token) = token {
-                        request = request.header("authorization", &format!("Bearer {token}"));
-                    }
-                    let r = request
-                        .send(&bodies[(i + c) % bodies.len()][..])
-                        .expect("push");
-                    assert_eq!(r.status().as_u16(), 200);
-                }
-            });
-        }
-    });
-    (clients * per_client) as f64 / start.elapsed().as_secs_f64()
+    let r = request.send(body).expect("push");
+    let took = start.elapsed();
+    assert_eq!(r.status().as_u16(), 200);
+    took
 }
 
+/// 4 clients, each pushing 400 profiles to each server, alternating request by request
+/// (which goes first alternates too), so load on the shared machine falls on both alike:
+/// the summed latencies with auth and without.
 fn ingest() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let token = auth::new_token().expect("OS random numbers");
     let bodies: Vec<Vec<u8>> = (0..16).map(client_pprof).collect();
     let with = start(&runtime, Some(&auth_file(&token)));
     let without = start(&runtime, None);
-    let (mut on, mut off) = (Vec::new(), Vec::new());
-    round(&with.url, Some(&token), &bodies, 0);
-    round(&without.url, None, &bodies, 0);
-    for r in 1..=6 {
-        on.push(round(&with.url, Some(&token), &bodies, r));
-        off.push(round(&without.url, None, &bodies, r));
-    }
+    let (clients, per_client) = (4, 400);
+    let totals: Vec<(Duration, Duration)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let (with, without, bodies, token) = (&with.url, &without.url, &bodies, &token);
+                scope.spawn(move || {
+                    let agent: ureq::Agent = ureq::Agent::config_builder().build().into();
+                    let name = format!("bench-{c}.cpu");
+                    let (mut on, mut off) = (Duration::ZERO, Duration::ZERO);
+                    for i in 0..per_client {
+                        let body = &bodies[(i + c) % bodies.len()];
+                        let from = 1_700_000_000 + ((c * per_client + i) as u64) * 10;
+                        let auth_on = || push(&agent, with, Some(token), body, &name, from);
+                        let auth_off = || push(&agent, without, None, body, &name, from);
+                        if i % 2 == 0 {
+                            on += auth_on();
+                            off += auth_off();
+                        } else {
+                            off += auth_off();
+                            on += auth_on();
+                        }
+                    }
+                    (on, off)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("client"))
+            .collect()
+    });
     with.stop(&runtime);
     without.stop(&runtime);
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
-    };
-    let (on, off) = (median(&mut on), median(&mut off));
+    let on: Duration = totals.iter().map(|t| t.0).sum();
+    let off: Duration = totals.iter().map(|t| t.1).sum();
+    let n = (clients * per_client) as f64;
     println!(
-        "ingest over HTTP, 4 clients, median of 6 alternating rounds: auth on ({TOKENS} tokens) \
-         {on:.0} profiles/s, off {off:.0} profiles/s: {:.3}x the throughput ({:+.1} %)",
-        on / off,
-        (on / off - 1.0) * 100.0
+        "ingest over HTTP, {clients} clients x {per_client} pushes to each server, alternating: \
+         auth on ({TOKENS} tokens) {:.0} µs per push, off {:.0} µs: cost {:+.1} %",
+        on.as_secs_f64() * 1e6 / n,
+        off.as_secs_f64() * 1e6 / n,
+        (on.as_secs_f64() / off.as_secs_f64() - 1.0) * 100.0
     );
 }
 

@@ -322,6 +322,8 @@ fn every_route_refuses_missing_unknown_and_unscoped_tokens_in_its_own_shape() {
         "{log}"
     );
     assert!(log.contains("peer=127.0.0.1:"), "{log}");
+    // The test's file gives tokens in the clear with mode 0644: the server says so.
+    assert!(log.contains("holds tokens in the clear"), "{log}");
     for token in [INGEST_A, READ_A, ADMIN, UNKNOWN] {
         assert!(!log.contains(token), "the log holds a token:\n{log}");
     }
@@ -716,18 +718,12 @@ fn embers_agent_and_query_use_their_tokens_and_say_when_refused() {
     let _busy = busy();
     let s = start("", &[]);
     let foobar = repo().join("examples/foobar/foobar.py");
-    let agent_run = |app: &str, token: &str| {
+    let agent_run = |app: &str, credentials: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_embers"))
-            .args([
-                "agent",
-                "--server",
-                &s.server.url(""),
-                "--app",
-                app,
-                "--upload-interval",
-                "1",
-            ])
-            .args(["--auth-token", token, "--"])
+            .args(["agent", "--upload-interval", "1", "--app", app, "--server"])
+            .arg(s.server.url(""))
+            .args(credentials)
+            .arg("--")
             .arg("python3")
             .arg(&foobar)
             .args(["--seconds", "3"])
@@ -735,24 +731,37 @@ fn embers_agent_and_query_use_their_tokens_and_say_when_refused() {
             .stdout(Stdio::null())
             .output()
             .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.success(), log)
     };
-    let (ok, log) = agent_run("agent-auth", BOTH_B);
+    let (ok, log) = agent_run("agent-auth", &["--auth-token", BOTH_B]);
+    assert!(ok, "agent failed:\n{log}");
+    // Basic auth with the token as the password, and --tenant-id naming the token's tenant.
+    let basic = format!("agent:{BOTH_B}");
+    let (ok, log) = agent_run(
+        "agent-basic",
+        &["--basic-auth", &basic, "--tenant-id", "team-b"],
+    );
     assert!(ok, "agent failed:\n{log}");
     wait_until(Duration::from_secs(60), "the agent's profiles", || {
-        app_listed(&s.server, BOTH_B, "agent-auth")
+        app_listed(&s.server, BOTH_B, "agent-auth") && app_listed(&s.server, BOTH_B, "agent-basic")
     });
     assert!(
         !app_listed(&s.server, READ_A, "agent-auth"),
         "in another tenant"
     );
-    let (ok, log) = agent_run("agent-refused", READ_A);
+    let (ok, log) = agent_run("agent-refused", &["--auth-token", READ_A]);
     assert!(
         !ok && log.contains("HTTP 403") && log.contains("check --auth-token"),
         "the agent does not say it was refused:\n{log}"
+    );
+    let (ok, log) = agent_run(
+        "agent-crossing",
+        &["--auth-token", BOTH_B, "--tenant-id", "team-a"],
+    );
+    assert!(
+        !ok && log.contains("HTTP 403") && log.contains("tenant"),
+        "{log}"
     );
 
     // `embers query`: the token from EMBERS_AUTH_TOKEN or --auth-token.

@@ -54,6 +54,36 @@ pub struct Access {
     drain_limit: usize,
     /// Failed authentications, by [`Failure`].
     failures: [AtomicU64; Failure::ALL.len()],
+    /// Bounds the refusal log lines (see [`LogBudget`]).
+    log_budget: std::sync::Mutex<LogBudget>,
+}
+
+/// Log lines of refusals per second, at most: a client hammering the server with bad
+/// tokens must not fill the disk with logs (every refusal is still counted).
+const LOG_LINES_PER_SECOND: u32 = 20;
+
+/// The refusal log lines of the current second, and those left out since the last line.
+#[derive(Debug, Default)]
+struct LogBudget {
+    second: u64,
+    lines: u32,
+    left_out: u64,
+}
+
+impl LogBudget {
+    /// `Some(lines left out before this one)` when this refusal may be logged.
+    fn admit(&mut self, second: u64) -> Option<u64> {
+        if second != self.second {
+            self.second = second;
+            self.lines = 0;
+        }
+        if self.lines >= LOG_LINES_PER_SECOND {
+            self.left_out += 1;
+            return None;
+        }
+        self.lines += 1;
+        Some(std::mem::take(&mut self.left_out))
+    }
 }
 
 impl Access {
@@ -65,6 +95,7 @@ impl Access {
             metrics_open: config.metrics_open,
             drain_limit: config.max_body_bytes,
             failures: Default::default(),
+            log_budget: Default::default(),
         })
     }
 
@@ -232,13 +263,22 @@ pub async fn check(State(state): State<AppState>, mut request: Request, next: Ne
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.to_string())
                 .unwrap_or_else(|| "unknown".into());
-            tracing::warn!(
-                reason = failure.label(),
-                peer = %peer,
-                path = %path,
-                token = label.as_deref().unwrap_or("-"),
-                "request refused: authentication"
-            );
+            let second = u64::try_from(crate::params::now()).unwrap_or(0);
+            let admitted = access
+                .log_budget
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .admit(second);
+            if let Some(left_out) = admitted {
+                tracing::warn!(
+                    reason = failure.label(),
+                    peer = %peer,
+                    path = %path,
+                    token = label.as_deref().unwrap_or("-"),
+                    left_out,
+                    "request refused: authentication"
+                );
+            }
             let message = match (failure, entry) {
                 (Failure::Missing, _) => {
                     "this server needs a token: send `Authorization: Bearer TOKEN` \
@@ -351,6 +391,18 @@ pub async fn whoami(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusal_logs_are_bounded_per_second_and_say_what_was_left_out() {
+        let mut budget = LogBudget::default();
+        for _ in 0..LOG_LINES_PER_SECOND {
+            assert_eq!(budget.admit(7), Some(0));
+        }
+        assert_eq!(budget.admit(7), None);
+        assert_eq!(budget.admit(7), None);
+        assert_eq!(budget.admit(8), Some(2));
+        assert_eq!(budget.admit(8), Some(0));
+    }
 
     #[test]
     fn every_route_has_the_scope_issue_13_gives_it() {

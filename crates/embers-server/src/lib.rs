@@ -253,7 +253,13 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let maintenance = spawn_maintenance(Arc::clone(&tenants), Arc::clone(&stop));
         let metrics = Arc::<metrics::Metrics>::default();
-        let access = access::Access::from_config(&config)?;
+        let access = access::Access::from_config(&config).with_context(|| {
+            let file = config
+                .auth_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            format!("loading the auth file {}", file.display())
+        })?;
         let router =
             router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics), access);
         if let Some(tls) = &tls {

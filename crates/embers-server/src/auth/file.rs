@@ -66,6 +66,7 @@ pub fn parse(text: &str) -> Result<Tokens, AuthFileError> {
     }
     let mut seen: HashMap<[u8; 32], usize> = HashMap::new();
     let mut entries = Vec::with_capacity(file.tokens.len());
+    let plaintext = file.tokens.iter().any(|t| t.token.is_some());
     for (i, raw) in file.tokens.into_iter().enumerate() {
         let index = i + 1;
         let problem = |problem: String| AuthFileError::Entry {
@@ -118,14 +119,9 @@ pub fn parse(text: &str) -> Result<Tokens, AuthFileError> {
             .name
             .clone()
             .unwrap_or_else(|| format!("sha256:{}", &hex::encode(digest)[..8]));
-        entries.push(Entry {
-            digest,
-            tenant,
-            scopes,
-            label,
-        });
+        entries.push(Entry::new(digest, tenant, scopes, label));
     }
-    Ok(Tokens { entries })
+    Ok(Tokens { entries, plaintext })
 }
 
 /// A TOML error without the quoted source line, which may hold a token: the message
@@ -170,6 +166,7 @@ mod tests {
         assert!(e.tenant.is_default());
         assert!(e.scopes.contains(Scope::Ingest) && e.scopes.contains(Scope::Admin));
         assert!(!e.scopes.contains(Scope::Read));
+        assert!(tokens.has_plaintext());
         assert_eq!(
             e.label,
             format!("sha256:{}", &hex::encode(sha256(GOOD.as_bytes()))[..8])
@@ -184,6 +181,7 @@ mod tests {
         ))
         .unwrap();
         assert!(tokens.find(GOOD).is_some());
+        assert!(!tokens.has_plaintext());
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl Auth {
     pub fn open(path: &Path) -> Result<Arc<Auth>, AuthFileError> {
         let text = read(path)?;
         let tokens = file::parse(&text)?;
+        warn_if_exposed(path, &tokens);
         let auth = Arc::new(Auth {
             path: path.to_owned(),
             tokens: RwLock::new(Arc::new(tokens)),
@@ -101,6 +102,7 @@ impl Auth {
         drop(seen);
         match file::parse(&text) {
             Ok(tokens) => {
+                warn_if_exposed(&self.path, &tokens);
                 let count = tokens.len();
                 *self
                     .tokens
@@ -120,6 +122,22 @@ impl Auth {
     fn refused(&self, e: &AuthFileError) {
         self.reload_failures.fetch_add(1, Ordering::Relaxed);
         tracing::error!(file = %self.path.display(), error = %e, "auth file not reloaded; the previous tokens stay in force");
+    }
+}
+
+/// A file with plain `token` entries that other users may read gives the tokens away:
+/// said once per load, so the operator moves to `token_sha256` or tightens the mode.
+fn warn_if_exposed(path: &Path, tokens: &Tokens) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(path) else {
+        return;
+    };
+    if tokens.has_plaintext() && meta.permissions().mode() & 0o044 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            "the auth file holds tokens in the clear and other users may read it: \
+             use token_sha256 entries (embers token new) or chmod 600"
+        );
     }
 }
 
