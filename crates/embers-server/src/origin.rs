@@ -226,7 +226,7 @@ impl Policy {
         let host = own.host.trim_start_matches('[').trim_end_matches(']');
         if host.parse::<std::net::IpAddr>().is_ok()
             || host == "localhost"
-            || self.allowed_hosts.iter().any(|h| *h == own.host)
+            || self.allowed_hosts.contains(&own.host)
         {
             return Ok(());
         }
