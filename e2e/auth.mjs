@@ -8,6 +8,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launch } from './lib/browser.mjs';
+import { painted } from './lib/canvas.mjs';
 
 const [base, authFile, revoked, tokenA, tokenB, folded, shots] = process.argv.slice(2);
 if (!shots) {
@@ -55,14 +56,6 @@ const session = () =>
     signOut: document.querySelector('#sign-out') !== null,
     apps: Array.from(document.querySelectorAll('#app-picker option'), (o) => JSON.parse(o.value)[0]),
   }));
-const painted = () =>
-  page.evaluate(() => {
-    const c = window.embers.graphs.main.canvas;
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    let n = 0;
-    for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250)) n++;
-    return n;
-  });
 
 // 1. No token: the prompt, focused on the token field.
 await page.goto(`${base}/?from=now-1h`);
@@ -81,7 +74,7 @@ await page.screenshot({ path: join(shots, 'wrong-token.png') });
 // 3. The right token: the tenant's flame graph and its name in the header.
 await enter(tokenA);
 await ready();
-out.signedIn = { ...(await session()), stored: await stored(), dialog: (await dialogState()).open, painted: await painted() };
+out.signedIn = { ...(await session()), stored: await stored(), dialog: (await dialogState()).open, painted: await painted(page) };
 out.signedIn.numTicks = await page.evaluate(() => window.embers.graphs.main.graph.numTicks);
 await page.screenshot({ path: join(shots, 'signed-in.png') });
 
