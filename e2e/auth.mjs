@@ -1,20 +1,25 @@
 // Drives the UI's sign-in in headless Chromium against a real `embers server --auth-file`:
 // the token prompt, a wrong token refused, the right one showing its tenant's flame graph,
 // a same-origin upload (a POST the Origin check must let through), a token revoked in the
-// auth file bringing the prompt back on reload, another tenant's token, and sign out.
-// Prints what the page showed as JSON for crates/embers-cli/tests/ui_auth.rs.
-//   node auth.mjs BASE_URL AUTH_FILE REVOKED_FILE_TEXT TOKEN_A TOKEN_B FOLDED_FILE SCREENSHOT_DIR
-// REVOKED_FILE_TEXT is written over AUTH_FILE to revoke TOKEN_A (the server reloads it).
+// auth file bringing the prompt back on the next page load and on the next call in a
+// page already open, another tenant's token, and sign out. Prints what the page showed
+// as JSON for crates/embers-cli/tests/ui_auth.rs.
+//   node auth.mjs BASE_URL SETUP_JSON SCREENSHOT_DIR
+// SETUP_JSON: {"authFile", "tokens": {"a", "b", "c"}, "revokeA", "revokeB", "folded"}:
+// revokeA and revokeB are the auth file's texts without token a, then without b too (the
+// server reloads the file on change); folded is a file to upload.
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launch } from './lib/browser.mjs';
 import { painted } from './lib/canvas.mjs';
 
-const [base, authFile, revoked, tokenA, tokenB, folded, shots] = process.argv.slice(2);
+const [base, setupJson, shots] = process.argv.slice(2);
 if (!shots) {
-  console.error('usage: node auth.mjs BASE_URL AUTH_FILE REVOKED_FILE_TEXT TOKEN_A TOKEN_B FOLDED_FILE SCREENSHOT_DIR');
+  console.error('usage: node auth.mjs BASE_URL SETUP_JSON SCREENSHOT_DIR');
   process.exit(2);
 }
+const setup = JSON.parse(setupJson);
+const { a: tokenA, b: tokenB, c: tokenC } = setup.tokens;
 mkdirSync(shots, { recursive: true });
 const out = { errors: [], dialogs: [], requests: [] };
 
@@ -83,20 +88,24 @@ await page.evaluate(() => (window.embers.ready = false));
 await page.goto(`${base}/?view=upload`);
 await ready();
 await page.evaluate(() => (window.embers.ready = false));
-await page.setInputFiles('#upload-file', folded);
+await page.setInputFiles('#upload-file', setup.folded);
 await ready();
 out.upload = { numTicks: await page.evaluate(() => window.embers.graphs.main.graph.numTicks), id: new URL(page.url()).searchParams.get('id') };
 
-// 5. Token A revoked in the auth file: once the server has reloaded it, loading the page
-// again asks again and says why.
-writeFileSync(authFile, revoked);
-const deadline = Date.now() + 60000;
-for (;;) {
-  const res = await fetch(`${base}/auth/whoami`, { headers: { authorization: `Bearer ${tokenA}` } });
-  if (res.status === 401) break;
-  if (Date.now() > deadline) throw new Error(`the server still accepts the revoked token (${res.status})`);
-  await new Promise((r) => setTimeout(r, 100));
+/** Rewrites the auth file and waits until the server refuses `token`. */
+async function revoke(text, token) {
+  writeFileSync(setup.authFile, text);
+  const deadline = Date.now() + 60000;
+  for (;;) {
+    const res = await fetch(`${base}/auth/whoami`, { headers: { authorization: `Bearer ${token}` } });
+    if (res.status === 401) return;
+    if (Date.now() > deadline) throw new Error(`the server still accepts a revoked token (${res.status})`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
+
+// 5. Token A revoked in the auth file: loading the page again asks again and says why.
+await revoke(setup.revokeA, tokenA);
 await page.goto(`${base}/?from=now-1h`);
 await prompt();
 out.revoked = await dialogState();
@@ -104,12 +113,30 @@ out.revoked.stored = await stored();
 await page.screenshot({ path: join(shots, 'revoked.png') });
 
 // 6. Another tenant's token: only its apps.
-await page.evaluate(() => (window.embers.ready = false));
 await enter(tokenB);
 await ready();
 out.tenantB = { ...(await session()), stored: await stored() };
 
-// 7. Sign out: the token forgotten, the prompt again, no tenant shown.
+// 7. Token B revoked while its page is open: the next call (the "By line" switch, which
+// queries again without loading the page) asks again.
+await revoke(setup.revokeB, tokenB);
+await page.click('button.by-line');
+await prompt();
+out.revokedInPage = await dialogState();
+out.revokedInPage.stored = await stored();
+
+// 8. Token C (team-b's too) carries on where the page was.
+await page.evaluate(() => (window.embers.ready = false));
+await enter(tokenC);
+await ready();
+out.tenantC = {
+  ...(await session()),
+  stored: await stored(),
+  by: new URL(page.url()).searchParams.get('by'),
+  numTicks: await page.evaluate(() => window.embers.graphs.main.graph.numTicks),
+};
+
+// 9. Sign out: the token forgotten, the prompt again, no tenant shown.
 await page.click('#sign-out');
 await prompt();
 out.signedOut = await dialogState();

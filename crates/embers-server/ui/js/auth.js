@@ -36,6 +36,11 @@ function forget() {
 
 /** @type {(() => void) | null} */
 let onExpired = null;
+/**
+ * The sign-in under way (whoami, maybe the dialog): later 401s join it.
+ * @type {Promise<Whoami> | null}
+ */
+let pending = null;
 
 /**
  * Calls the server with the kept token (or `candidate`, when checking one). A 401 to a
@@ -53,7 +58,7 @@ export async function authFetch(input, init = {}, candidate) {
   // credentials included a 401 carrying `WWW-Authenticate: Basic` makes the browser
   // open its own login prompt over the page.
   const res = await fetch(input, { ...init, headers, credentials: 'omit' });
-  if (res.status === 401 && candidate === undefined && !dialogOpen()) onExpired?.();
+  if (res.status === 401 && candidate === undefined && !pending) onExpired?.();
   return res;
 }
 
@@ -69,12 +74,6 @@ async function whoami(t) {
   return res.json();
 }
 
-function dialogOpen() {
-  return document.getElementById('token-dialog') !== null;
-}
-
-/** @type {Promise<Whoami> | null} */
-let pending = null;
 
 /**
  * Resolves with whoami once the server accepts this tab's credentials: at once when auth
