@@ -46,7 +46,7 @@ use axum::http::header::{
     CONTENT_TYPE, HOST, ORIGIN, VARY,
 };
 use axum::http::uri::Authority;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -201,16 +201,15 @@ impl Policy {
     }
 
     /// The server's origin as the request names it; `None` without any host.
-    fn own(&self, request: &Request) -> Option<Own> {
-        let headers = request.headers();
+    fn own(&self, uri: &Uri, headers: &HeaderMap) -> Option<Own> {
         let authority = self
             .forwarded(headers, "x-forwarded-host")
             .or_else(|| headers.get(HOST).and_then(|h| h.to_str().ok()))
-            .or_else(|| request.uri().authority().map(Authority::as_str))?;
+            .or_else(|| uri.authority().map(Authority::as_str))?;
         let (host, port) = host_port(authority)?;
         let scheme = self
             .forwarded(headers, "x-forwarded-proto")
-            .or_else(|| request.uri().scheme_str())
+            .or_else(|| uri.scheme_str())
             .map(str::to_ascii_lowercase);
         Some(Own { scheme, host, port })
     }
@@ -244,8 +243,7 @@ impl Policy {
     }
 
     /// Refuses a state-changing request a browser sent from another site.
-    fn check_unsafe(&self, request: &Request, own: Option<&Own>) -> Result<(), String> {
-        let headers = request.headers();
+    fn check_unsafe(&self, headers: &HeaderMap, own: Option<&Own>) -> Result<(), String> {
         let Some(origin) = headers.get(ORIGIN) else {
             // No Origin: not a browser, or an old one; trust Sec-Fetch-Site where present.
             return match headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
@@ -287,34 +285,60 @@ fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
+/// What the policy makes of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Verdict {
+    /// Serve it; `cors` is the allowed origin to name in `Access-Control-Allow-Origin`.
+    Pass {
+        /// The request's `Origin`, when it is in `allowed_origins`.
+        cors: Option<HeaderValue>,
+    },
+    /// A CORS preflight from this allowed origin, answered without the handler.
+    Preflight(HeaderValue),
+    /// Refused (403), for this reason.
+    Refuse(String),
+}
+
+impl Policy {
+    /// Judges a request by its method, URI and headers (all it reads; the body is not
+    /// looked at, so a refusal costs nothing).
+    pub fn judge(&self, method: &Method, uri: &Uri, headers: &HeaderMap) -> Verdict {
+        let own = self.own(uri, headers);
+        if let Err(why) = self.check_host(own.as_ref()) {
+            return Verdict::Refuse(why);
+        }
+        let cors = self.allowed_origin(headers.get(ORIGIN));
+        if method == Method::OPTIONS
+            && headers.contains_key(ORIGIN)
+            && headers.contains_key(ACCESS_CONTROL_REQUEST_METHOD)
+        {
+            return match cors {
+                Some(origin) => Verdict::Preflight(origin),
+                None => Verdict::Refuse(
+                    "CORS preflight refused: this origin is not in allowed_origins \
+                     (--allowed-origins)"
+                        .into(),
+                ),
+            };
+        }
+        if is_unsafe(method) {
+            if let Err(why) = self.check_unsafe(headers, own.as_ref()) {
+                return Verdict::Refuse(why);
+            }
+        }
+        Verdict::Pass { cors }
+    }
+}
+
 /// The middleware (outside authentication, so preflights, which carry no credentials,
 /// are answered, and refusals of unauthenticated requests carry CORS headers).
 pub async fn check(State(policy): State<Arc<Policy>>, request: Request, next: Next) -> Response {
-    let own = policy.own(&request);
-    if let Err(why) = policy.check_host(own.as_ref()) {
-        return refuse(&request, why);
-    }
-    let cors = policy.allowed_origin(request.headers().get(ORIGIN));
-    if request.method() == Method::OPTIONS
-        && request.headers().contains_key(ORIGIN)
-        && request
-            .headers()
-            .contains_key(ACCESS_CONTROL_REQUEST_METHOD)
-    {
-        return match cors {
-            Some(origin) => preflight(origin),
-            None => {
-                let why = "CORS preflight refused: this origin is not in allowed_origins \
-                           (--allowed-origins)";
-                refuse(&request, why.into())
-            }
-        };
-    }
-    if is_unsafe(request.method()) {
-        if let Err(why) = policy.check_unsafe(&request, own.as_ref()) {
-            return refuse(&request, why);
-        }
-    }
+    let cors = match policy.judge(request.method(), request.uri(), request.headers()) {
+        Verdict::Pass { cors } => cors,
+        Verdict::Preflight(origin) => return preflight(origin),
+        Verdict::Refuse(why) => return refuse(&request, why),
+    };
     let mut response = next.run(request).await;
     if let Some(origin) = cors {
         let h = response.headers_mut();
@@ -398,9 +422,10 @@ mod tests {
 
     fn unsafe_verdict(p: &Policy, headers: &[(&str, &str)]) -> Result<(), String> {
         let r = request("POST", headers);
-        let own = p.own(&r);
-        p.check_host(own.as_ref())?;
-        p.check_unsafe(&r, own.as_ref())
+        match p.judge(r.method(), r.uri(), r.headers()) {
+            Verdict::Refuse(why) => Err(why),
+            _ => Ok(()),
+        }
     }
 
     #[test]
@@ -469,7 +494,7 @@ mod tests {
         let p = policy(&[], &["profiles.lan"], false);
         let host_ok = |h: &str| {
             let r = request("GET", &[("host", h)]);
-            p.check_host(p.own(&r).as_ref()).is_ok()
+            p.judge(r.method(), r.uri(), r.headers()) == Verdict::Pass { cors: None }
         };
         assert!(host_ok("profiles.lan:4040"));
         assert!(host_ok("PROFILES.lan"));
