@@ -71,6 +71,10 @@ pub struct ServerConfig {
     /// Take the request's host and scheme from `X-Forwarded-Host`/`X-Forwarded-Proto`
     /// (only behind a proxy that sets them; any client can send them).
     pub trust_proxy_headers: bool,
+    /// Most tenants with data besides the default one: each has a store of its own
+    /// (files, a WAL, memory for its head and catalog), so a flood of tenant IDs cannot
+    /// exhaust the server. A new tenant's first write past it is refused (429).
+    pub max_tenants: usize,
 }
 
 impl Default for ServerConfig {
@@ -102,6 +106,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             trust_proxy_headers: false,
+            max_tenants: 1000,
         }
     }
 }

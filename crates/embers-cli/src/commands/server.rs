@@ -86,6 +86,14 @@ pub struct ServerArgs {
     /// Take the request's host and scheme from X-Forwarded-Host/-Proto (behind a proxy).
     #[arg(long, env = "EMBERS_TRUST_PROXY_HEADERS")]
     pub trust_proxy_headers: bool,
+    /// Take each request's tenant from `X-Scope-OrgID` (without an auth file; for use
+    /// behind an authenticating proxy, as Grafana Pyroscope does). Each tenant's data is
+    /// kept apart, in `DATA_DIR/tenants/ID/`.
+    #[arg(long, env = "EMBERS_MULTITENANCY")]
+    pub multitenancy: bool,
+    /// Most tenants with data besides the default one [default: 1000].
+    #[arg(long, env = "EMBERS_MAX_TENANTS", value_name = "N")]
+    pub max_tenants: Option<usize>,
 }
 
 impl ServerArgs {
@@ -113,7 +121,8 @@ impl ServerArgs {
              query_queue_timeout_ms => query_queue_timeout_ms,
              max_inflight_ingest_bytes => max_inflight_ingest_bytes,
              header_timeout => header_timeout_seconds, idle_timeout => idle_timeout_seconds,
-             max_connections => max_connections);
+             max_connections => max_connections, max_tenants => max_tenants);
+        c.multitenancy |= self.multitenancy;
         if let Some(v) = &self.allowed_origins {
             c.allowed_origins = v.clone();
         }
