@@ -136,7 +136,7 @@ function ask(message) {
       'form',
       {},
       h('h2', { id: 'token-title' }, 'Sign in'),
-      h('p', {}, 'This server asks for an access token (from its auth file, e.g. made by `embers token new`).'),
+      h('p', {}, 'This server asks for an access token (one of its auth file, e.g. made by ', h('code', {}, 'embers token new'), ').'),
       h('label', { for: 'token-input' }, 'Access token'),
       input,
       error,
