@@ -71,6 +71,9 @@ pub struct ServerConfig {
     /// Take the request's host and scheme from `X-Forwarded-Host`/`X-Forwarded-Proto`
     /// (only behind a proxy that sets them; any client can send them).
     pub trust_proxy_headers: bool,
+    /// Serve `/metrics` without a token even with an auth file (for a Prometheus that
+    /// cannot send one); otherwise it needs the `admin` scope.
+    pub metrics_open: bool,
     /// Most tenants with data besides the default one: each has a store of its own
     /// (files, a WAL, memory for its head and catalog), so a flood of tenant IDs cannot
     /// exhaust the server. A new tenant's first write past it is refused (429).
@@ -106,6 +109,7 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             trust_proxy_headers: false,
+            metrics_open: false,
             max_tenants: 1000,
         }
     }

@@ -86,6 +86,13 @@ pub struct ServerArgs {
     /// Take the request's host and scheme from X-Forwarded-Host/-Proto (behind a proxy).
     #[arg(long, env = "EMBERS_TRUST_PROXY_HEADERS")]
     pub trust_proxy_headers: bool,
+    /// TOML file of tokens, their tenants and scopes; every API request then needs one
+    /// (see `embers token new`). Reloaded when it changes and on SIGHUP.
+    #[arg(long, env = "EMBERS_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Serve /metrics without a token even with an auth file [default: needs `admin`].
+    #[arg(long, env = "EMBERS_METRICS_OPEN")]
+    pub metrics_open: bool,
     /// Take each request's tenant from `X-Scope-OrgID` (without an auth file; for use
     /// behind an authenticating proxy, as Grafana Pyroscope does). Each tenant's data is
     /// kept apart, in `DATA_DIR/tenants/ID/`.
@@ -131,6 +138,10 @@ impl ServerArgs {
         }
         c.trust_proxy_headers |= self.trust_proxy_headers;
         c.origin_policy()?;
+        if let Some(file) = &self.auth_file {
+            c.auth_file = Some(file.clone());
+        }
+        c.metrics_open |= self.metrics_open;
         if let Some(r) = &self.retention {
             c.retention = Some(r.clone());
         }
