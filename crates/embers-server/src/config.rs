@@ -59,6 +59,18 @@ pub struct ServerConfig {
     /// Without an auth file, take each request's tenant from `X-Scope-OrgID` (for use
     /// behind an authenticating proxy, as Grafana Pyroscope does).
     pub multitenancy: bool,
+    /// Origins (`scheme://host[:port]`, exact, no wildcards) of web pages served
+    /// elsewhere that may change state here from a browser (a UI on another host);
+    /// they also get CORS headers. Every other foreign `Origin` is refused on
+    /// POST/PUT/PATCH/DELETE (see `origin.rs`).
+    pub allowed_origins: Vec<String>,
+    /// Host names this server answers to (IP addresses and `localhost` always pass);
+    /// empty: any. Set it on a network where a page could re-point its own name at the
+    /// server (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Take the request's host and scheme from `X-Forwarded-Host`/`X-Forwarded-Proto`
+    /// (only behind a proxy that sets them; any client can send them).
+    pub trust_proxy_headers: bool,
     /// Serve `/metrics` without a token even with an auth file (for a Prometheus that
     /// cannot send one); otherwise it needs the `admin` scope.
     pub metrics_open: bool,
@@ -99,6 +111,9 @@ impl Default for ServerConfig {
             adhoc: crate::AdHocConfig::default(),
             auth_file: None,
             multitenancy: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            trust_proxy_headers: false,
             metrics_open: false,
             max_tenants: 1000,
             tls_cert: None,
@@ -140,6 +155,15 @@ impl ServerConfig {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             n => n,
         }
+    }
+
+    /// The cross-site policy (`allowed_origins`, `allowed_hosts`, `trust_proxy_headers`).
+    pub fn origin_policy(&self) -> Result<crate::origin::Policy, crate::origin::OriginError> {
+        crate::origin::Policy::new(
+            &self.allowed_origins,
+            &self.allowed_hosts,
+            self.trust_proxy_headers,
+        )
     }
 
     /// The connection limits.

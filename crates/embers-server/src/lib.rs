@@ -50,6 +50,7 @@ mod flamebearer;
 pub mod grafana_proto;
 mod ingest;
 mod metrics;
+pub mod origin;
 mod params;
 mod profile_type;
 mod querier;
@@ -183,6 +184,10 @@ fn router_with_metrics(
     }
     app.layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), access::check))
+        .layer(from_fn_with_state(
+            origin::layer_state(config),
+            origin::check,
+        ))
         .layer(from_fn_with_state(metrics, budget::label_route))
         .with_state(state)
 }
