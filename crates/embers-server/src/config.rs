@@ -59,6 +59,13 @@ pub struct ServerConfig {
     /// Without an auth file, take each request's tenant from `X-Scope-OrgID` (for use
     /// behind an authenticating proxy, as Grafana Pyroscope does).
     pub multitenancy: bool,
+    /// Limits of every tenant (`[limits]`: series, retention, ingest bytes/s); a key
+    /// unset here falls back to the top-level key of the same name (see `limits.rs`).
+    pub limits: crate::limits::LimitsTable,
+    /// Per-tenant overrides of `[limits]` (`[tenants.<id>]`, IDs checked like
+    /// `X-Scope-OrgID`).
+    #[serde(deserialize_with = "crate::limits::tenant_tables")]
+    pub tenants: std::collections::BTreeMap<crate::tenant::TenantId, crate::limits::LimitsTable>,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +94,8 @@ impl Default for ServerConfig {
             adhoc: crate::AdHocConfig::default(),
             auth_file: None,
             multitenancy: false,
+            limits: crate::limits::LimitsTable::default(),
+            tenants: std::collections::BTreeMap::new(),
         }
     }
 }

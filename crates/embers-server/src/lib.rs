@@ -44,6 +44,7 @@ mod flamebearer;
 #[rustfmt::skip]
 pub mod grafana_proto;
 mod ingest;
+pub mod limits;
 mod metrics;
 mod params;
 mod profile_type;
@@ -95,6 +96,8 @@ pub struct AppState {
     settings: Arc<querier::settings::Settings>,
     /// Take the tenant from `X-Scope-OrgID` (no auth file; behind a trusted proxy).
     multitenancy: bool,
+    /// Each tenant's ingest byte rate (`ingest_bytes_per_second`), checked with the budget.
+    ingest_rate: Arc<limits::rate::IngestRate>,
 }
 
 impl AppState {
@@ -153,6 +156,7 @@ fn router_with_metrics(
         },
         settings: Arc::new(querier::settings::Settings::open(&config.data_dir)),
         multitenancy: config.multitenancy,
+        ingest_rate: Arc::new(limits::rate::IngestRate::new(config)),
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
@@ -247,14 +251,8 @@ pub struct Server {
 impl Server {
     /// Opens the store (recovering from a crash if need be) and binds the address.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
-        let store_config = embers_store::Config {
-            retention: config.retention().map_err(anyhow::Error::msg)?,
-            flush_interval: Duration::from_secs(config.flush_interval_seconds.max(1)),
-            max_series_per_service: config.max_series_per_service,
-            max_series: config.max_series,
-            cache_bytes: config.cache_bytes,
-            ..embers_store::Config::default()
-        };
+        config.retention().map_err(anyhow::Error::msg)?;
+        let store_config = config.store_config(&tenant::TenantId::default_tenant());
         config.query_limits().map_err(anyhow::Error::msg)?;
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir, store_config))
