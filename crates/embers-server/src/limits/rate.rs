@@ -170,9 +170,12 @@ impl IngestRate {
             Ok(()) => Ok(length.is_none().then_some(Meter(bucket))),
             Err(secs) => {
                 let mut e = ApiError::too_many(format!(
-                    "tenant {tenant:?} is over its ingest rate of {} bytes/s with bursts of \
+                    "tenant {:?} is over its ingest rate of {} bytes/s with bursts of \
                      {} bytes ({}); retry in {secs} s",
-                    rate.per_second, rate.burst, rate.source
+                    tenant.as_str(),
+                    rate.per_second,
+                    rate.burst,
+                    rate.source
                 ))
                 .because(Rejection::IngestRate);
                 e.retry_after = Some(secs);
