@@ -251,8 +251,14 @@ pub struct Server {
 impl Server {
     /// Opens the store (recovering from a crash if need be) and binds the address.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
-        config.retention().map_err(anyhow::Error::msg)?;
-        let store_config = config.store_config(&tenant::TenantId::default_tenant());
+        let store_config = embers_store::Config {
+            retention: config.retention().map_err(anyhow::Error::msg)?,
+            flush_interval: Duration::from_secs(config.flush_interval_seconds.max(1)),
+            max_series_per_service: config.max_series_per_service,
+            max_series: config.max_series,
+            cache_bytes: config.cache_bytes,
+            ..embers_store::Config::default()
+        };
         config.query_limits().map_err(anyhow::Error::msg)?;
         let dir = config.data_dir.clone();
         let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir, store_config))

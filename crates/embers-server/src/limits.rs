@@ -71,6 +71,9 @@ pub struct TenantLimits {
     pub ingest_bytes_per_second: u64,
     /// The token bucket's size: bytes that may arrive at once after a quiet spell.
     pub ingest_burst_bytes: u64,
+    /// How the tenant's store names its series limits when it refuses a write (the
+    /// tenant, and the table to raise them in).
+    pub limit_names: embers_store::LimitNames,
 }
 
 /// Where a tenant's setting comes from, to name it in a refusal the operator can act on.
@@ -101,10 +104,20 @@ impl ServerConfig {
     /// The limits of `tenant`: its `[tenants.<id>]` keys, else `[limits]`, else the
     /// top-level keys.
     pub fn limits_for(&self, tenant: &TenantId) -> TenantLimits {
-        self.resolve_limits(self.tenants.get(tenant))
+        let mut limits = self.resolve_limits(self.tenants.get(tenant));
+        if !tenant.is_default() {
+            let name = |key| setting_source(self, Some(tenant), key);
+            limits.limit_names = embers_store::LimitNames::new(
+                format!("tenant {:?}", tenant.as_str()),
+                name("max_series"),
+                name("max_series_per_service"),
+            );
+        }
+        limits
     }
 
-    /// The limits of a tenant whose own table is `own` (`None`: no table of its own).
+    /// The limits of a tenant whose own table is `own` (`None`: no table of its own),
+    /// named as the store's own.
     pub(crate) fn resolve_limits(&self, own: Option<&LimitsTable>) -> TenantLimits {
         let defaults = &self.limits;
         macro_rules! pick {
@@ -121,20 +134,7 @@ impl ServerConfig {
             retention: pick!(retention).unwrap_or_else(|| self.retention().ok().flatten()),
             ingest_bytes_per_second: rate,
             ingest_burst_bytes: pick!(ingest_burst_bytes).unwrap_or(rate),
-        }
-    }
-
-    /// The store settings of `tenant`'s store: the server-wide ones (flush interval,
-    /// cache) with the tenant's series limits and retention.
-    pub fn store_config(&self, tenant: &TenantId) -> embers_store::Config {
-        let limits = self.limits_for(tenant);
-        embers_store::Config {
-            retention: limits.retention,
-            flush_interval: Duration::from_secs(self.flush_interval_seconds.max(1)),
-            max_series_per_service: limits.max_series_per_service,
-            max_series: limits.max_series,
-            cache_bytes: self.cache_bytes,
-            ..embers_store::Config::default()
+            limit_names: embers_store::LimitNames::default(),
         }
     }
 }
@@ -180,7 +180,11 @@ mod tests {
         assert_eq!(l.max_series_per_service, 10_000);
         assert_eq!(l.retention, Some(Duration::from_secs(2 * 86_400)));
         assert_eq!((l.ingest_bytes_per_second, l.ingest_burst_bytes), (0, 0));
-        assert_eq!(l, c.limits_for(&TenantId::default_tenant()));
+        assert_eq!(
+            c.limits_for(&TenantId::default_tenant()),
+            c.resolve_limits(None)
+        );
+        assert_eq!(l.max_series, c.resolve_limits(None).max_series);
     }
 
     #[test]
@@ -206,9 +210,18 @@ mod tests {
         let keeper = c.limits_for(&tenant("keeper"));
         assert_eq!(keeper.retention, None);
         assert_eq!(keeper.ingest_bytes_per_second, 0);
-        let store = c.store_config(&tenant("small"));
-        assert_eq!((store.max_series, store.max_series_per_service), (3, 5));
-        assert_eq!(store.retention, Some(Duration::from_secs(3600)));
+        assert_eq!(
+            small.limit_names,
+            embers_store::LimitNames::new(
+                "tenant \"small\"".into(),
+                "max_series in [tenants.small]".into(),
+                "max_series_per_service".into()
+            )
+        );
+        assert_eq!(
+            c.limits_for(&TenantId::default_tenant()).limit_names,
+            embers_store::LimitNames::default()
+        );
         assert_eq!(
             setting_source(&c, Some(&tenant("small")), "max_series"),
             "max_series in [tenants.small]"
