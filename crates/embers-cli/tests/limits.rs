@@ -152,6 +152,21 @@ fn a_tenant_over_its_byte_rate_gets_429_and_retry_after_while_another_keeps_inge
     assert!(retry.is_some());
     let connect: serde_json::Value = serde_json::from_str(&connect).unwrap();
     assert_eq!(connect["code"], "resource_exhausted", "{connect}");
+    // So do ad-hoc uploads (Connect too).
+    let junk = vec![b'x'; 1500];
+    let (_, (_, retry, adhoc)) = until_refused(400, || {
+        answer(
+            agent()
+                .post(&server.url("/adhocprofiles.v1.AdHocProfileService/Upload"))
+                .header("content-type", "application/json")
+                .header("x-scope-orgid", "small")
+                .send(&junk[..])
+                .unwrap(),
+        )
+    });
+    assert!(retry.is_some());
+    let adhoc: serde_json::Value = serde_json::from_str(&adhoc).unwrap();
+    assert_eq!(adhoc["code"], "resource_exhausted", "{adhoc}");
 
     // After waiting what Retry-After says, the refused push goes through: the header is
     // enough (waiting longer on a slow machine only refills more).
@@ -165,10 +180,10 @@ fn a_tenant_over_its_byte_rate_gets_429_and_retry_after_while_another_keeps_inge
     assert!(stored(&server, "small", "small-app.cpu{}") == expected(&small));
     let big: Vec<&str> = big.iter().map(String::as_str).collect();
     assert!(stored(&server, "big", "big-app.cpu{}") == expected(&big));
-    // Two plain 429s, one Connect 429, each counted once by reason.
+    // Two plain 429s, two Connect 429s, each counted once by reason.
     assert_eq!(
         metric(&server, "embers_rejections_total{reason=\"ingest_rate\"} "),
-        3
+        4
     );
     assert_eq!(
         metric(

@@ -114,7 +114,10 @@ async fn refuse(state: &AppState, request: Request, e: ApiError) -> Response {
         tracing::debug!(reason = %e.message, "ingest refused");
     }
     state.metrics.ingest_error();
-    let connect = request.uri().path().starts_with("/push.v1");
+    // The Connect services behind this budget answer in Connect's JSON error shape.
+    let connect = ["/push.v1.", "/adhocprofiles.v1."]
+        .iter()
+        .any(|service| request.uri().path().starts_with(service));
     let (parts, body) = request.into_parts();
     drain(body, state.ingest_budget.unknown_length).await;
     if connect {
