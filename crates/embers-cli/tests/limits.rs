@@ -136,37 +136,30 @@ fn a_tenant_over_its_byte_rate_gets_429_and_retry_after_while_another_keeps_inge
         assert_eq!(status, 200, "{message}");
     }
 
-    // The Connect push route refuses in Connect's shape, before reading the body (junk,
-    // answered 400 if admitted).
-    let junk = vec![0u8; 1500];
-    let (_, (_, retry, connect)) = until_refused(400, || {
-        answer(
-            agent()
-                .post(&server.url("/push.v1.PusherService/Push"))
-                .header("content-type", "application/proto")
-                .header("x-scope-orgid", "small")
-                .send(&junk[..])
-                .unwrap(),
-        )
-    });
-    assert!(retry.is_some());
-    let connect: serde_json::Value = serde_json::from_str(&connect).unwrap();
-    assert_eq!(connect["code"], "resource_exhausted", "{connect}");
-    // So do ad-hoc uploads (Connect too).
-    let junk = vec![b'x'; 1500];
-    let (_, (_, retry, adhoc)) = until_refused(400, || {
-        answer(
-            agent()
-                .post(&server.url("/adhocprofiles.v1.AdHocProfileService/Upload"))
-                .header("content-type", "application/json")
-                .header("x-scope-orgid", "small")
-                .send(&junk[..])
-                .unwrap(),
-        )
-    });
-    assert!(retry.is_some());
-    let adhoc: serde_json::Value = serde_json::from_str(&adhoc).unwrap();
-    assert_eq!(adhoc["code"], "resource_exhausted", "{adhoc}");
+    // The Connect routes behind the budget (push, ad-hoc upload) refuse in Connect's
+    // shape, before reading the body (junk, answered 400 if admitted).
+    for (path, content_type) in [
+        ("/push.v1.PusherService/Push", "application/proto"),
+        (
+            "/adhocprofiles.v1.AdHocProfileService/Upload",
+            "application/json",
+        ),
+    ] {
+        let junk = vec![b'x'; 1500];
+        let (_, (_, retry, refusal)) = until_refused(400, || {
+            answer(
+                agent()
+                    .post(&server.url(path))
+                    .header("content-type", content_type)
+                    .header("x-scope-orgid", "small")
+                    .send(&junk[..])
+                    .unwrap(),
+            )
+        });
+        assert!(retry.is_some(), "{path}");
+        let refusal: serde_json::Value = serde_json::from_str(&refusal).unwrap();
+        assert_eq!(refusal["code"], "resource_exhausted", "{path}: {refusal}");
+    }
 
     // After waiting what Retry-After says, the refused push goes through: the header is
     // enough (waiting longer on a slow machine only refills more).
