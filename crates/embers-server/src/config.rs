@@ -59,6 +59,10 @@ pub struct ServerConfig {
     /// Without an auth file, take each request's tenant from `X-Scope-OrgID` (for use
     /// behind an authenticating proxy, as Grafana Pyroscope does).
     pub multitenancy: bool,
+    /// Most tenants with data besides the default one: each has a store of its own
+    /// (files, a WAL, memory for its head and catalog), so a flood of tenant IDs cannot
+    /// exhaust the server. A new tenant's first write past it is refused (429).
+    pub max_tenants: usize,
     /// Limits of every tenant (`[limits]`: series, retention, ingest bytes/s); a key
     /// unset here falls back to the top-level key of the same name (see `limits.rs`).
     pub limits: crate::limits::LimitsTable,
@@ -94,6 +98,7 @@ impl Default for ServerConfig {
             adhoc: crate::AdHocConfig::default(),
             auth_file: None,
             multitenancy: false,
+            max_tenants: 1000,
             limits: crate::limits::LimitsTable::default(),
             tenants: std::collections::BTreeMap::new(),
         }

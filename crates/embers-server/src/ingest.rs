@@ -12,7 +12,7 @@ pub(crate) mod otlp;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use embers_formats::ingest::{
@@ -27,8 +27,9 @@ use prost::Message;
 use crate::error::ApiError;
 use crate::params::{ingest_time, now};
 use crate::profile_type::{family, legacy_type, type_id};
+use crate::tenants::Tenant;
 use crate::wire;
-use crate::{AppState, ServerConfig};
+use crate::ServerConfig;
 
 mod jfr;
 pub mod spans;
@@ -236,7 +237,7 @@ fn content_type(headers: &HeaderMap) -> String {
 /// Decodes and stores on the blocking pool, in one hop (for a push, once per request
 /// ID); counts the request in the metrics either way.
 async fn decode_and_store(
-    state: &AppState,
+    state: &Tenant,
     bytes: usize,
     decode: impl FnOnce(&IngestBudget) -> Result<(Option<Vec<String>>, Vec<Put>), ApiError>
         + Send
@@ -244,10 +245,17 @@ async fn decode_and_store(
 ) -> Result<(), ApiError> {
     let timer = state.metrics.start();
     let budget = Arc::clone(&state.budget);
-    let store = Arc::clone(&state.store);
+    let (tenants, tenant) = (Arc::clone(&state.tenants), state.id.clone());
     let stored = tokio::task::spawn_blocking(move || {
         let (ids, puts) = decode(&budget)?;
         let count = puts.len();
+        if puts.iter().all(|p| p.tree.total() == 0) && tenants.get(&tenant).is_none() {
+            // Nothing to store (no puts, or empty profiles): a tenant without data gets
+            // no store for it.
+            return Ok(0);
+        }
+        // The tenant's store is created only now, for a request that decoded.
+        let store = Arc::clone(&tenants.write(&tenant)?.store);
         match ids {
             None => store.ingest(puts),
             Some(ids) => store.ingest_once(&ids, puts).map(drop),
@@ -271,7 +279,7 @@ async fn decode_and_store(
 
 /// `POST /ingest` (and `/pyroscope/ingest`).
 pub async fn legacy(
-    State(state): State<AppState>,
+    state: Tenant,
     Query(params): Query<IngestParams>,
     headers: HeaderMap,
     body: Bytes,
@@ -372,7 +380,7 @@ fn legacy_puts(
 
 /// Connect `POST /push.v1.PusherService/Push`.
 pub async fn push(
-    State(state): State<AppState>,
+    state: Tenant,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<axum::response::Response, ApiError> {

@@ -54,6 +54,7 @@ pub mod range;
 mod serve;
 mod spans;
 pub mod tenant;
+pub mod tenants;
 pub mod ui;
 mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
@@ -73,7 +74,6 @@ use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
-use embers_store::Store;
 
 pub use adhoc::AdHocConfig;
 pub use config::ServerConfig;
@@ -82,67 +82,37 @@ pub use error::ApiError;
 pub use ingest::pprof_puts;
 pub use params::{parse_duration, parse_time};
 pub use range::{QueryLimits, QueryRange};
+pub use tenants::Tenants;
 
-/// What every handler shares.
+/// What every handler shares. Handlers reach a tenant's data only through the
+/// [`tenants::Tenant`] extractor (the request's tenant, decided by [`access::check`]).
 #[derive(Debug, Clone)]
 pub struct AppState {
-    store: Arc<Store>,
+    tenants: Arc<Tenants>,
     metrics: Arc<metrics::Metrics>,
     budget: Arc<IngestBudget>,
-    query_limits: QueryLimits,
     queries: Arc<budget::QueryGate>,
     ingest_budget: Arc<budget::InflightBytes>,
-    adhoc: adhoc::AdHoc,
-    settings: Arc<querier::settings::Settings>,
     /// Take the tenant from `X-Scope-OrgID` (no auth file; behind a trusted proxy).
     multitenancy: bool,
     /// Each tenant's ingest byte rate (`ingest_bytes_per_second`), checked with the budget.
     ingest_rate: Arc<limits::rate::IngestRate>,
 }
 
-impl AppState {
-    /// A request's time range, bounded by the server's [`QueryLimits`].
-    fn range(
-        &self,
-        from: Option<&str>,
-        until: Option<&str>,
-        default: range::DefaultFrom,
-    ) -> Result<QueryRange, ApiError> {
-        QueryRange::parse(from, until, default, &self.query_limits, || {
-            self.store.oldest_data()
-        })
-    }
-
-    /// A Connect request's `start`/`end` (ms), bounded likewise.
-    fn range_ms(&self, start: i64, end: i64) -> Result<QueryRange, ApiError> {
-        QueryRange::from_millis(start, end, &self.query_limits, || self.store.oldest_data())
-    }
-
-    /// Runs a store read in a query slot, off the async workers.
-    async fn query<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let store = Arc::clone(&self.store);
-        self.queries.run(move || f(&store)).await
-    }
-}
-
-/// The HTTP routes over a store.
-pub fn router(store: Arc<Store>, config: &ServerConfig) -> Router {
-    router_with_metrics(store, config, Arc::default())
+/// The HTTP routes over the tenants' stores.
+pub fn router(tenants: Arc<Tenants>, config: &ServerConfig) -> Router {
+    router_with_metrics(tenants, config, Arc::default())
 }
 
 fn router_with_metrics(
-    store: Arc<Store>,
+    tenants: Arc<Tenants>,
     config: &ServerConfig,
     metrics: Arc<metrics::Metrics>,
 ) -> Router {
     let state = AppState {
-        store: Arc::clone(&store),
+        tenants,
         metrics: Arc::clone(&metrics),
         budget: Arc::new(ingest::budget(config)),
-        query_limits: config.query_limits().unwrap_or_default(),
         queries: Arc::new(budget::QueryGate::new(
             config.query_slots(),
             Duration::from_millis(config.query_queue_timeout_ms),
@@ -151,10 +121,6 @@ fn router_with_metrics(
             config.max_inflight_ingest_bytes,
             config.max_body_bytes,
         )),
-        adhoc: adhoc::AdHoc {
-            profiles: Arc::new(store.adhoc(config.adhoc.limits())),
-        },
-        settings: Arc::new(querier::settings::Settings::open(&config.data_dir)),
         multitenancy: config.multitenancy,
         ingest_rate: Arc::new(limits::rate::IngestRate::new(config)),
     };
@@ -214,20 +180,33 @@ fn router_with_metrics(
         .with_state(state)
 }
 
-/// `GET /ready`: 503 with the reason while the store cannot persist writes.
+/// `GET /ready`: 503 with the reasons while any tenant's store cannot persist writes
+/// (every open store is checked: one server, one disk, one answer).
 async fn ready(State(state): State<AppState>) -> axum::response::Response {
-    match state.store.unwritable_reason() {
-        None => "ready\n".into_response(),
-        Some(reason) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: the store cannot persist writes: {reason}\n"),
-        )
-            .into_response(),
+    let reasons: Vec<String> = state
+        .tenants
+        .all()
+        .into_iter()
+        .filter_map(|(id, data)| {
+            let reason = data.store.unwritable_reason()?;
+            Some(format!("tenant {id}: {reason}"))
+        })
+        .collect();
+    if reasons.is_empty() {
+        return "ready\n".into_response();
     }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!(
+            "not ready: the store cannot persist writes: {}\n",
+            reasons.join("; ")
+        ),
+    )
+        .into_response()
 }
 
 async fn metrics_text(State(state): State<AppState>) -> impl axum::response::IntoResponse {
-    let mut text = state.metrics.render(&state.store);
+    let mut text = state.metrics.render(&state.tenants);
     text.push_str(&format!(
         "# HELP embers_ingest_inflight_bytes Request body bytes of pushes being served.\n\
          # TYPE embers_ingest_inflight_bytes gauge\nembers_ingest_inflight_bytes {}\n",
@@ -240,7 +219,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl axum::response::Int
 #[derive(Debug)]
 pub struct Server {
     listener: tokio::net::TcpListener,
-    store: Arc<Store>,
+    tenants: Arc<Tenants>,
     router: Router,
     metrics: Arc<metrics::Metrics>,
     conn_limits: serve::ConnLimits,
@@ -251,31 +230,24 @@ pub struct Server {
 impl Server {
     /// Opens the store (recovering from a crash if need be) and binds the address.
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
-        let store_config = embers_store::Config {
-            retention: config.retention().map_err(anyhow::Error::msg)?,
-            flush_interval: Duration::from_secs(config.flush_interval_seconds.max(1)),
-            max_series_per_service: config.max_series_per_service,
-            max_series: config.max_series,
-            cache_bytes: config.cache_bytes,
-            ..embers_store::Config::default()
-        };
+        config.retention().map_err(anyhow::Error::msg)?;
         config.query_limits().map_err(anyhow::Error::msg)?;
-        let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open_dir(&dir, store_config))
+        let opening = config.clone();
+        let tenants = tokio::task::spawn_blocking(move || Tenants::open(&opening))
             .await?
             .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
-        let store = Arc::new(store);
+        let tenants = Arc::new(tenants);
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("listening on {}", config.listen))?;
         let stop = Arc::new(AtomicBool::new(false));
-        let maintenance = spawn_maintenance(Arc::clone(&store), Arc::clone(&stop));
+        let maintenance = spawn_maintenance(Arc::clone(&tenants), Arc::clone(&stop));
         let metrics = Arc::<metrics::Metrics>::default();
-        let router = router_with_metrics(Arc::clone(&store), &config, Arc::clone(&metrics));
+        let router = router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics));
         tracing::info!(address = %listener.local_addr()?, data = %config.data_dir.display(), "embers server ready");
         Ok(Server {
             listener,
-            store,
+            tenants,
             router,
             metrics,
             conn_limits: config.conn_limits(),
@@ -307,19 +279,19 @@ impl Server {
         .await;
         self.stop.store(true, Ordering::SeqCst);
         let _ = tokio::task::spawn_blocking(move || self.maintenance.join()).await;
-        let store = self.store;
-        tokio::task::spawn_blocking(move || store.close()).await??;
+        let tenants = self.tenants;
+        tokio::task::spawn_blocking(move || tenants.close()).await??;
         tracing::info!("embers server stopped; everything flushed");
         Ok(())
     }
 }
 
-/// Flushes the head every interval and compacts, until `stop`.
-fn spawn_maintenance(store: Arc<Store>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+/// Flushes every tenant's head every interval and compacts, until `stop`.
+fn spawn_maintenance(tenants: Arc<Tenants>, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("embers-maintenance".into())
         .spawn(move || {
-            let interval = store.flush_interval();
+            let interval = tenants.flush_interval();
             let mut next = std::time::Instant::now() + interval;
             while !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(100));
@@ -327,12 +299,7 @@ fn spawn_maintenance(store: Arc<Store>, stop: Arc<AtomicBool>) -> std::thread::J
                     continue;
                 }
                 next = std::time::Instant::now() + interval;
-                if let Err(e) = store.flush() {
-                    tracing::error!(error = %e, "flush failed; the WAL keeps the data, retrying");
-                }
-                if let Err(e) = store.compact(params::now()) {
-                    tracing::error!(error = %e, "compaction failed; queries read finer blocks meanwhile");
-                }
+                tenants.maintain(params::now());
             }
         })
         .expect("spawning a thread")

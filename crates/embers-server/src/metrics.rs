@@ -9,6 +9,8 @@ use std::time::Instant;
 
 use embers_store::Store;
 
+use crate::tenants::Tenants;
+
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -224,8 +226,13 @@ impl Metrics {
         );
     }
 
-    /// The exposition text.
-    pub fn render(&self, store: &Store) -> String {
+    /// The exposition text. Store figures are sums over every tenant's store (a label
+    /// per tenant would grow the exposition with `max_tenants`); `embers_tenants` counts
+    /// the tenants with data.
+    pub fn render(&self, tenants: &Tenants) -> String {
+        let all = tenants.all();
+        let stores: Vec<&Store> = all.iter().map(|(_, data)| data.store.as_ref()).collect();
+        let sum = |f: &dyn Fn(&Store) -> u64| stores.iter().map(|s| f(s)).sum::<u64>();
         let mut out = String::new();
         self.render_http(&mut out);
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
@@ -281,87 +288,90 @@ impl Metrics {
         );
         self.query_latency
             .render("embers_query_duration_seconds", "Query latency.", &mut out);
-        let s = &store.stats;
         counter(
             &mut out,
             "embers_store_wal_syncs_total",
             "WAL group commits (fsyncs).",
-            load(&s.wal_syncs),
+            sum(&|s| load(&s.stats.wal_syncs)),
         );
         counter(
             &mut out,
             "embers_store_wal_bytes_total",
             "Bytes written to the WAL.",
-            load(&s.wal_bytes),
+            sum(&|s| load(&s.stats.wal_bytes)),
         );
         counter(
             &mut out,
             "embers_store_flushes_total",
             "Head flushes.",
-            load(&s.flushes),
+            sum(&|s| load(&s.stats.flushes)),
         );
         counter(
             &mut out,
             "embers_store_compactions_total",
             "Aggregates written.",
-            load(&s.compactions),
+            sum(&|s| load(&s.stats.compactions)),
         );
         counter(
             &mut out,
             "embers_store_deleted_objects_total",
             "Objects deleted (retention, superseded).",
-            load(&s.expired_objects),
+            sum(&|s| load(&s.stats.expired_objects)),
         );
         counter(
             &mut out,
             "embers_store_duplicate_writes_total",
             "Pushes acknowledged as retries of one already stored (same sample ID).",
-            load(&s.duplicates),
+            sum(&|s| load(&s.stats.duplicates)),
         );
         for (name, help, v) in [
             (
                 "embers_store_quarantined_objects_total",
                 "Objects moved to quarantine (damaged or unknown).",
-                &s.quarantined,
+                sum(&|s| load(&s.stats.quarantined)),
             ),
             (
                 "embers_store_damaged_reads_total",
                 "Blocks found damaged by a read; the read answered from the rest.",
-                &s.damaged_reads,
+                sum(&|s| load(&s.stats.damaged_reads)),
             ),
             (
                 "embers_store_degraded_reads_total",
                 "Queries answered with a warning that data in their range may be missing.",
-                &s.degraded_reads,
+                sum(&|s| load(&s.stats.degraded_reads)),
             ),
         ] {
-            counter(&mut out, name, help, load(v));
+            counter(&mut out, name, help, v);
         }
         counter(
             &mut out,
             "embers_store_wal_write_errors_total",
             "WAL writes that failed (their pushes were refused with 503).",
-            load(&s.write_errors),
+            sum(&|s| load(&s.stats.write_errors)),
         );
         counter(
             &mut out,
             "embers_store_flush_errors_total",
             "Flushes that failed (retried; the WAL keeps the data).",
-            load(&s.flush_errors),
+            sum(&|s| load(&s.stats.flush_errors)),
         );
         counter(
             &mut out,
             "embers_store_forgotten_request_ids_total",
             "Request IDs forgotten early to stay under the cap.",
-            load(&s.forgotten_request_ids),
+            sum(&|s| load(&s.stats.forgotten_request_ids)),
         );
         gauge(
             &mut out,
             "embers_store_unwritable",
             "1 while the store cannot persist writes (disk full, failing storage).",
-            u64::from(store.unwritable_reason().is_some()),
+            u64::from(stores.iter().any(|s| s.unwritable_reason().is_some())),
         );
-        let (series, runs, aggs) = store.counts();
+        let (mut series, mut runs, mut aggs) = (0, 0, 0);
+        for store in &stores {
+            let (s, r, a) = store.counts();
+            (series, runs, aggs) = (series + s, runs + r, aggs + a);
+        }
         gauge(
             &mut out,
             "embers_store_series",
@@ -384,7 +394,19 @@ impl Metrics {
             &mut out,
             "embers_store_head_pairs",
             "Call-path values in memory, not flushed yet.",
-            store.head_pairs() as u64,
+            sum(&|s| s.head_pairs() as u64),
+        );
+        gauge(
+            &mut out,
+            "embers_tenants",
+            "Tenants with data (the default one included), each with its own store.",
+            stores.len() as u64,
+        );
+        gauge(
+            &mut out,
+            "embers_block_cache_bytes",
+            "Decoded blocks cached for queries, one budget shared by every tenant.",
+            tenants.cache_bytes() as u64,
         );
         out
     }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use axum::extract::{Query, State};
+use axum::extract::Query;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use embers_formats::{Format, WriteOptions};
@@ -15,8 +15,8 @@ use crate::error::ApiError;
 use crate::flamebearer::{self, Units};
 use crate::profile_type::{legacy_suffix, resolve};
 use crate::range::{DefaultFrom, QueryRange};
+use crate::tenants::Tenant;
 use crate::warnings::{json_with_warnings, with_warnings};
-use crate::AppState;
 
 /// Default `maxNodes`.
 pub const DEFAULT_MAX_NODES: usize = 8192;
@@ -159,17 +159,14 @@ pub fn encode(tree: &StackTree, format: Format, export: Export<'_>) -> Result<Ve
 }
 
 /// `GET /render`.
-pub async fn render(
-    State(state): State<AppState>,
-    Query(p): Query<RenderParams>,
-) -> Result<Response, ApiError> {
+pub async fn render(state: Tenant, Query(p): Query<RenderParams>) -> Result<Response, ApiError> {
     let timer = state.metrics.start();
     let result = render_inner(&state, p).await;
     state.metrics.queried(result.is_ok(), timer);
     result
 }
 
-async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, ApiError> {
+async fn render_inner(state: &Tenant, p: RenderParams) -> Result<Response, ApiError> {
     let query = p.query.or(p.name).ok_or_else(|| {
         ApiError::bad_request("missing `query` parameter, e.g. app.cpu{region=\"eu\"}")
     })?;
@@ -183,7 +180,7 @@ async fn render_inner(state: &AppState, p: RenderParams) -> Result<Response, Api
     let r = state
         .query(move |store| render_query(store, &m2, range, granularity))
         .await?;
-    let warnings = state.store.damage_warnings(from, until);
+    let warnings = state.store().damage_warnings(from, until);
     let profile_type = pinned_type(&m).map(str::to_owned);
     let format = p.format.as_deref().unwrap_or("json");
     let codec = match format {
@@ -264,17 +261,14 @@ pub struct DiffParams {
 }
 
 /// `GET /render-diff`.
-pub async fn render_diff(
-    State(state): State<AppState>,
-    Query(p): Query<DiffParams>,
-) -> Result<Response, ApiError> {
+pub async fn render_diff(state: Tenant, Query(p): Query<DiffParams>) -> Result<Response, ApiError> {
     let timer = state.metrics.start();
     let result = render_diff_inner(&state, p).await;
     state.metrics.queried(result.is_ok(), timer);
     result
 }
 
-async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, ApiError> {
+async fn render_diff_inner(state: &Tenant, p: DiffParams) -> Result<Response, ApiError> {
     let missing = || ApiError::bad_request("missing `leftQuery`/`rightQuery` (or `query`)");
     let lq = p
         .left_query
@@ -314,7 +308,7 @@ async fn render_diff_inner(state: &AppState, p: DiffParams) -> Result<Response, 
         })
         .await?;
     let warnings = state
-        .store
+        .store()
         .damage_warnings_for(&[(l.from, l.until), (r.from, r.until)]);
     let (left, _) = left.truncated(max_nodes);
     let (right, _) = right.truncated(max_nodes);
@@ -344,7 +338,7 @@ pub struct LabelParams {
     until: Option<String>,
 }
 
-fn label_scope(state: &AppState, p: &LabelParams) -> Result<(Vec<Matcher>, i64, i64), ApiError> {
+fn label_scope(state: &Tenant, p: &LabelParams) -> Result<(Vec<Matcher>, i64, i64), ApiError> {
     let m = match p.query.as_deref().filter(|q| !q.is_empty()) {
         Some(q) => matchers(q)?.1,
         None => Vec::new(),
@@ -359,7 +353,7 @@ fn label_scope(state: &AppState, p: &LabelParams) -> Result<(Vec<Matcher>, i64, 
 
 /// `GET /labels`: label names of the selected series.
 pub async fn labels(
-    State(state): State<AppState>,
+    state: Tenant,
     Query(p): Query<LabelParams>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let (m, from, until) = label_scope(&state, &p)?;
@@ -371,7 +365,7 @@ pub async fn labels(
 
 /// `GET /label-values?label=region`: values of one label.
 pub async fn label_values(
-    State(state): State<AppState>,
+    state: Tenant,
     Query(p): Query<LabelParams>,
 ) -> Result<Json<Vec<String>>, ApiError> {
     let (m, from, until) = label_scope(&state, &p)?;
@@ -386,10 +380,7 @@ pub async fn label_values(
 }
 
 /// `GET /series`: every matching series with its labels and profile type.
-pub async fn series(
-    State(state): State<AppState>,
-    Query(p): Query<LabelParams>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn series(state: Tenant, Query(p): Query<LabelParams>) -> Result<Json<Value>, ApiError> {
     let (m, from, until) = label_scope(&state, &p)?;
     let found = state
         .query(move |store| Ok(store.series(&m, from, until)))
@@ -405,10 +396,7 @@ pub async fn series(
 }
 
 /// `GET /apps`: services with their profile types, and the legacy `app.cpu` names.
-pub async fn apps(
-    State(state): State<AppState>,
-    Query(p): Query<LabelParams>,
-) -> Result<Json<Value>, ApiError> {
+pub async fn apps(state: Tenant, Query(p): Query<LabelParams>) -> Result<Json<Value>, ApiError> {
     let (m, from, until) = label_scope(&state, &p)?;
     let found = state
         .query(move |store| Ok(store.series(&m, from, until)))

@@ -7,7 +7,6 @@
 //! leaves of the range.
 
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
@@ -18,11 +17,11 @@ use crate::querier::{
     flame_graph, node_budget, selection, span_ids, tree_bytes, unary, Answer, FORMAT_TREE,
 };
 use crate::range::QueryRange;
-use crate::AppState;
+use crate::tenants::Tenant;
 
 /// `POST /querier.v1.QuerierService/SelectMergeSpanProfile`.
 pub async fn select_merge_span_profile(
-    State(state): State<AppState>,
+    state: Tenant,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -33,7 +32,7 @@ pub async fn select_merge_span_profile(
 }
 
 async fn answer(
-    state: AppState,
+    state: Tenant,
     req: q::SelectMergeSpanProfileRequest,
 ) -> Result<Answer<q::SelectMergeSpanProfileResponse>, ApiError> {
     let (matchers, range) = selection(
@@ -48,7 +47,7 @@ async fn answer(
     let tree = state
         .query(move |store| Ok(store.merge_spans(&matchers, from, until, &spans)?))
         .await?;
-    let warnings = state.store.damage_warnings(from, until);
+    let warnings = state.store().damage_warnings(from, until);
     let truncated = tree.truncated(node_budget(req.max_nodes)).0;
     let message = if req.format == FORMAT_TREE {
         q::SelectMergeSpanProfileResponse {

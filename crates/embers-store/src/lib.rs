@@ -70,6 +70,7 @@ mod wal;
 
 pub use adhoc::{clean_name, AdHocEntry, AdHocError, AdHocLimits, AdHocProfiles, AdHocUpload};
 pub use block::{BlockError, BlockReader, BlockWriter};
+pub use cache::SharedCache;
 pub use compact::CompactReport;
 pub use dict::{Segment as DictionarySegment, LOST as LOST_FRAME};
 pub use dict_gc::{DictionaryGc, DictionaryStats, MIN_GROWTH as MIN_DICTIONARY_GROWTH};

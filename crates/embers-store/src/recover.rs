@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use embers_profile::FxHashMap;
 
 use crate::block::BlockReader;
-use crate::cache::BlockCache;
+use crate::cache::StoreCache;
 use crate::envelope::{self, Kind};
 use crate::error::StoreError;
 use crate::head::Head;
@@ -207,7 +207,7 @@ impl Store {
             );
         }
         let segment = Segment::create(&wal_dir, last_seq + 1).map_err(StoreError::Wal)?;
-        let cache = BlockCache::new(config.cache_bytes);
+        let cache = StoreCache::new(config.shared_cache.as_ref(), config.cache_bytes);
         Ok(Store {
             storage,
             wal_dir,

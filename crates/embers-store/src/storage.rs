@@ -84,6 +84,19 @@ impl FileStorage {
         &self.root
     }
 
+    /// Whether listing `prefix` descends into the subdirectory `dir`: only when keys
+    /// under it can start with `prefix`, and never into another store's directory (one
+    /// with its own lock file, such as a tenant's under `tenants/<id>/`), whose objects
+    /// are not this store's to recover, check or quarantine.
+    fn walks_into(&self, dir: &Path, prefix: &str) -> bool {
+        let Ok(rel) = dir.strip_prefix(&self.root) else {
+            return false;
+        };
+        let rel = format!("{}/", rel.to_string_lossy().replace('\\', "/"));
+        (rel.starts_with(prefix) || prefix.starts_with(&rel))
+            && !dir.join(crate::lock::LOCK_FILE).exists()
+    }
+
     fn path(&self, key: &str) -> Result<PathBuf, StorageError> {
         check_key(key)?;
         Ok(self.root.join(key))
@@ -151,7 +164,9 @@ impl Storage for FileStorage {
                 let entry = entry.map_err(io(prefix))?;
                 let path = entry.path();
                 if entry.file_type().map_err(io(prefix))?.is_dir() {
-                    todo.push(path);
+                    if self.walks_into(&path, prefix) {
+                        todo.push(path);
+                    }
                     continue;
                 }
                 let Ok(rel) = path.strip_prefix(&self.root) else {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use embers_profile::StackTree;
 
-use crate::cache::BlockCache;
+use crate::cache::{SharedCache, StoreCache};
 use crate::dict::{self, Dictionary};
 use crate::error::StoreError;
 use crate::head::Head;
@@ -36,6 +36,9 @@ pub struct Config {
     pub max_series_per_service: usize,
     /// Bytes of decoded blocks kept in memory for queries.
     pub cache_bytes: usize,
+    /// A cache shared with other stores (a server's tenants), used instead of one of
+    /// `cache_bytes` of the store's own.
+    pub shared_cache: Option<SharedCache>,
     /// How long a request ID is remembered after its write was accepted: a retry with
     /// the same ID within this window is acknowledged without storing twice.
     pub dedup_window: Duration,
@@ -60,6 +63,7 @@ impl Default for Config {
             compaction_delay: Duration::from_secs(30),
             max_series_per_service: 10_000,
             cache_bytes: 256 << 20,
+            shared_cache: None,
             dedup_window: Duration::from_secs(6 * 3600),
             max_request_ids: 100_000,
             max_series: 1_000_000,
@@ -237,7 +241,7 @@ pub struct Store {
     pub(crate) health: Mutex<Health>,
     pub(crate) flush_lock: Mutex<()>,
     pub(crate) compact_lock: Mutex<()>,
-    pub(crate) cache: BlockCache,
+    pub(crate) cache: StoreCache,
     pub(crate) dict: RwLock<Dictionary>,
     /// Counters for metrics.
     pub stats: Stats,

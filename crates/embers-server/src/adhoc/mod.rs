@@ -25,7 +25,7 @@ mod proto;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine;
@@ -38,7 +38,7 @@ use serde_json::{json, Value};
 use crate::error::ApiError;
 use crate::flamebearer::{self, Units};
 use crate::query::max_nodes;
-use crate::AppState;
+use crate::tenants::Tenant;
 use proto::adhocprofiles::v1 as pb;
 
 /// `[adhoc]` in the server's TOML file: how many uploads are kept.
@@ -67,12 +67,6 @@ impl AdHocConfig {
     }
 }
 
-/// What the handlers share besides [`AppState`]: the uploads.
-#[derive(Debug, Clone)]
-pub(crate) struct AdHoc {
-    pub(crate) profiles: Arc<AdHocProfiles>,
-}
-
 /// The largest request body: a file of `max_body_bytes` in base64 (4/3 of it) inside a
 /// JSON or protobuf message; the file itself is checked against `max_body_bytes` after
 /// decoding, so the refusal names that setting.
@@ -84,7 +78,7 @@ pub(crate) fn body_limit(max_body_bytes: usize) -> usize {
 
 /// `POST /adhocprofiles.v1.AdHocProfileService/{method}`.
 pub async fn call(
-    State(state): State<AppState>,
+    state: Tenant,
     Path(method): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -96,17 +90,19 @@ pub async fn call(
 }
 
 async fn dispatch(
-    state: &AppState,
+    state: &Tenant,
     method: &str,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
     let codec = connect::Codec::of(headers)?;
     let body = connect::inflate(headers, body, body_limit(state.budget.max_body_bytes))?;
-    let (profiles, budget) = (Arc::clone(&state.adhoc.profiles), state.budget.clone());
+    let (profiles, budget) = (Arc::clone(&state.data.adhoc), state.budget.clone());
     match method {
         "Upload" => {
             let req: pb::AdHocProfilesUploadRequest = codec.decode(&body)?;
+            // An upload is the tenant's write: its store is created if need be.
+            let profiles = Arc::clone(&state.writable().await?.data.adhoc);
             let reply = blocking(move || upload(&profiles, &budget, req)).await?;
             Ok(codec.reply(&reply))
         }

@@ -12,7 +12,6 @@ use std::convert::Infallible;
 use std::sync::{Arc, OnceLock};
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +25,7 @@ use prost::Message;
 use super::{decode_and_store, format_error, puts_from_trees};
 use crate::error::ApiError;
 use crate::params::now;
-use crate::AppState;
+use crate::tenants::Tenant;
 
 /// The gRPC method's path.
 pub const GRPC_EXPORT: &str =
@@ -57,7 +56,7 @@ fn export_puts(
 
 /// Decodes and stores on the blocking pool; the export's reply.
 async fn store(
-    state: &AppState,
+    state: &Tenant,
     body: Bytes,
     encoding: Encoding,
 ) -> Result<ExportProfilesServiceResponse, ApiError> {
@@ -159,7 +158,7 @@ pub fn refused(path: &str, headers: &HeaderMap, e: ApiError) -> Result<Response,
 /// `POST /v1development/profiles`: `application/x-protobuf`, `application/protobuf` or
 /// `application/json`, `Content-Encoding: gzip` or none; the reply in the request's
 /// encoding.
-pub async fn http(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn http(state: Tenant, headers: HeaderMap, body: Bytes) -> Response {
     let Some(encoding) = encoding_of(&headers) else {
         return unsupported(format!(
             "unsupported Content-Type {:?}: send application/x-protobuf, \
@@ -369,7 +368,7 @@ fn unframe(body: &Bytes, headers: &HeaderMap) -> Result<Bytes, (Code, String)> {
 }
 
 /// `POST /opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export`.
-pub async fn grpc(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+pub async fn grpc(state: Tenant, headers: HeaderMap, body: Body) -> Response {
     let content_type = super::content_type(&headers);
     if !content_type.starts_with("application/grpc") {
         return unsupported(format!(

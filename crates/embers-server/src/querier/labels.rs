@@ -13,10 +13,10 @@ use crate::grafana_proto::querier::v1 as q;
 use crate::grafana_proto::types::v1 as types;
 use crate::profile_type::parts;
 use crate::range::QueryRange;
-use crate::AppState;
+use crate::tenants::Tenant;
 
 pub(crate) async fn profile_types(
-    state: AppState,
+    state: Tenant,
     req: q::ProfileTypesRequest,
 ) -> Result<Answer<q::ProfileTypesResponse>, ApiError> {
     let r = state.range_ms(req.start, req.end)?;
@@ -42,7 +42,7 @@ pub(crate) async fn profile_types(
 }
 
 pub(crate) async fn label_names(
-    state: AppState,
+    state: Tenant,
     req: types::LabelNamesRequest,
 ) -> Result<Answer<types::LabelNamesResponse>, ApiError> {
     let r = state.range_ms(req.start, req.end)?;
@@ -54,7 +54,7 @@ pub(crate) async fn label_names(
 }
 
 pub(crate) async fn label_values(
-    state: AppState,
+    state: Tenant,
     req: types::LabelValuesRequest,
 ) -> Result<Answer<types::LabelValuesResponse>, ApiError> {
     let r = state.range_ms(req.start, req.end)?;
@@ -70,7 +70,7 @@ pub(crate) async fn label_values(
 /// when given; Drilldown lists services and types with `label_names:
 /// ["service_name", "__profile_type__"]`.
 pub(crate) async fn series(
-    state: AppState,
+    state: Tenant,
     req: q::SeriesRequest,
 ) -> Result<Answer<q::SeriesResponse>, ApiError> {
     let QueryRange { from, until } = state.range_ms(req.start, req.end)?;
@@ -107,7 +107,7 @@ pub(crate) async fn series(
 
 /// Whether anything was ingested, and the oldest and newest data (ms; leaf starts).
 pub(crate) async fn profile_stats(
-    state: AppState,
+    state: Tenant,
     _req: types::GetProfileStatsRequest,
 ) -> Result<Answer<types::GetProfileStatsResponse>, ApiError> {
     let (oldest, newest) = state
@@ -127,12 +127,12 @@ pub(crate) async fn profile_stats(
 /// client sending every 10 s the range covers. Steps coarser than a leaf (ranges past
 /// 11,000 leaves) count a step with data once.
 pub(crate) async fn analyze_query(
-    state: AppState,
+    state: Tenant,
     req: q::AnalyzeQueryRequest,
 ) -> Result<Answer<q::AnalyzeQueryResponse>, ApiError> {
     let m = selector_matchers(&req.query)?;
     let range = state.range_ms(req.start, req.end)?;
-    let step = range.step_leaves(0, state.query_limits.max_points);
+    let step = range.step_leaves(0, state.data.query_limits.max_points);
     let QueryRange { from, until } = range;
     let (series, cells) = state
         .query(move |store| {

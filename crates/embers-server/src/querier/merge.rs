@@ -26,8 +26,8 @@ use crate::grafana_proto::querier::v1 as q;
 use crate::grafana_proto::types::v1 as types;
 use crate::ingest::spans::parse_span_id;
 use crate::range::QueryRange;
+use crate::tenants::Tenant;
 use crate::warnings::with_warnings;
-use crate::AppState;
 
 /// `ProfileFormat.PROFILE_FORMAT_TREE`.
 pub(crate) const FORMAT_TREE: i32 = q::ProfileFormat::Tree as i32;
@@ -44,7 +44,7 @@ struct Selection {
 impl Selection {
     #[allow(clippy::too_many_arguments)]
     fn new(
-        state: &AppState,
+        state: &Tenant,
         profile_type: &str,
         label_selector: &str,
         start: i64,
@@ -77,13 +77,13 @@ impl Selection {
 
     /// The merged, focused tree and the damage warnings of its range.
     /// The sampling period of the selected series, for a pprof answer (0: unknown).
-    fn period(&self, state: &AppState) -> i64 {
+    fn period(&self, state: &Tenant) -> i64 {
         state
-            .store
+            .store()
             .period(&self.matchers, self.range.from, self.range.until)
     }
 
-    async fn merge(self, state: &AppState) -> Result<(StackTree, Vec<String>), ApiError> {
+    async fn merge(self, state: &Tenant) -> Result<(StackTree, Vec<String>), ApiError> {
         let QueryRange { from, until } = self.range;
         let Selection {
             matchers,
@@ -101,7 +101,7 @@ impl Selection {
                 Ok(focus(&tree.into_granularity(granularity), &call_site))
             })
             .await?;
-        Ok((tree, state.store.damage_warnings(from, until)))
+        Ok((tree, state.store().damage_warnings(from, until)))
     }
 }
 
@@ -200,7 +200,7 @@ fn pprof_of(
 }
 
 fn merge_request_selection(
-    state: &AppState,
+    state: &Tenant,
     r: &q::SelectMergeStacktracesRequest,
 ) -> Result<Selection, ApiError> {
     Selection::new(
@@ -219,7 +219,7 @@ fn merge_request_selection(
 }
 
 pub(crate) async fn stacktraces(
-    state: AppState,
+    state: Tenant,
     req: q::SelectMergeStacktracesRequest,
 ) -> Result<Answer<q::SelectMergeStacktracesResponse>, ApiError> {
     let format = q::ProfileFormat::try_from(req.format).map_err(|_| {
@@ -270,7 +270,7 @@ pub(crate) async fn stacktraces(
 /// `SelectMergeProfile`: the merge as a pprof (lines kept), truncated only when the
 /// request sets `max_nodes`.
 pub(crate) async fn profile(
-    state: &AppState,
+    state: &Tenant,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Response, ApiError> {
@@ -306,7 +306,7 @@ pub(crate) async fn profile(
 }
 
 pub(crate) async fn diff(
-    state: AppState,
+    state: Tenant,
     req: q::DiffRequest,
 ) -> Result<Answer<q::DiffResponse>, ApiError> {
     let (left, right) = (req.left.unwrap_or_default(), req.right.unwrap_or_default());

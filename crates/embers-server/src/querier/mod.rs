@@ -16,7 +16,7 @@ pub(crate) mod settings;
 use std::future::Future;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use embers_profile::Labels;
@@ -32,15 +32,15 @@ use crate::error::ApiError;
 use crate::grafana_proto::types::v1 as types;
 use crate::profile_type::{parts, resolve};
 use crate::range::QueryRange;
+use crate::tenants::Tenant;
 use crate::warnings::with_warnings;
-use crate::AppState;
 
 /// Most flame-graph nodes a client may ask for (Grafana Pyroscope's cap, 1 << 20).
 pub(crate) const MAX_NODES_CAP: usize = 1 << 20;
 
 /// `POST /querier.v1.QuerierService/{method}`.
 pub async fn call(
-    State(state): State<AppState>,
+    state: Tenant,
     Path(method): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -52,7 +52,7 @@ pub async fn call(
 }
 
 async fn dispatch(
-    state: &AppState,
+    state: &Tenant,
     method: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -93,10 +93,10 @@ impl<T> From<T> for Answer<T> {
 
 /// Decodes the request, runs `f`, encodes the answer like the request.
 pub(crate) async fn unary<Req, Resp, Fut>(
-    state: &AppState,
+    state: &Tenant,
     headers: &HeaderMap,
     body: &[u8],
-    f: impl FnOnce(AppState, Req) -> Fut,
+    f: impl FnOnce(Tenant, Req) -> Fut,
 ) -> Result<Response, ApiError>
 where
     Req: Message + Default + DeserializeOwned,
@@ -113,7 +113,7 @@ where
 
 /// Decodes a request body, inflating gzip within the server's `max_decoded_bytes`.
 pub(crate) fn decode<Req: Message + Default + DeserializeOwned>(
-    state: &AppState,
+    state: &Tenant,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(Req, Codec), ApiError> {
@@ -142,7 +142,7 @@ pub(crate) fn with_type(mut m: Vec<Matcher>, profile_type: &str) -> Result<Vec<M
 
 /// The matchers of a typed selection (`profile_typeID` + `label_selector`) and its range.
 pub(crate) fn selection(
-    state: &AppState,
+    state: &Tenant,
     profile_type: &str,
     label_selector: &str,
     start: i64,
@@ -162,7 +162,7 @@ fn all_matchers(list: &[String]) -> Result<Vec<Vec<Matcher>>, ApiError> {
 
 /// The sorted union of `f` over each selector of a request, computed in a query slot.
 async fn union_over(
-    state: &AppState,
+    state: &Tenant,
     selectors: &[String],
     f: impl Fn(&Store, &[Matcher]) -> Vec<String> + Send + 'static,
 ) -> Result<Vec<String>, ApiError> {

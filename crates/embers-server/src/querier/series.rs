@@ -30,7 +30,7 @@ use crate::error::ApiError;
 use crate::grafana_proto::querier::v1 as q;
 use crate::grafana_proto::types::v1 as types;
 use crate::range::QueryRange;
-use crate::AppState;
+use crate::tenants::Tenant;
 
 const LEAF_MS: i64 = LEAF_SECONDS * 1000;
 
@@ -90,7 +90,7 @@ type Buckets = BTreeMap<Labels, BTreeMap<i64, Vec<u64>>>;
 
 /// Reads the totals of every matching series on `grid` and groups them by `group_by`.
 async fn buckets(
-    state: &AppState,
+    state: &Tenant,
     matchers: Vec<Matcher>,
     range: QueryRange,
     grid: Grid,
@@ -129,7 +129,7 @@ async fn buckets(
 }
 
 pub(crate) async fn select_series(
-    state: AppState,
+    state: Tenant,
     req: q::SelectSeriesRequest,
 ) -> Result<Answer<q::SelectSeriesResponse>, ApiError> {
     let call_site = call_site(req.stack_trace_selector.as_ref());
@@ -140,7 +140,7 @@ pub(crate) async fn select_series(
         req.start,
         req.end,
     )?;
-    let grid = Grid::new(range, req.step, state.query_limits.max_points);
+    let grid = Grid::new(range, req.step, state.data.query_limits.max_points);
     let average = req.aggregation == Some(types::TimeSeriesAggregationType::Average as i32);
     let group_by = req.group_by.clone();
     let groups = buckets(&state, matchers.clone(), range, grid, req.group_by).await?;
@@ -202,7 +202,7 @@ pub(crate) async fn select_series(
         series.sort_by(|a, b| b.0.total_cmp(&a.0));
         series.truncate(limit);
     }
-    let warnings = state.store.damage_warnings(range.from, range.until);
+    let warnings = state.store().damage_warnings(range.from, range.until);
     Ok(Answer {
         message: q::SelectSeriesResponse {
             series: series.into_iter().map(|(_, s)| s).collect(),
@@ -218,7 +218,7 @@ const MAX_FOCUSED_MERGES: usize = 4096;
 /// per (group, bucket) of the leaves whose start falls in the bucket, the same leaves
 /// [`buckets`] counts there. Bounded by [`MAX_FOCUSED_MERGES`].
 async fn focused_sums(
-    state: &AppState,
+    state: &Tenant,
     matchers: Vec<Matcher>,
     range: QueryRange,
     grid: Grid,
@@ -264,7 +264,7 @@ async fn focused_sums(
 /// group (`y_min` holds each band's lower bound). Span heatmaps need per-span timings
 /// Embers does not keep.
 pub(crate) async fn select_heatmap(
-    state: AppState,
+    state: Tenant,
     req: q::SelectHeatmapRequest,
 ) -> Result<Answer<q::SelectHeatmapResponse>, ApiError> {
     if req.query_type == q::HeatmapQueryType::Span as i32 {
@@ -279,7 +279,7 @@ pub(crate) async fn select_heatmap(
         req.start,
         req.end,
     )?;
-    let grid = Grid::new(range, req.step, state.query_limits.max_points);
+    let grid = Grid::new(range, req.step, state.data.query_limits.max_points);
     let groups = buckets(&state, matchers, range, grid, req.group_by).await?;
     let mut series: Vec<(u64, types::HeatmapSeries)> = groups
         .into_iter()
@@ -329,7 +329,7 @@ pub(crate) async fn select_heatmap(
         message: q::SelectHeatmapResponse {
             series: series.into_iter().map(|(_, s)| s).collect(),
         },
-        warnings: state.store.damage_warnings(range.from, range.until),
+        warnings: state.store().damage_warnings(range.from, range.until),
     })
 }
 

@@ -11,14 +11,14 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::{connect, unary, Answer};
 use crate::error::ApiError;
 use crate::grafana_proto::settings::v1 as s;
-use crate::AppState;
+use crate::tenants::Tenant;
 
 /// Most settings kept, and the longest name and value: settings are small UI choices.
 const MAX_SETTINGS: usize = 1024;
@@ -72,15 +72,30 @@ impl Settings {
 
 /// `POST /settings.v1.SettingsService/{method}`.
 pub async fn call(
-    State(state): State<AppState>,
+    state: Tenant,
     Path(method): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     match method.as_str() {
         "Get" => unary(&state, &headers, &body, get).await,
-        "Set" => unary(&state, &headers, &body, set).await,
-        "Delete" => unary(&state, &headers, &body, delete).await,
+        // Writes go to the tenant's own settings, its store created if need be.
+        "Set" => unary(&state.writable().await?, &headers, &body, set).await,
+        "Delete" => match state.id.is_default() || state.tenants.get(&state.id).is_some() {
+            true => unary(&state, &headers, &body, delete).await,
+            // Nothing to delete for a tenant without data; nothing is created.
+            false => {
+                unary(
+                    &state,
+                    &headers,
+                    &body,
+                    |_, _: s::DeleteSettingsRequest| async {
+                        Ok(s::DeleteSettingsResponse {}.into())
+                    },
+                )
+                .await
+            }
+        },
         other => Err(connect::unimplemented(format!(
             "settings.v1.SettingsService/{other} is not implemented"
         ))),
@@ -88,15 +103,15 @@ pub async fn call(
 }
 
 async fn get(
-    state: AppState,
+    state: Tenant,
     _req: s::GetSettingsRequest,
 ) -> Result<Answer<s::GetSettingsResponse>, ApiError> {
-    let settings = state.settings.lock().values().cloned().collect();
+    let settings = state.data.settings.lock().values().cloned().collect();
     Ok(s::GetSettingsResponse { settings }.into())
 }
 
 async fn set(
-    state: AppState,
+    state: Tenant,
     req: s::SetSettingsRequest,
 ) -> Result<Answer<s::SetSettingsResponse>, ApiError> {
     let Some(mut setting) = req.setting else {
@@ -112,7 +127,7 @@ async fn set(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as i64);
     }
-    let mut values = state.settings.lock();
+    let mut values = state.data.settings.lock();
     if let Some(old) = values.get(&setting.name) {
         if old.modified_at > setting.modified_at {
             return Err(ApiError::bad_request(format!(
@@ -127,7 +142,7 @@ async fn set(
     }
     let mut next = values.clone();
     next.insert(setting.name.clone(), setting.clone());
-    state.settings.save(&next)?;
+    state.data.settings.save(&next)?;
     *values = next;
     Ok(s::SetSettingsResponse {
         setting: Some(setting),
@@ -136,14 +151,14 @@ async fn set(
 }
 
 async fn delete(
-    state: AppState,
+    state: Tenant,
     req: s::DeleteSettingsRequest,
 ) -> Result<Answer<s::DeleteSettingsResponse>, ApiError> {
-    let mut values = state.settings.lock();
+    let mut values = state.data.settings.lock();
     if values.contains_key(&req.name) {
         let mut next = values.clone();
         next.remove(&req.name);
-        state.settings.save(&next)?;
+        state.data.settings.save(&next)?;
         *values = next;
     }
     Ok(s::DeleteSettingsResponse {}.into())
