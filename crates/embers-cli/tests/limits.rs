@@ -29,25 +29,25 @@ type Answer = (u16, Option<String>, String);
 
 /// Pushes folded stacks for `app.cpu` at `time` as `tenant`.
 fn push(server: &ServerHandle, tenant: &str, app: &str, time: u64, body: &str) -> Answer {
-    let url = server.url(&format!(
-        "/ingest?name={app}.cpu&from={time}&sampleRate=100"
-    ));
-    answer(
-        agent()
-            .post(&url)
-            .header("content-type", "text/plain")
-            .header("x-scope-orgid", tenant)
-            .send(body.as_bytes())
-            .unwrap(),
-    )
+    push_at(server, tenant, &format!("{app}.cpu"), time, body)
 }
 
 /// What `tenant` reads of `query` over the last day (and the next hour).
 fn stored(server: &ServerHandle, tenant: &str, query: &str) -> BTreeMap<String, u64> {
+    render(server, tenant, query, now() - 86_400, now() + 3600)
+}
+
+/// What `tenant` reads of `query` from `from` to `until`.
+fn render(
+    server: &ServerHandle,
+    tenant: &str,
+    query: &str,
+    from: u64,
+    until: u64,
+) -> BTreeMap<String, u64> {
     let url = server.url(&format!(
-        "/render?query={}&from=now-1d&until={}&format=collapsed",
-        enc(query),
-        now() + 3600
+        "/render?query={}&from={from}&until={until}&format=collapsed",
+        enc(query)
     ));
     let (status, _, body) = answer(
         agent()
@@ -280,4 +280,134 @@ fn pyroscope_io_over_its_tenant_rate_is_refused_and_says_so() {
         assert!(Instant::now() < deadline, "nothing of `fast` arrived");
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+/// Pushes folded stacks for `name` (`app.cpu{k=v}`) from `from` to `from + 10` as `tenant`.
+fn push_at(server: &ServerHandle, tenant: &str, name: &str, from: u64, body: &str) -> Answer {
+    let url = server.url(&format!(
+        "/ingest?name={}&from={from}&until={}&sampleRate=100",
+        enc(name),
+        from + 10
+    ));
+    answer(
+        agent()
+            .post(&url)
+            .header("content-type", "text/plain")
+            .header("x-scope-orgid", tenant)
+            .send(body.as_bytes())
+            .unwrap(),
+    )
+}
+
+#[test]
+fn series_limits_are_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(
+        dir.path(),
+        "[limits]\nmax_series = 100\n[tenants.full]\nmax_series_per_service = 2\n",
+    );
+    let t = now();
+    for k in 1..=2 {
+        let (status, _, message) =
+            push_at(&server, "full", &format!("svc.cpu{{k={k}}}"), t, "main 1\n");
+        assert_eq!(status, 200, "{message}");
+    }
+    // A third series of the same service is refused, naming the tenant and its setting.
+    let (status, retry, message) = push_at(&server, "full", "svc.cpu{k=3}", t, "main 1\n");
+    assert_eq!(status, 429, "{message}");
+    assert!(retry.is_some());
+    assert!(
+        message.contains(
+            "tenant \"full\": service \"svc\" would have more than 2 series \
+             (max_series_per_service in [tenants.full])"
+        ),
+        "{message}"
+    );
+    // Another tenant's same service takes all three: its series are its own.
+    for k in 1..=3 {
+        let (status, _, message) = push_at(
+            &server,
+            "roomy",
+            &format!("svc.cpu{{k={k}}}"),
+            t,
+            "main 1\n",
+        );
+        assert_eq!(status, 200, "{message}");
+    }
+    // The full tenant's existing series still take data; the refused one left nothing.
+    assert_eq!(
+        push_at(&server, "full", "svc.cpu{k=1}", t, "main 1\n").0,
+        200
+    );
+    assert_eq!(
+        stored(&server, "full", "svc.cpu{}"),
+        BTreeMap::from([("main".to_owned(), 3 * NS)])
+    );
+    assert!(stored(&server, "full", "svc.cpu{k=\"3\"}").is_empty());
+    assert_eq!(
+        stored(&server, "roomy", "svc.cpu{}"),
+        BTreeMap::from([("main".to_owned(), 3 * NS)])
+    );
+    // [limits] applies to tenants without a table: 100 series over all services.
+    for i in 0..100 {
+        let (status, _, message) = push_at(&server, "many", &format!("s{i}.cpu"), t, "main 1\n");
+        assert_eq!(status, 200, "{message}");
+    }
+    let (status, _, message) = push_at(&server, "many", "s100.cpu", t, "main 1\n");
+    assert_eq!(status, 429, "{message}");
+    assert!(
+        message
+            .contains("tenant \"many\" would have more than 100 series (max_series in [limits])"),
+        "{message}"
+    );
+    assert_eq!(
+        metric(&server, "embers_rejections_total{reason=\"store_limit\"} "),
+        2
+    );
+}
+
+#[test]
+fn retention_is_per_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = "flush_interval_seconds = 1\n[tenants.short]\nretention = \"1h\"\n";
+    let mut server = start(dir.path(), short);
+    let (t, old) = (now(), now() - 2 * 3600);
+    // Two hours ago, for a tenant keeping one hour and for one keeping everything.
+    assert_eq!(
+        push_at(&server, "short", "old.cpu", old, "main;old 5\n").0,
+        200
+    );
+    assert_eq!(
+        push_at(&server, "long", "old.cpu", old, "main;old 7\n").0,
+        200
+    );
+    assert_eq!(
+        push_at(&server, "short", "new.cpu", t, "main;new 3\n").0,
+        200
+    );
+    // Retention runs in the maintenance loop: the short tenant's old series leaves its
+    // catalog (three series over both tenants become two).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while metric(&server, "embers_store_series ") != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "retention never ran:\n{}",
+            server.log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server.stop();
+    // Deleted, not hidden: with the retention lifted, the old data stays gone for the
+    // short tenant, and the other tenant's is all there.
+    let server = start(dir.path(), "flush_interval_seconds = 1\n");
+    let old_range = |tenant, query| render(&server, tenant, query, old - 60, old + 60);
+    assert!(old_range("short", "old.cpu{}").is_empty());
+    assert_eq!(
+        old_range("long", "old.cpu{}"),
+        BTreeMap::from([("main;old".to_owned(), 7 * NS)])
+    );
+    assert_eq!(
+        stored(&server, "short", "new.cpu{}"),
+        BTreeMap::from([("main;new".to_owned(), 3 * NS)])
+    );
 }
