@@ -192,7 +192,10 @@ impl IngestRate {
         drop(read);
         let mut write = self.buckets.write().unwrap_or_else(PoisonError::into_inner);
         if write.map.len() >= write.sweep_at {
-            write.map.retain(|_, b| !lock(b).is_full(now));
+            // A bucket still in use (a body being read charges it) stays, full or not.
+            write
+                .map
+                .retain(|_, b| Arc::strong_count(b) > 1 || !lock(b).is_full(now));
             write.sweep_at = (write.map.len() * 2).max(MIN_SWEEP);
         }
         let bucket = write
@@ -302,17 +305,28 @@ mod tests {
         let rates = IngestRate::new(&config("[limits]\ningest_bytes_per_second = 1000\n"));
         let t0 = Instant::now();
         rates.admit_at(&tenant("busy"), Some(1000), t0).unwrap();
-        for i in 1..MIN_SWEEP {
+        // A chunked body still being read: its bucket must not be swept.
+        let reading = rates
+            .admit_at(&tenant("reading"), None, t0)
+            .unwrap()
+            .unwrap();
+        for i in 2..MIN_SWEEP {
             rates
                 .admit_at(&tenant(&format!("t{i}")), Some(10), t0)
                 .unwrap();
         }
         assert_eq!(rates.buckets(), MIN_SWEEP);
         // Half a second later the small buckets have refilled, the busy one has not; the
-        // next new tenant sweeps the full ones.
+        // next new tenant sweeps the full ones not in use.
         let t1 = t0 + Duration::from_millis(500);
         rates.admit_at(&tenant("new"), Some(10), t1).unwrap();
-        assert_eq!(rates.buckets(), 2);
+        assert_eq!(rates.buckets(), 3);
+        // The body's bytes, read after the sweep, still count against its tenant.
+        lock(&reading.0).charge(5_000, t1);
+        let refused = rates
+            .admit_at(&tenant("reading"), Some(10), t1)
+            .unwrap_err();
+        assert_eq!(refused.retry_after, Some(5));
         // The busy tenant's debt survived the sweep: a fresh bucket would admit this.
         let refused = rates.admit_at(&tenant("busy"), Some(1000), t1).unwrap_err();
         assert_eq!(refused.retry_after, Some(1));
