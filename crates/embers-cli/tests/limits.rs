@@ -145,7 +145,8 @@ fn a_tenant_over_its_byte_rate_gets_429_and_retry_after_while_another_keeps_inge
             "application/json",
         ),
     ] {
-        let junk = vec![b'x'; 1500];
+        // Zeros: field 0 is no protobuf tag and no JSON, so an admitted one is a 400.
+        let junk = vec![0u8; 1500];
         let (_, (_, retry, refusal)) = until_refused(400, || {
             answer(
                 agent()
