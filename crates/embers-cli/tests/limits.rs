@@ -12,6 +12,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use serde_json::json;
+
 use support::{agent, answer, enc, folded_body, get, now, parse_collapsed, repo, ServerHandle};
 
 /// One sample at 100 Hz, as the store keeps CPU time: nanoseconds.
@@ -137,17 +139,26 @@ fn a_tenant_over_its_byte_rate_gets_429_and_retry_after_while_another_keeps_inge
     }
 
     // The Connect routes behind the budget (push, ad-hoc upload) refuse in Connect's
-    // shape, before reading the body (junk, answered 400 if admitted).
-    for (path, content_type) in [
-        ("/push.v1.PusherService/Push", "application/proto"),
+    // shape, OTLP/HTTP in its own (a `Status` with code 8, RESOURCE_EXHAUSTED), all
+    // before reading the body. Zeros are no protobuf (field 0) and no JSON, so an
+    // admitted one is answered `admitted`.
+    for (path, content_type, admitted, code) in [
+        (
+            "/push.v1.PusherService/Push",
+            "application/proto",
+            400,
+            json!("resource_exhausted"),
+        ),
         (
             "/adhocprofiles.v1.AdHocProfileService/Upload",
             "application/json",
+            400,
+            json!("resource_exhausted"),
         ),
+        ("/v1development/profiles", "application/json", 422, json!(8)),
     ] {
-        // Zeros: field 0 is no protobuf tag and no JSON, so an admitted one is a 400.
         let junk = vec![0u8; 1500];
-        let (_, (_, retry, refusal)) = until_refused(400, || {
+        let (_, (_, retry, refusal)) = until_refused(admitted, || {
             answer(
                 agent()
                     .post(&server.url(path))
@@ -159,7 +170,12 @@ fn a_tenant_over_its_byte_rate_gets_429_and_retry_after_while_another_keeps_inge
         });
         assert!(retry.is_some(), "{path}");
         let refusal: serde_json::Value = serde_json::from_str(&refusal).unwrap();
-        assert_eq!(refusal["code"], "resource_exhausted", "{path}: {refusal}");
+        assert_eq!(refusal["code"], code, "{path}: {refusal}");
+        let message = refusal["message"].as_str().unwrap();
+        assert!(
+            message.contains("ingest_bytes_per_second in [tenants.small]"),
+            "{path}: {message}"
+        );
     }
 
     // After waiting what Retry-After says, the refused push goes through: the header is
@@ -174,10 +190,10 @@ fn a_tenant_over_its_byte_rate_gets_429_and_retry_after_while_another_keeps_inge
     assert!(stored(&server, "small", "small-app.cpu{}") == expected(&small));
     let big: Vec<&str> = big.iter().map(String::as_str).collect();
     assert!(stored(&server, "big", "big-app.cpu{}") == expected(&big));
-    // Two plain 429s, two Connect 429s, each counted once by reason.
+    // Two plain 429s, two Connect ones and an OTLP one, each counted once by reason.
     assert_eq!(
         metric(&server, "embers_rejections_total{reason=\"ingest_rate\"} "),
-        4
+        5
     );
     assert_eq!(
         metric(
