@@ -59,6 +59,9 @@ pub struct ServerConfig {
     /// Without an auth file, take each request's tenant from `X-Scope-OrgID` (for use
     /// behind an authenticating proxy, as Grafana Pyroscope does).
     pub multitenancy: bool,
+    /// Serve `/metrics` without a token even with an auth file (for a Prometheus that
+    /// cannot send one); otherwise it needs the `admin` scope.
+    pub metrics_open: bool,
     /// Most tenants with data besides the default one: each has a store of its own
     /// (files, a WAL, memory for its head and catalog), so a flood of tenant IDs cannot
     /// exhaust the server. A new tenant's first write past it is refused (429).
@@ -98,6 +101,7 @@ impl Default for ServerConfig {
             adhoc: crate::AdHocConfig::default(),
             auth_file: None,
             multitenancy: false,
+            metrics_open: false,
             max_tenants: 1000,
             limits: crate::limits::LimitsTable::default(),
             tenants: std::collections::BTreeMap::new(),

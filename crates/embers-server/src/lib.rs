@@ -28,6 +28,7 @@
 
 mod access;
 mod adhoc;
+pub mod auth;
 mod budget;
 mod config;
 mod error;
@@ -95,19 +96,23 @@ pub struct AppState {
     ingest_budget: Arc<budget::InflightBytes>,
     /// Take the tenant from `X-Scope-OrgID` (no auth file; behind a trusted proxy).
     multitenancy: bool,
+    /// Tokens and scopes (see [`access`]).
+    access: Arc<access::Access>,
     /// Each tenant's ingest byte rate (`ingest_bytes_per_second`), checked with the budget.
     ingest_rate: Arc<limits::rate::IngestRate>,
 }
 
-/// The HTTP routes over the tenants' stores.
-pub fn router(tenants: Arc<Tenants>, config: &ServerConfig) -> Router {
-    router_with_metrics(tenants, config, Arc::default())
+/// The HTTP routes over the tenants' stores; fails when the auth file is refused.
+pub fn router(tenants: Arc<Tenants>, config: &ServerConfig) -> anyhow::Result<Router> {
+    let access = access::Access::from_config(config)?;
+    Ok(router_with_metrics(tenants, config, Arc::default(), access))
 }
 
 fn router_with_metrics(
     tenants: Arc<Tenants>,
     config: &ServerConfig,
     metrics: Arc<metrics::Metrics>,
+    access: access::Access,
 ) -> Router {
     let state = AppState {
         tenants,
@@ -122,6 +127,7 @@ fn router_with_metrics(
             config.max_body_bytes,
         )),
         multitenancy: config.multitenancy,
+        access: Arc::new(access),
         ingest_rate: Arc::new(limits::rate::IngestRate::new(config)),
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
@@ -212,6 +218,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl axum::response::Int
          # TYPE embers_ingest_inflight_bytes gauge\nembers_ingest_inflight_bytes {}\n",
         state.ingest_budget.in_use()
     ));
+    text.push_str(&state.access.render_metrics());
     ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
@@ -243,7 +250,9 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let maintenance = spawn_maintenance(Arc::clone(&tenants), Arc::clone(&stop));
         let metrics = Arc::<metrics::Metrics>::default();
-        let router = router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics));
+        let access = access::Access::from_config(&config)?;
+        let router =
+            router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics), access);
         tracing::info!(address = %listener.local_addr()?, data = %config.data_dir.display(), "embers server ready");
         Ok(Server {
             listener,

@@ -128,13 +128,20 @@ async fn connection(
     mut stopped: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity::new());
+    // The peer, for logs of refused requests (access.rs).
+    let peer = stream.peer_addr().ok();
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: Arc::clone(&activity),
     });
     let service_activity = Arc::clone(&activity);
     let service_metrics = Arc::clone(&metrics);
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let activity = Arc::clone(&service_activity);
         let metrics = Arc::clone(&service_metrics);
         let router = router.clone();

@@ -27,6 +27,18 @@ pub struct QueryArgs {
     /// asked for lines).
     #[arg(long)]
     pub by_line: bool,
+    /// Token for a server with an auth file, sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        env = "EMBERS_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+    /// Tenant to ask for, sent as `X-Scope-OrgID` (a server with `--multitenancy`; with
+    /// an auth file the token decides and this must match it).
+    #[arg(long, env = "EMBERS_TENANT", value_name = "TENANT")]
+    pub tenant: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -34,7 +46,14 @@ pub struct QueryArgs {
 /// Queries the server and writes the profile.
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let url = format!("{}/render", args.server.trim_end_matches('/'));
-    let mut response = ureq::get(&url)
+    let mut request = ureq::get(&url);
+    if let Some(token) = &args.auth_token {
+        request = request.header("authorization", &format!("Bearer {token}"));
+    }
+    if let Some(tenant) = &args.tenant {
+        request = request.header("x-scope-orgid", tenant);
+    }
+    let mut response = request
         .query("query", &args.query)
         .query("from", &args.from)
         .query("until", &args.until)
@@ -56,6 +75,13 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         .take(1 << 30)
         .read_to_end(&mut body)
         .context("reading the answer")?;
+    if status == 401 || status == 403 {
+        anyhow::bail!(
+            "the server refused the query's credentials ({status}): {} \
+             (give a token with --auth-token or EMBERS_AUTH_TOKEN)",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
     if !status.is_success() {
         anyhow::bail!(
             "the server refused the query ({status}): {}",
