@@ -2,7 +2,8 @@
 //! (`multitenancy = true`): a tenant over its ingest byte rate gets 429 with a
 //! `Retry-After` that is enough, while another tenant keeps ingesting; bodies without a
 //! length are charged as read; the unmodified `pyroscope-io` client under a rate limit;
-//! series limits and retention per tenant.
+//! series limits and retention per tenant; with an auth file, the token's tenant is the
+//! one limited.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 mod support;
@@ -301,6 +302,18 @@ fn pyroscope_io_over_its_tenant_rate_is_refused_and_says_so() {
 
 /// Pushes folded stacks for `name` (`app.cpu{k=v}`) from `from` to `from + 10` as `tenant`.
 fn push_at(server: &ServerHandle, tenant: &str, name: &str, from: u64, body: &str) -> Answer {
+    push_with(server, ("x-scope-orgid", tenant), name, from, body)
+}
+
+/// Pushes folded stacks for `name` from `from` to `from + 10` with one more header
+/// (the tenant's, or credentials).
+fn push_with(
+    server: &ServerHandle,
+    (header, value): (&str, &str),
+    name: &str,
+    from: u64,
+    body: &str,
+) -> Answer {
     let url = server.url(&format!(
         "/ingest?name={}&from={from}&until={}&sampleRate=100",
         enc(name),
@@ -310,7 +323,7 @@ fn push_at(server: &ServerHandle, tenant: &str, name: &str, from: u64, body: &st
         agent()
             .post(&url)
             .header("content-type", "text/plain")
-            .header("x-scope-orgid", tenant)
+            .header(header, value)
             .send(body.as_bytes())
             .unwrap(),
     )
@@ -426,5 +439,62 @@ fn retention_is_per_tenant() {
     assert_eq!(
         stored(&server, "short", "new.cpu{}"),
         BTreeMap::from([("main;new".to_owned(), 3 * NS)])
+    );
+}
+
+#[test]
+fn with_an_auth_file_the_tokens_tenant_is_the_one_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let (metered, free) = ("embers_test_metered_4f1c9a7e", "embers_test_free_8b2e7d31");
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(
+        &auth,
+        format!(
+            "[[tokens]]\ntoken = \"{metered}\"\ntenant = \"metered\"\nscopes = [\"ingest\", \"read\"]\n\
+             [[tokens]]\ntoken = \"{free}\"\ntenant = \"free\"\nscopes = [\"ingest\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = start(
+        dir.path(),
+        &format!(
+            "auth_file = {:?}\nmetrics_open = true\n[tenants.metered]\ningest_bytes_per_second = 100\n\
+             ingest_burst_bytes = 1000\n",
+            auth.to_str().unwrap()
+        ),
+    );
+    let (t, body) = (now(), folded_body("m", 900));
+    let bearer = |token: &str| format!("Bearer {token}");
+    // The token's tenant is metered: 900 bytes of a 1000-byte bucket, then a refusal.
+    let (admitted, (_, retry, message)) = until_refused(200, || {
+        push_with(
+            &server,
+            ("authorization", &bearer(metered)),
+            "app.cpu",
+            t,
+            &body,
+        )
+    });
+    assert!(admitted >= 1);
+    assert!(retry.is_some());
+    assert!(
+        message.contains("tenant \"metered\"")
+            && message.contains("ingest_bytes_per_second in [tenants.metered]"),
+        "{message}"
+    );
+    // Another token's tenant has no rate: the same pushes all go through.
+    for _ in 0..5 {
+        let (status, _, message) = push_with(
+            &server,
+            ("authorization", &bearer(free)),
+            "app.cpu",
+            t,
+            &body,
+        );
+        assert_eq!(status, 200, "{message}");
+    }
+    assert_eq!(
+        metric(&server, "embers_rejections_total{reason=\"ingest_rate\"} "),
+        1
     );
 }
