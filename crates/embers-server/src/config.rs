@@ -83,6 +83,13 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Limits of every tenant (`[limits]`: series, retention, ingest bytes/s); a key
+    /// unset here falls back to the top-level key of the same name (see `limits.rs`).
+    pub limits: crate::limits::LimitsTable,
+    /// Per-tenant overrides of `[limits]` (`[tenants.<id>]`, IDs checked like
+    /// `X-Scope-OrgID`).
+    #[serde(deserialize_with = "crate::limits::tenant_tables")]
+    pub tenants: std::collections::BTreeMap<crate::tenant::TenantId, crate::limits::LimitsTable>,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +125,8 @@ impl Default for ServerConfig {
             max_tenants: 1000,
             tls_cert: None,
             tls_key: None,
+            limits: crate::limits::LimitsTable::default(),
+            tenants: std::collections::BTreeMap::new(),
         }
     }
 }

@@ -49,6 +49,7 @@ mod flamebearer;
 #[rustfmt::skip]
 pub mod grafana_proto;
 mod ingest;
+pub mod limits;
 mod metrics;
 pub mod origin;
 mod params;
@@ -103,6 +104,8 @@ pub struct AppState {
     multitenancy: bool,
     /// Tokens and scopes (see [`access`]).
     access: Arc<access::Access>,
+    /// Each tenant's ingest byte rate (`ingest_bytes_per_second`), checked with the budget.
+    ingest_rate: Arc<limits::rate::IngestRate>,
 }
 
 /// The HTTP routes over the tenants' stores; fails when the auth file is refused.
@@ -131,6 +134,7 @@ fn router_with_metrics(
         )),
         multitenancy: config.multitenancy,
         access: Arc::new(access),
+        ingest_rate: Arc::new(limits::rate::IngestRate::new(config)),
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()

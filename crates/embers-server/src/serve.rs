@@ -137,7 +137,11 @@ async fn accepted(
     // The peer, for logs of refused requests (access.rs).
     let peer = stream.peer_addr().ok();
     let Some(tls) = tls else {
-        let own = Own { activity, peer, _slot: slot };
+        let own = Own {
+            activity,
+            peer,
+            _slot: slot,
+        };
         return connection(stream, own, router, limits, metrics, stopped).await;
     };
     // The handshake is part of the time to a request head: it is spent from the same
@@ -166,7 +170,11 @@ async fn accepted(
     };
     match outcome {
         Ok(Ok(Handshake::Done(stream))) => {
-            let own = Own { activity, peer, _slot: slot };
+            let own = Own {
+                activity,
+                peer,
+                _slot: slot,
+            };
             connection(*stream, own, router, limits, metrics, stopped).await;
         }
         Ok(Ok(Handshake::Plaintext(stream))) => {
@@ -234,7 +242,11 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Own { activity, peer, _slot } = own;
+    let Own {
+        activity,
+        peer,
+        _slot,
+    } = own;
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: Arc::clone(&activity),

@@ -76,24 +76,6 @@ pub fn tenant_dirs(data_dir: &Path) -> std::io::Result<Vec<(TenantId, PathBuf)>>
     Ok(found)
 }
 
-/// A tenant's series limits and retention. Today the server-wide settings for every
-/// tenant; the per-tenant `[tenants.<id>]` overrides replace [`limits_for`], the one
-/// place they are read.
-#[derive(Debug, Clone)]
-struct TenantLimits {
-    max_series: usize,
-    max_series_per_service: usize,
-    retention: Option<Duration>,
-}
-
-fn limits_for(config: &ServerConfig, _tenant: &TenantId) -> anyhow::Result<TenantLimits> {
-    Ok(TenantLimits {
-        max_series: config.max_series,
-        max_series_per_service: config.max_series_per_service,
-        retention: config.retention().map_err(anyhow::Error::msg)?,
-    })
-}
-
 /// One tenant's data.
 #[derive(Debug)]
 pub struct TenantData {
@@ -141,7 +123,7 @@ impl Tenants {
         let empty_dir = config.data_dir.join(EMPTY_DIR);
         let empty_store = Store::open_dir(
             &empty_dir,
-            store_config(config, &cache, &limits_for(config, &default)?),
+            store_config(config, &cache, &config.limits_for(&default)),
         )
         .with_context(|| format!("opening the empty store in {}", empty_dir.display()))?;
         let empty = Arc::new(TenantData::new(config, empty_store, &empty_dir, &default)?);
@@ -300,20 +282,21 @@ fn open_tenant(
     id: &TenantId,
 ) -> anyhow::Result<TenantData> {
     let dir = tenant_dir(&config.data_dir, id);
-    let store = Store::open_dir(&dir, store_config(config, cache, &limits_for(config, id)?))?;
+    let store = Store::open_dir(&dir, store_config(config, cache, &config.limits_for(id)))?;
     TenantData::new(config, store, &dir, id)
 }
 
 fn store_config(
     config: &ServerConfig,
     cache: &SharedCache,
-    limits: &TenantLimits,
+    limits: &crate::limits::TenantLimits,
 ) -> embers_store::Config {
     embers_store::Config {
         retention: limits.retention,
         flush_interval: Duration::from_secs(config.flush_interval_seconds.max(1)),
         max_series_per_service: limits.max_series_per_service,
         max_series: limits.max_series,
+        limit_names: limits.limit_names.clone(),
         cache_bytes: config.cache_bytes,
         shared_cache: Some(cache.clone()),
         ..embers_store::Config::default()
@@ -327,7 +310,7 @@ impl TenantData {
         dir: &Path,
         id: &TenantId,
     ) -> anyhow::Result<TenantData> {
-        let limits = limits_for(config, id)?;
+        let limits = config.limits_for(id);
         let mut query_limits = config.query_limits().map_err(anyhow::Error::msg)?;
         query_limits.retention = limits.retention.map(|d| d.as_secs() as i64);
         Ok(TenantData {
