@@ -372,3 +372,31 @@ fn bad_allow_lists_stop_the_server_at_start() {
         assert!(err.contains(&flag[2..].replace('-', "_")), "{err}");
     }
 }
+
+#[test]
+fn the_uis_own_upload_passes_over_https_and_http2_in_chromium() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let (cert_file, key_file) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_file, cert.cert.pem()).unwrap();
+    std::fs::write(&key_file, cert.signing_key.serialize_pem()).unwrap();
+    let server = ServerHandle::start(
+        &dir.path().join("data"),
+        &[
+            "--tls-cert",
+            cert_file.to_str().unwrap(),
+            "--tls-key",
+            key_file.to_str().unwrap(),
+        ],
+    );
+    let folded = dir.path().join("stacks.txt");
+    std::fs::write(&folded, "main;parse 3\nmain;render 1\n").unwrap();
+    let base = format!("https://{}", server.address);
+    let r = support::e2e_json("same-origin.mjs", &[&base, &folded], &server);
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    // Chromium named the page's origin, over HTTP/2, and the server took it as its own.
+    assert_eq!(r["origin"], base.as_str(), "{r}");
+    assert_eq!(r["protocol"], "h2", "{r}");
+    assert_eq!(r["status"], 200, "{r}");
+    assert_eq!(r["numTicks"], 4, "{r}");
+}

@@ -9,10 +9,8 @@
 
 mod support;
 
-use std::process::Command;
-
 use serde_json::{json, Value};
-use support::{agent, enc, now, repo, ServerHandle};
+use support::{agent, e2e_json, enc, now, repo, ServerHandle};
 
 const TOKEN_A: &str = "embers-ui-test-token-a-4f1c9b2e7d0a5386";
 const TOKEN_B: &str = "embers-ui-test-token-b-93d2e6a1c8b74f05";
@@ -86,21 +84,12 @@ fn ui_asks_for_a_token_shows_the_tenant_and_signs_out_in_chromium() {
         "folded": folded,
     });
 
-    let out = Command::new("node")
-        .arg(repo().join("e2e/auth.mjs"))
-        .arg(server.url(""))
-        .arg(setup.to_string())
-        .arg(repo().join("test-artifacts/ui-auth"))
-        .output()
-        .expect("node runs (scripts/install-test-deps.sh installs it)");
-    assert!(
-        out.status.success(),
-        "e2e/auth.mjs failed:\n{}\n{}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout),
-        server.log.lock().unwrap()
+    let shots = repo().join("test-artifacts/ui-auth");
+    let r = e2e_json(
+        "auth.mjs",
+        &[&server.url(""), &setup.to_string(), &shots],
+        &server,
     );
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     eprintln!("{}", serde_json::to_string_pretty(&r).unwrap());
     assert_eq!(r["errors"], json!([]), "errors in the page");
     // Never the browser's own login prompt (a Basic challenge on a fetch would open it).

@@ -432,3 +432,25 @@ pub fn parse_collapsed(body: &str) -> std::collections::BTreeMap<String, u64> {
         })
         .collect()
 }
+
+/// Runs `node e2e/SCRIPT ARGS…` against `server` and parses the JSON it prints; on failure
+/// panics with the script's output and the server's log.
+pub fn e2e_json(
+    script: &str,
+    args: &[&dyn AsRef<std::ffi::OsStr>],
+    server: &ServerHandle,
+) -> serde_json::Value {
+    let out = Command::new("node")
+        .arg(repo().join("e2e").join(script))
+        .args(args.iter().map(|a| a.as_ref()))
+        .output()
+        .expect("node runs (scripts/install-test-deps.sh installs it)");
+    assert!(
+        out.status.success(),
+        "e2e/{script} failed:\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout),
+        server.log.lock().unwrap()
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
