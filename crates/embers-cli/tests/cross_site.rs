@@ -400,3 +400,74 @@ fn the_uis_own_upload_passes_over_https_and_http2_in_chromium() {
     assert_eq!(r["status"], 200, "{r}");
     assert_eq!(r["numTicks"], 4, "{r}");
 }
+
+#[test]
+fn with_tokens_on_the_origin_check_comes_first_and_allowed_pages_can_read_refusals() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "embers-cross-site-test-token-5d1e8c0a9b";
+    let auth = dir.path().join("auth.toml");
+    std::fs::write(
+        &auth,
+        format!("[[tokens]]\ntoken = \"{token}\"\ntenant = \"team-a\"\nscopes = [\"ingest\", \"read\"]\n"),
+    )
+    .unwrap();
+    let ui = "https://ui.example";
+    let server = ServerHandle::start(
+        &dir.path().join("data"),
+        &[
+            "--auth-file",
+            auth.to_str().unwrap(),
+            "--allowed-origins",
+            ui,
+        ],
+    );
+    let bearer = format!("Bearer {token}");
+    // A valid token does not make a foreign page's request acceptable.
+    let (status, _, body) = ingest(
+        &server,
+        "stolen",
+        "text/plain",
+        &[
+            ("origin", "https://evil.example"),
+            ("authorization", &bearer),
+        ],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("cross-site request refused"), "{body}");
+    // The allowed page's preflight needs no token; without one its request is a 401 it
+    // can read (CORS headers on the refusal), with one it is stored.
+    let head = raw(
+        &server,
+        &format!(
+            "OPTIONS /ingest HTTP/1.1\r\nHost: {}\r\nOrigin: {ui}\r\n\
+             Access-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: authorization\r\n",
+            server.address
+        ),
+    );
+    assert!(head.starts_with("http/1.1 204"), "{head}");
+    let (status, headers, body) = ingest(&server, "ui", "text/plain", &[("origin", ui)]);
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some(ui));
+    assert!(
+        header(&headers, "www-authenticate").is_some(),
+        "{headers:?}"
+    );
+    let (status, headers, body) = ingest(
+        &server,
+        "ui",
+        "text/plain",
+        &[("origin", ui), ("authorization", &bearer)],
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "access-control-allow-origin"), Some(ui));
+    let (status, body) = {
+        let mut r = agent()
+            .get(server.url("/label-values?label=service_name&from=now-1h"))
+            .header("authorization", &bearer)
+            .call()
+            .unwrap();
+        (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+    };
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Vec<String>>(&body).unwrap(), ["ui"]);
+}
