@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use embers_bench::{client_pprof, median_time, on_cpu_ns, synthetic_profile, Rng};
+use embers_bench::{client_pprof, median_time, on_cpu_ns, push_request, synthetic_profile, Rng};
 use embers_formats::ReadLimits;
 use embers_profile::{Labels, StackTree};
 use embers_server::{pprof_puts, IngestBudget};
@@ -135,32 +135,7 @@ fn http_ingest(bodies: &[Vec<u8>], stacks: usize) {
     let serving = runtime.spawn(server.run_until(async {
         let _ = rx.await;
     }));
-    let requests: Vec<Vec<u8>> = bodies
-        .iter()
-        .map(|b| {
-            use prost::Message;
-            embers_server::wire::PushRequest {
-                series: vec![embers_server::wire::RawProfileSeries {
-                    labels: vec![
-                        embers_server::wire::LabelPair {
-                            name: "service_name".into(),
-                            value: "http-app".into(),
-                        },
-                        embers_server::wire::LabelPair {
-                            name: "__name__".into(),
-                            value: "process_cpu".into(),
-                        },
-                    ],
-                    samples: vec![embers_server::wire::RawSample {
-                        raw_profile: b.clone(),
-                        id: String::new(),
-                    }],
-                    annotations: vec![],
-                }],
-            }
-            .encode_to_vec()
-        })
-        .collect();
+    let requests: Vec<Vec<u8>> = bodies.iter().map(|b| push_request(b, "http-app")).collect();
     let clients = 8;
     let per_client = 250;
     let start = Instant::now();

@@ -101,6 +101,46 @@ pub fn client_pprof(seed: u64) -> Vec<u8> {
     out
 }
 
+/// A Connect `PushRequest` body carrying one gzipped pprof for `service`, as pyroscope-io
+/// and the agent send it.
+pub fn push_request(pprof: &[u8], service: &str) -> Vec<u8> {
+    use embers_server::wire::{LabelPair, PushRequest, RawProfileSeries, RawSample};
+    use prost::Message;
+    let label = |name: &str, value: &str| LabelPair {
+        name: name.into(),
+        value: value.into(),
+    };
+    PushRequest {
+        series: vec![RawProfileSeries {
+            labels: vec![
+                label("service_name", service),
+                label("__name__", "process_cpu"),
+            ],
+            samples: vec![RawSample {
+                raw_profile: pprof.to_vec(),
+                id: String::new(),
+            }],
+            annotations: vec![],
+        }],
+    }
+    .encode_to_vec()
+}
+
+/// CPU time (user + system) of this whole process so far, every thread, from
+/// `/proc/self/stat` (in clock ticks of 10 ms: time runs of seconds).
+pub fn process_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<u64> = after
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = fields.get(11).copied().unwrap_or(0) + fields.get(12).copied().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
+
 /// Nanoseconds this thread has run on a CPU (`/proc/thread-self/schedstat`): unlike
 /// wall time, it does not count the time other processes on a busy machine take.
 pub fn on_cpu_ns() -> u64 {

@@ -39,6 +39,9 @@ pub struct AgentConfig {
     pub auth: Auth,
     /// Sent as `X-Scope-OrgID` (multi-tenant servers).
     pub tenant_id: Option<String>,
+    /// PEM file of CA certificates trusted besides the system's roots (an `https://`
+    /// server whose certificate comes from a private CA).
+    pub ca_cert: Option<PathBuf>,
     /// Label every series with the pid it came from (several targets, forked workers).
     pub tag_pid: bool,
     /// Sampling settings (rate, idle, threads, subprocesses, ...).
@@ -63,6 +66,7 @@ impl AgentConfig {
             spool_dir: None,
             auth: Auth::None,
             tenant_id: None,
+            ca_cert: None,
             tag_pid: false,
             sampler: embers_sampler::Config::default(),
             flush_timeout: Duration::from_secs(10),

@@ -6,9 +6,11 @@
 //! Pyroscope `PushRequest` (so any Pyroscope-compatible server takes it) whose sample ID
 //! names the window, which makes retries idempotent on servers that deduplicate;
 //! [`outbox::Outbox`] holds unsent windows in order, bounded, optionally spooled to disk;
-//! [`upload`] sends them with backoff and jitter. [`run::run`] ties it together.
+//! [`upload`] sends them with backoff and jitter, over HTTP or HTTPS with the client of
+//! [`http`] (also `embers query`'s). [`run::run`] ties it together.
 
 pub mod config;
+pub mod http;
 pub mod outbox;
 pub mod push;
 pub mod run;

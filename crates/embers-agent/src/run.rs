@@ -68,6 +68,8 @@ fn unix_now() -> i64 {
 /// Runs the agent until the targets are gone (pids) or `stop` is set; then sends the
 /// last, partial windows (for at most `flush_timeout`) and returns what happened.
 pub fn run(config: &AgentConfig, targets: Targets, stop: &AtomicBool) -> Result<Summary, Error> {
+    // First: a CA file that cannot be read stops the agent before it attaches to anything.
+    let uploader = Uploader::new(config)?;
     let outbox = Outbox::open(config.queue_windows, config.spool_dir.clone())?;
     let shared = Arc::new(Shared {
         outbox: Mutex::new(outbox),
@@ -88,7 +90,6 @@ pub fn run(config: &AgentConfig, targets: Targets, stop: &AtomicBool) -> Result<
         }
         Targets::Pgrep(re) => Some(re),
     };
-    let uploader = Uploader::new(config);
     let upload_thread = {
         let shared = Arc::clone(&shared);
         let timeout = config.flush_timeout;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use base64::Engine;
 
 use crate::config::{AgentConfig, Auth};
+use crate::http::{self, ClientError};
 use crate::push::Outgoing;
 
 /// Why a push failed.
@@ -29,14 +30,12 @@ pub struct Uploader {
 }
 
 impl Uploader {
-    /// An uploader for `config.server`.
-    pub fn new(config: &AgentConfig) -> Self {
-        let agent = ureq::Agent::new_with_config(
-            ureq::config::Config::builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(config.request_timeout))
-                .build(),
-        );
+    /// An uploader for `config.server`, trusting the system's roots and `config.ca_cert`.
+    pub fn new(config: &AgentConfig) -> Result<Self, ClientError> {
+        let agent = http::client(&http::ClientConfig {
+            ca_cert: config.ca_cert.clone(),
+            timeout: Some(config.request_timeout),
+        })?;
         let authorization = match &config.auth {
             Auth::None => None,
             Auth::Bearer(token) => Some(format!("Bearer {token}")),
@@ -45,7 +44,7 @@ impl Uploader {
                 base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
             )),
         };
-        Uploader {
+        Ok(Uploader {
             agent,
             url: format!(
                 "{}/push.v1.PusherService/Push",
@@ -53,7 +52,7 @@ impl Uploader {
             ),
             authorization,
             tenant_id: config.tenant_id.clone(),
-        }
+        })
     }
 
     /// Sends one window.
@@ -71,7 +70,7 @@ impl Uploader {
         }
         let mut response = request
             .send(&outgoing.body[..])
-            .map_err(|e| SendError::Retry(e.to_string()))?;
+            .map_err(|e| SendError::Retry(http::explain(&e, &self.url)))?;
         let status = response.status().as_u16();
         if (200..300).contains(&status) {
             return Ok(());
@@ -82,7 +81,13 @@ impl Uploader {
             .as_reader()
             .take(4096)
             .read_to_string(&mut text);
-        let why = format!("HTTP {status}: {}", text.trim());
+        let mut why = format!("HTTP {status}: {}", text.trim());
+        if status == 401 || status == 403 {
+            why.push_str(
+                " (the server refused the agent's credentials: check --auth-token or \
+                 --basic-auth, and --tenant-id, which must be the token's tenant)",
+            );
+        }
         if status == 408 || status == 429 || status >= 500 {
             Err(SendError::Retry(why))
         } else {

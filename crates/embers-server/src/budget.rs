@@ -103,7 +103,7 @@ pub async fn ingest_budget(
 /// Reads and drops a refused body (at most `limit` bytes, for at most a few seconds), so
 /// the client finishes sending and reads the 429 instead of a connection reset (closing a
 /// socket with unread bytes resets it). Nothing is kept: memory stays flat.
-async fn drain(body: axum::body::Body, limit: usize) {
+pub(crate) async fn drain(body: axum::body::Body, limit: usize) {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut seen = 0usize;

@@ -59,10 +59,18 @@ pub struct ServerConfig {
     /// Without an auth file, take each request's tenant from `X-Scope-OrgID` (for use
     /// behind an authenticating proxy, as Grafana Pyroscope does).
     pub multitenancy: bool,
+    /// Serve `/metrics` without a token even with an auth file (for a Prometheus that
+    /// cannot send one); otherwise it needs the `admin` scope.
+    pub metrics_open: bool,
     /// Most tenants with data besides the default one: each has a store of its own
     /// (files, a WAL, memory for its head and catalog), so a flood of tenant IDs cannot
     /// exhaust the server. A new tenant's first write past it is refused (429).
     pub max_tenants: usize,
+    /// PEM certificate chain (the server's certificate first) to serve HTTPS with;
+    /// needs `tls_key`. Unset: plain HTTP. Reloaded on SIGHUP or when the file changes.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -91,7 +99,10 @@ impl Default for ServerConfig {
             adhoc: crate::AdHocConfig::default(),
             auth_file: None,
             multitenancy: false,
+            metrics_open: false,
             max_tenants: 1000,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }

@@ -32,6 +32,7 @@
 
 mod access;
 mod adhoc;
+pub mod auth;
 mod budget;
 mod config;
 mod error;
@@ -58,6 +59,7 @@ mod serve;
 mod spans;
 pub mod tenant;
 pub mod tenants;
+pub mod tls;
 pub mod ui;
 mod warnings;
 /// Protobuf messages of the Pyroscope push and query APIs (in `embers-formats`, which
@@ -98,17 +100,21 @@ pub struct AppState {
     ingest_budget: Arc<budget::InflightBytes>,
     /// Take the tenant from `X-Scope-OrgID` (no auth file; behind a trusted proxy).
     multitenancy: bool,
+    /// Tokens and scopes (see [`access`]).
+    access: Arc<access::Access>,
 }
 
-/// The HTTP routes over the tenants' stores.
-pub fn router(tenants: Arc<Tenants>, config: &ServerConfig) -> Router {
-    router_with_metrics(tenants, config, Arc::default())
+/// The HTTP routes over the tenants' stores; fails when the auth file is refused.
+pub fn router(tenants: Arc<Tenants>, config: &ServerConfig) -> anyhow::Result<Router> {
+    let access = access::Access::from_config(config)?;
+    Ok(router_with_metrics(tenants, config, Arc::default(), access))
 }
 
 fn router_with_metrics(
     tenants: Arc<Tenants>,
     config: &ServerConfig,
     metrics: Arc<metrics::Metrics>,
+    access: access::Access,
 ) -> Router {
     let state = AppState {
         tenants,
@@ -123,6 +129,7 @@ fn router_with_metrics(
             config.max_body_bytes,
         )),
         multitenancy: config.multitenancy,
+        access: Arc::new(access),
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
@@ -212,6 +219,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl axum::response::Int
          # TYPE embers_ingest_inflight_bytes gauge\nembers_ingest_inflight_bytes {}\n",
         state.ingest_budget.in_use()
     ));
+    text.push_str(&state.access.render_metrics());
     ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
@@ -223,6 +231,7 @@ pub struct Server {
     router: Router,
     metrics: Arc<metrics::Metrics>,
     conn_limits: serve::ConnLimits,
+    tls: Option<Arc<tls::Tls>>,
     stop: Arc<AtomicBool>,
     maintenance: std::thread::JoinHandle<()>,
 }
@@ -232,6 +241,7 @@ impl Server {
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         config.retention().map_err(anyhow::Error::msg)?;
         config.query_limits().map_err(anyhow::Error::msg)?;
+        let tls = tls::Tls::from_settings(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let opening = config.clone();
         let tenants = tokio::task::spawn_blocking(move || Tenants::open(&opening))
             .await?
@@ -243,14 +253,21 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let maintenance = spawn_maintenance(Arc::clone(&tenants), Arc::clone(&stop));
         let metrics = Arc::<metrics::Metrics>::default();
-        let router = router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics));
-        tracing::info!(address = %listener.local_addr()?, data = %config.data_dir.display(), "embers server ready");
+        let access = access::Access::from_config(&config)?;
+        let router =
+            router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics), access);
+        if let Some(tls) = &tls {
+            tls.watch(Duration::from_secs(10));
+        }
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(address = %listener.local_addr()?, %scheme, data = %config.data_dir.display(), "embers server ready");
         Ok(Server {
             listener,
             tenants,
             router,
             metrics,
             conn_limits: config.conn_limits(),
+            tls,
             stop,
             maintenance,
         })
@@ -274,6 +291,7 @@ impl Server {
             self.router,
             self.conn_limits,
             self.metrics,
+            self.tls,
             shutdown,
         )
         .await;

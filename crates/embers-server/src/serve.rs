@@ -12,6 +12,14 @@
 //!
 //! HTTP/2 without TLS (h2c, prior knowledge) is served on the same port, detected from
 //! the connection preface by hyper-util's `auto` builder: OTLP/gRPC exporters speak it.
+//!
+//! With a certificate ([`crate::tls::Tls`]) every connection is HTTPS: the handshake
+//! runs inside the connection's task, holding its slot, and must finish within the
+//! header timeout like a request head (a client that opens TCP and never says hello
+//! is closed, it does not keep a slot); past the cap a connection is closed at once
+//! without a handshake. A client speaking plain HTTP to the TLS port is
+//! answered `400` in plain text saying so, and closed. After the handshake the same
+//! `auto` builder serves HTTP/1.1 or HTTP/2 (ALPN `h2`, for gRPC over TLS).
 //! An HTTP/2 connection counts once against the cap whatever its streams; its requests
 //! are bounded by the same ingest and query budgets as any other.
 //!
@@ -20,6 +28,7 @@
 //! graceful shutdown) before [`serve`] returns.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -36,6 +45,7 @@ use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
 use crate::metrics::{Metrics, RouteLabel};
+use crate::tls::Tls;
 
 /// Connection limits (from the server's configuration).
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +64,7 @@ pub async fn serve(
     router: Router,
     limits: ConnLimits,
     metrics: Arc<Metrics>,
+    tls: Option<Arc<Tls>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
@@ -77,8 +88,9 @@ pub async fn serve(
         match Arc::clone(&slots).try_acquire_owned() {
             Ok(slot) => {
                 metrics.connection_opened();
-                tokio::spawn(connection(
+                tokio::spawn(accepted(
                     stream,
+                    tls.clone(),
                     slot,
                     router.clone(),
                     limits,
@@ -89,7 +101,11 @@ pub async fn serve(
             Err(_) => {
                 metrics.rejected(crate::metrics::Rejection::Connections);
                 metrics.http_response("(connection)", 503);
-                tokio::spawn(refuse(stream));
+                // Over TLS a plain-text 503 would read as a broken handshake, and
+                // shaking hands first would spend the CPU the cap protects: close.
+                if tls.is_none() {
+                    tokio::spawn(refuse(stream));
+                }
             }
         }
     }
@@ -100,15 +116,97 @@ pub async fn serve(
 }
 
 /// Answers a connection over the cap with a 503 and closes it.
-async fn refuse(mut stream: TcpStream) {
+async fn refuse(stream: TcpStream) {
     const ANSWER: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
         content-type: text/plain\r\ncontent-length: 58\r\nconnection: close\r\n\r\n\
         too many connections (max_connections); retry in a moment\n";
+    close_with(stream, ANSWER).await;
+}
+
+/// Serves one accepted connection, over TLS when there is a certificate.
+async fn accepted(
+    stream: TcpStream,
+    tls: Option<Arc<Tls>>,
+    slot: OwnedSemaphorePermit,
+    router: Router,
+    limits: ConnLimits,
+    metrics: Arc<Metrics>,
+    stopped: watch::Receiver<bool>,
+) {
+    let activity = Arc::new(Activity::new());
+    // The peer, for logs of refused requests (access.rs).
+    let peer = stream.peer_addr().ok();
+    let Some(tls) = tls else {
+        let own = Own { activity, peer, _slot: slot };
+        return connection(stream, own, router, limits, metrics, stopped).await;
+    };
+    // The handshake is part of the time to a request head: it is spent from the same
+    // header timeout, counted from the accept.
+    let handshake = async {
+        let mut first = [0u8; 1];
+        if stream.peek(&mut first).await? == 1 && first[0].is_ascii_alphabetic() {
+            // A TLS connection starts with a handshake record (0x16); a letter is an
+            // HTTP method: say what is wrong rather than fail with a TLS alert.
+            return Ok(Handshake::Plaintext(stream));
+        }
+        tls.acceptor()
+            .accept(stream)
+            .await
+            .map(|s| Handshake::Done(Box::new(s)))
+    };
+    let mut stopping = stopped.clone();
+    let outcome = tokio::select! {
+        outcome = tokio::time::timeout(limits.header_timeout, handshake) => outcome,
+        // Stopping: a connection still shaking hands has no request to finish.
+        _ = stopping.wait_for(|stop| *stop) => {
+            metrics.connection_closed(Closed::Shutdown);
+            metrics.connection_ended();
+            return;
+        }
+    };
+    match outcome {
+        Ok(Ok(Handshake::Done(stream))) => {
+            let own = Own { activity, peer, _slot: slot };
+            connection(*stream, own, router, limits, metrics, stopped).await;
+        }
+        Ok(Ok(Handshake::Plaintext(stream))) => {
+            metrics.http_response("(connection)", 400);
+            plaintext_to_tls_port(stream).await;
+            metrics.connection_ended();
+        }
+        Ok(Err(e)) => {
+            tracing::debug!(error = %e, "TLS handshake failed");
+            metrics.connection_ended();
+        }
+        Err(_) => {
+            metrics.connection_closed(Closed::HeaderTimeout);
+            metrics.connection_ended();
+        }
+    }
+}
+
+enum Handshake {
+    Done(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    Plaintext(TcpStream),
+}
+
+/// Answers a plain HTTP request on the HTTPS port with a 400 that says so, and closes.
+async fn plaintext_to_tls_port(stream: TcpStream) {
+    const BODY: &str = "this port serves HTTPS: use an https:// URL\n";
+    let answer = format!(
+        "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    close_with(stream, answer.as_bytes()).await;
+}
+
+/// Writes `answer`, then reads what the client sent until it closes (so closing does not
+/// reset the connection before it has read the answer), for at most a second.
+async fn close_with(mut stream: TcpStream, answer: &[u8]) {
     let answer = async {
-        stream.write_all(ANSWER).await?;
+        stream.write_all(answer).await?;
         stream.shutdown().await?;
-        // Read what the client sent so closing does not reset the connection before it
-        // has read the answer.
         let mut sink = [0u8; 4096];
         loop {
             if tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? == 0 {
@@ -119,22 +217,36 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
-async fn connection(
-    stream: TcpStream,
+/// What one connection holds: its activity, its peer and its slot under the cap.
+struct Own {
+    activity: Arc<Activity>,
+    peer: Option<SocketAddr>,
     _slot: OwnedSemaphorePermit,
+}
+
+async fn connection<S>(
+    stream: S,
+    own: Own,
     router: Router,
     limits: ConnLimits,
     metrics: Arc<Metrics>,
     mut stopped: watch::Receiver<bool>,
-) {
-    let activity = Arc::new(Activity::new());
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Own { activity, peer, _slot } = own;
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: Arc::clone(&activity),
     });
     let service_activity = Arc::clone(&activity);
     let service_metrics = Arc::clone(&metrics);
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let activity = Arc::clone(&service_activity);
         let metrics = Arc::clone(&service_metrics);
         let router = router.clone();
@@ -299,13 +411,13 @@ impl Activity {
     }
 }
 
-/// The socket, noting when bytes move.
-struct Tracked {
-    inner: TcpStream,
+/// The connection (the socket, or the TLS stream over it), noting when bytes move.
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -320,7 +432,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

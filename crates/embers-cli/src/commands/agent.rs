@@ -64,6 +64,10 @@ pub struct AgentArgs {
     /// Tenant, sent as `X-Scope-OrgID`.
     #[arg(long, env = "EMBERS_TENANT_ID", value_name = "ID")]
     pub tenant_id: Option<String>,
+    /// Trust the CA certificates in this PEM file for an https:// server, besides the
+    /// system's roots.
+    #[arg(long, env = "EMBERS_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<PathBuf>,
     /// Seconds to keep trying to send the last windows when stopping.
     #[arg(long, default_value_t = 10, value_name = "SECONDS")]
     pub flush_timeout: u64,
@@ -114,6 +118,7 @@ impl AgentArgs {
             (None, None) => Auth::None,
         };
         c.tenant_id.clone_from(&self.tenant_id);
+        c.ca_cert.clone_from(&self.ca_cert);
         c.sampler = self.sampling.config();
         c.sampler.nonblocking = !self.lock_process;
         c.tag_pid = self.sampling.subprocesses || self.pgrep.is_some() || self.pids.len() > 1;

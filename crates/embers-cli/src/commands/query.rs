@@ -23,10 +23,26 @@ pub struct QueryArgs {
     /// The server to ask.
     #[arg(long, env = "EMBERS_SERVER", default_value = "http://localhost:4040")]
     pub server: String,
+    /// Trust the CA certificates in this PEM file for an https:// server, besides the
+    /// system's roots.
+    #[arg(long, env = "EMBERS_CA_CERT", value_name = "FILE")]
+    pub ca_cert: Option<std::path::PathBuf>,
     /// One frame per function, file and line (the server groups by function name unless
     /// asked for lines).
     #[arg(long)]
     pub by_line: bool,
+    /// Token for a server with an auth file, sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        env = "EMBERS_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+    /// Tenant to ask for, sent as `X-Scope-OrgID` (a server with `--multitenancy`; with
+    /// an auth file the token decides and this must match it).
+    #[arg(long, env = "EMBERS_TENANT", value_name = "TENANT")]
+    pub tenant: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -34,7 +50,18 @@ pub struct QueryArgs {
 /// Queries the server and writes the profile.
 pub fn run(args: QueryArgs) -> anyhow::Result<()> {
     let url = format!("{}/render", args.server.trim_end_matches('/'));
-    let mut response = ureq::get(&url)
+    let client = embers_agent::http::client(&embers_agent::http::ClientConfig {
+        ca_cert: args.ca_cert.clone(),
+        ..Default::default()
+    })?;
+    let mut request = client.get(&url);
+    if let Some(token) = &args.auth_token {
+        request = request.header("authorization", &format!("Bearer {token}"));
+    }
+    if let Some(tenant) = &args.tenant {
+        request = request.header("x-scope-orgid", tenant);
+    }
+    let mut response = request
         .query("query", &args.query)
         .query("from", &args.from)
         .query("until", &args.until)
@@ -43,11 +70,8 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
             "aggregation",
             if args.by_line { "line" } else { "function" },
         )
-        .config()
-        .http_status_as_error(false)
-        .build()
         .call()
-        .with_context(|| format!("asking {url}"))?;
+        .map_err(|e| anyhow::anyhow!(embers_agent::http::explain(&e, &url)))?;
     let status = response.status();
     let mut body = Vec::new();
     response
@@ -56,6 +80,13 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         .take(1 << 30)
         .read_to_end(&mut body)
         .context("reading the answer")?;
+    if status == 401 || status == 403 {
+        anyhow::bail!(
+            "the server refused the query's credentials ({status}): {} \
+             (give a token with --auth-token or EMBERS_AUTH_TOKEN)",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
     if !status.is_success() {
         anyhow::bail!(
             "the server refused the query ({status}): {}",

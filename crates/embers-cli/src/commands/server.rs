@@ -65,6 +65,13 @@ pub struct ServerArgs {
     /// Log format: text or json [default: text]. Levels: RUST_LOG (default info).
     #[arg(long, env = "EMBERS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// TOML file of tokens, their tenants and scopes; every API request then needs one
+    /// (see `embers token new`). Reloaded when it changes and on SIGHUP.
+    #[arg(long, env = "EMBERS_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Serve /metrics without a token even with an auth file [default: needs `admin`].
+    #[arg(long, env = "EMBERS_METRICS_OPEN")]
+    pub metrics_open: bool,
     /// Take each request's tenant from `X-Scope-OrgID` (without an auth file; for use
     /// behind an authenticating proxy, as Grafana Pyroscope does). Each tenant's data is
     /// kept apart, in `DATA_DIR/tenants/ID/`.
@@ -73,6 +80,13 @@ pub struct ServerArgs {
     /// Most tenants with data besides the default one [default: 1000].
     #[arg(long, env = "EMBERS_MAX_TENANTS", value_name = "N")]
     pub max_tenants: Option<usize>,
+    /// Serve HTTPS with this PEM certificate chain (needs --tls-key); reloaded on SIGHUP
+    /// or when the file changes.
+    #[arg(long, env = "EMBERS_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "EMBERS_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -102,6 +116,16 @@ impl ServerArgs {
              header_timeout => header_timeout_seconds, idle_timeout => idle_timeout_seconds,
              max_connections => max_connections, max_tenants => max_tenants);
         c.multitenancy |= self.multitenancy;
+        if let Some(file) = &self.auth_file {
+            c.auth_file = Some(file.clone());
+        }
+        c.metrics_open |= self.metrics_open;
+        if let Some(path) = &self.tls_cert {
+            c.tls_cert = Some(path.clone());
+        }
+        if let Some(path) = &self.tls_key {
+            c.tls_key = Some(path.clone());
+        }
         if let Some(r) = &self.retention {
             c.retention = Some(r.clone());
         }

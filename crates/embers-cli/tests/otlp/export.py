@@ -1,7 +1,7 @@
 """Builds an OTLP profiles export with the published `opentelemetry-proto` package and
 sends it to an Embers server, as an OpenTelemetry exporter would.
 
-    export.py MODE BASE_URL SERVICE[,SERVICE...] [--reject-one]
+    export.py MODE BASE_URL SERVICE[,SERVICE...] [--reject-one] [--ca FILE]
 
 MODE: protobuf | protobuf-gzip | json | grpc | grpc-gzip; dump-protobuf or dump-json
 write the request to stdout instead (fuzz seeds; BASE_URL is ignored); or grpc-raw with a file in
@@ -10,7 +10,8 @@ bodies built by the Rust test). Each service gets its own
 ResourceProfiles (one shared dictionary) with a CPU profile (`samples`/`count`, period
 10 ms of `cpu`/`nanoseconds`), an allocation profile and an off-CPU profile; with
 --reject-one, a profile without sample_type is added (the reply's partial_success
-counts it). Prints the reply as JSON on stdout.
+counts it). Prints the reply as JSON on stdout. An https:// BASE_URL is verified
+against the CA certificates in --ca FILE (gRPC: grpcio's ssl_channel_credentials).
 
 Per service S the CPU profile holds, in samples of 10 ms:
     main;work_S 5 (3 by value, 2 by timestamps; thread.name=worker)
@@ -20,6 +21,7 @@ The allocation profile: main;work_S 4096 bytes. The off-CPU profile: main;idle 7
 
 import gzip
 import json
+import ssl
 import sys
 import time
 import urllib.error
@@ -112,13 +114,29 @@ def build(services, reject_one):
     return request
 
 
+def ca_file():
+    return sys.argv[sys.argv.index("--ca") + 1] if "--ca" in sys.argv else None
+
+
+def channel(url, **options):
+    """A gRPC channel to BASE_URL: TLS trusting --ca for https://, else plain h2c."""
+    import grpc
+
+    if url.startswith("https://"):
+        with open(ca_file(), "rb") as f:
+            credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+        return grpc.secure_channel(url.removeprefix("https://"), credentials, **options)
+    return grpc.insecure_channel(url.removeprefix("http://"), **options)
+
+
 def send_http(url, body, content_type, encoding=None):
     headers = {"Content-Type": content_type}
     if encoding:
         headers["Content-Encoding"] = encoding
     req = urllib.request.Request(url + "/v1development/profiles", data=body, headers=headers)
     try:
-        with urllib.request.urlopen(req, timeout=120) as r:
+        context = ssl.create_default_context(cafile=ca_file()) if ca_file() else None
+        with urllib.request.urlopen(req, timeout=120, context=context) as r:
             return r.status, r.headers.get("Content-Type"), r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type"), e.read()
@@ -135,8 +153,8 @@ def main():
                 raw = f.read()
         else:  # a valid export; the answer says its trailers too (binary ones as hex)
             raw = build(["budget"], False).SerializeToString()
-        with grpc.insecure_channel(url.removeprefix("http://")) as channel:
-            export = channel.unary_unary(
+        with channel(url) as grpc_channel:
+            export = grpc_channel.unary_unary(
                 "/opentelemetry.proto.collector.profiles.v1development.ProfilesService/Export"
             )
             try:
@@ -164,10 +182,9 @@ def main():
             profiles_service_pb2_grpc as grpc_pb2,
         )
 
-        target = url.removeprefix("http://")
         compression = grpc.Compression.Gzip if mode == "grpc-gzip" else grpc.Compression.NoCompression
-        with grpc.insecure_channel(target, compression=compression) as channel:
-            stub = grpc_pb2.ProfilesServiceStub(channel)
+        with channel(url, compression=compression) as grpc_channel:
+            stub = grpc_pb2.ProfilesServiceStub(grpc_channel)
             try:
                 reply = stub.Export(request, timeout=120)
                 out = {"code": "OK", "reply": json_format.MessageToDict(reply)}
