@@ -250,6 +250,9 @@ impl Server {
     pub async fn start(config: ServerConfig) -> anyhow::Result<Server> {
         config.retention().map_err(anyhow::Error::msg)?;
         config.query_limits().map_err(anyhow::Error::msg)?;
+        for warning in config.limits_warnings() {
+            tracing::warn!("{warning}");
+        }
         let tls = tls::Tls::from_settings(config.tls_cert.as_deref(), config.tls_key.as_deref())?;
         let opening = config.clone();
         let tenants = tokio::task::spawn_blocking(move || Tenants::open(&opening))

@@ -139,6 +139,40 @@ impl ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// Limits that are set but cannot take effect, for the log at start: tables of
+    /// tenants no request can be for (no `multitenancy`, no auth file), and bursts
+    /// without a rate.
+    pub fn limits_warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if !self.multitenancy && self.auth_file.is_none() {
+            let unreachable: Vec<&str> = (self.tenants.keys())
+                .filter(|t| !t.is_default())
+                .map(TenantId::as_str)
+                .collect();
+            if !unreachable.is_empty() {
+                warnings.push(format!(
+                    "[tenants.{}] cannot apply: without multitenancy or an auth file every \
+                     request is for the default tenant ({})",
+                    unreachable.join("], [tenants."),
+                    TenantId::DEFAULT
+                ));
+            }
+        }
+        let tables = std::iter::once(("[limits]".to_owned(), &self.limits))
+            .chain((self.tenants.iter()).map(|(t, table)| (format!("[tenants.{t}]"), table)));
+        for (name, table) in tables {
+            if table.ingest_burst_bytes.is_some() && table.ingest_bytes_per_second == Some(0) {
+                warnings.push(format!(
+                    "{name} sets ingest_burst_bytes with ingest_bytes_per_second = 0 \
+                     (unlimited): the burst does nothing"
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 /// `retention = "7d"`: parsed when the file is read, so a bad duration stops the start.
 fn retention<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<Duration>>, D::Error> {
     let text = String::deserialize(d)?;
@@ -234,6 +268,25 @@ mod tests {
             setting_source(&c, Some(&tenant("other")), "max_series_per_service"),
             "max_series_per_service"
         );
+    }
+
+    #[test]
+    fn limits_that_cannot_apply_are_warned_about() {
+        let toml = "[tenants.team-a]\nmax_series = 3\n[tenants.anonymous]\nmax_series = 4\n\
+                    [limits]\ningest_bytes_per_second = 0\ningest_burst_bytes = 10\n";
+        let c = ServerConfig::from_toml(toml).unwrap();
+        assert_eq!(
+            c.limits_warnings(),
+            [
+                "[tenants.team-a] cannot apply: without multitenancy or an auth file every \
+                 request is for the default tenant (anonymous)",
+                "[limits] sets ingest_burst_bytes with ingest_bytes_per_second = 0 \
+                 (unlimited): the burst does nothing"
+            ]
+        );
+        let c = ServerConfig::from_toml(&format!("multitenancy = true\n{toml}")).unwrap();
+        assert_eq!(c.limits_warnings().len(), 1);
+        assert!(ServerConfig::default().limits_warnings().is_empty());
     }
 
     #[test]
