@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { launch } from './lib/browser.mjs';
+import { painted } from './lib/canvas.mjs';
 
 const [base, from, until, shots] = process.argv.slice(2);
 if (!shots) {
@@ -72,13 +73,7 @@ const tableRows = () => page.$$eval('table.functions tbody tr', (rows) => rows.m
 // Single view: the graph draws; hover, search, zoom, table sort, sandwich.
 await open({});
 out.single = {};
-out.single.painted = await page.evaluate(() => {
-  const c = window.embers.graphs.main.canvas;
-  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-  let n = 0;
-  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250)) n++;
-  return n;
-});
+out.single.painted = await painted(page);
 out.single.status = await page.locator('.status').innerText();
 out.single.tooltipFoo = await hover('main', 'foo');
 await page.fill('input.search', 'foo');

@@ -5,6 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { launch } from './lib/browser.mjs';
+import { painted } from './lib/canvas.mjs';
 
 const [base, pprof, folded, shots] = process.argv.slice(2);
 if (!shots) {
@@ -37,14 +38,6 @@ async function hover(fn) {
   await page.mouse.move(0, 0);
   return text;
 }
-const painted = () =>
-  page.evaluate(() => {
-    const c = window.embers.graphs.main.canvas;
-    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-    let n = 0;
-    for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 0 && (d[i] < 250 || d[i + 1] < 250 || d[i + 2] < 250)) n++;
-    return n;
-  });
 const graph = () => page.evaluate(() => window.embers.graphs.main.graph);
 
 await page.goto(`${base}/?view=upload`);
@@ -58,7 +51,7 @@ const pprofId = new URL(page.url()).searchParams.get('id');
 out.pprof = {
   types,
   numTicks: (await graph()).numTicks,
-  painted: await painted(),
+  painted: await painted(page),
   status: await page.locator('.status').innerText(),
   tooltip: await hover('main.work'),
 };
@@ -85,7 +78,7 @@ out.diff = await page.evaluate(() => {
   for (const n of g.nodes) if (n.name === work) (lt += n.lt), (rt += n.rt);
   return { leftTicks: g.diff.leftTicks, rightTicks: g.diff.rightTicks, work: [lt, rt], legend: !!document.querySelector('.legend') };
 });
-out.diff.painted = await painted();
+out.diff.painted = await painted(page);
 out.diff.status = await page.locator('.status').innerText();
 await page.screenshot({ path: join(shots, 'diff.png'), fullPage: true });
 

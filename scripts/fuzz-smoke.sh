@@ -53,9 +53,19 @@ printf '{"shared":{"frames":[{"name":"a"},{"name":"b"}]},"profiles":[{"type":"sa
 mkdir -p fuzz/corpus/querier_request
 printf '\x84{"profile_typeID":"process_cpu:cpu:nanoseconds:cpu:nanoseconds","labelSelector":"{}","start":"1","maxNodes":8,"format":"PROFILE_FORMAT_TREE","stackTraceSelector":{"call_site":[{"name":"main"}]}}' > fuzz/corpus/querier_request/merge-json
 printf '\x87{"profileTypeID":"a:b:c:d:e","step":15.5,"aggregation":"TIME_SERIES_AGGREGATION_TYPE_AVERAGE","groupBy":["x"],"limit":"3"}' > fuzz/corpus/querier_request/series-json
+mkdir -p fuzz/corpus/auth_header
+printf 'Bearer embers_0123456789abcdef' > fuzz/corpus/auth_header/bearer
+printf 'Basic Z3JhZmFuYTplbWJlcnNfMDEyMzQ1Njc4OWFiY2RlZg==' > fuzz/corpus/auth_header/basic
+# The origin_check target's first byte: bit 0 trusts proxy headers, bit 1 sets
+# allowed_hosts, the top two bits pick the method (1 POST); then Host, Origin,
+# Sec-Fetch-Site, X-Forwarded-Host, X-Forwarded-Proto, Access-Control-Request-Method,
+# one per line.
+mkdir -p fuzz/corpus/origin_check
+printf '\x40127.0.0.1:4040\nhttp://127.0.0.1:4040\nsame-origin\n' > fuzz/corpus/origin_check/own
+printf '\x43profiles.example\nhttps://evil.example\n\nprofiles.example\nhttps\n' > fuzz/corpus/origin_check/proxy
 cd fuzz
 cargo fuzz build --release -s address
-for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode span_decode otlp_decode adhoc_decode querier_request; do
+for target in folded_parse pprof_decode tree_decode ingest selector_parse block_decode jfr_decode span_decode otlp_decode adhoc_decode querier_request auth_header origin_check; do
   echo "fuzzing $target for ${seconds}s"
   mkdir -p "corpus/$target"
   log="target/fuzz-$target.log"

@@ -81,7 +81,13 @@ impl Uploader {
             .as_reader()
             .take(4096)
             .read_to_string(&mut text);
-        let why = format!("HTTP {status}: {}", text.trim());
+        let mut why = format!("HTTP {status}: {}", text.trim());
+        if status == 401 || status == 403 {
+            why.push_str(
+                " (the server refused the agent's credentials: check --auth-token or \
+                 --basic-auth, and --tenant-id, which must be the token's tenant)",
+            );
+        }
         if status == 408 || status == 429 || status >= 500 {
             Err(SendError::Retry(why))
         } else {

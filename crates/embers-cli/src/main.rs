@@ -37,6 +37,8 @@ enum Command {
     Query(commands::query::QueryArgs),
     /// Check a data directory's objects; `--repair` quarantines the damaged ones.
     Fsck(commands::fsck::FsckArgs),
+    /// Make tokens for the server's auth file (`embers token new --tenant T --scope read`).
+    Token(commands::token::TokenArgs),
     /// Run seed 003's rideshare example against an embedded server, with the web UI.
     Demo(commands::demo::DemoArgs),
 }
@@ -53,6 +55,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => commands::agent::run(args),
         Command::Demo(args) => commands::demo::run(args),
         Command::Fsck(args) => commands::fsck::run(args),
+        Command::Token(args) => commands::token::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -38,7 +38,9 @@ fn objects(dir: &Path, prefix: &str) -> Vec<String> {
             let p = e.unwrap().path();
             if p.is_dir() {
                 todo.push(p);
-            } else {
+            } else if !p.to_string_lossy().contains(".tmp-") {
+                // Skips an object still being written (FileStorage's temporary file
+                // before its rename): it is no object yet, and vanishes under us.
                 out.push(p.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
             }
         }

@@ -13,7 +13,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{agent, collapsed, enc, get, now, post, post_text, ServerHandle};
+use support::{agent, collapsed, enc, folded_body, get, now, post, post_text, ServerHandle};
 
 /// One sample at 100 Hz, as the store keeps CPU time: nanoseconds.
 const NS: u64 = 10_000_000;
@@ -260,7 +260,7 @@ fn a_stop_finishes_the_request_in_flight_and_flushes_it() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerHandle::start(dir.path(), &[]);
     let t = now();
-    let body = big_body("inflight", 50_000);
+    let body = folded_body("inflight", 50_000);
     let mut held = start_held_push(&server, "inflight", t, &body);
     // Polled until the server is receiving it (its bytes count in the budget).
     while metric(
@@ -329,17 +329,6 @@ fn connections_beyond_the_cap_are_refused_and_served_ones_still_work() {
     }
 }
 
-/// Folded stacks of about `bytes` bytes, distinct per `tag`.
-fn big_body(tag: &str, bytes: usize) -> String {
-    let mut body = String::new();
-    let mut i = 0;
-    while body.len() < bytes {
-        body.push_str(&format!("main;{tag}_{i} 1\n"));
-        i += 1;
-    }
-    body
-}
-
 #[test]
 fn a_full_ingest_budget_answers_429_and_every_acknowledged_push_is_stored_exactly() {
     let dir = tempfile::tempdir().unwrap();
@@ -351,11 +340,11 @@ fn a_full_ingest_budget_answers_429_and_every_acknowledged_push_is_stored_exactl
     let t = now();
     // Hold most of the budget: a push whose headers promise 250 kB and whose body is
     // still on its way.
-    let held_body = big_body("held", 250_000);
+    let held_body = folded_body("held", 250_000);
     let mut held = start_held_push(&server, "held", t, &held_body);
     // Once the server holds its share, a large push no longer fits.
     wait_inflight(&server, held_body.len());
-    let probe_body = big_body("probe", 100_000);
+    let probe_body = folded_body("probe", 100_000);
     let (status, retry, body) = push(&server, "probe", t, &probe_body);
     assert_eq!(status, 429, "{body}");
     assert_eq!(retry.as_deref(), Some("1"), "{body}");
@@ -365,7 +354,7 @@ fn a_full_ingest_budget_answers_429_and_every_acknowledged_push_is_stored_exactl
     let burst: Vec<_> = (0..8)
         .map(|i| {
             let server_url = server.url("");
-            let body = big_body(&format!("burst{i}"), 100_000);
+            let body = folded_body(&format!("burst{i}"), 100_000);
             std::thread::spawn(move || {
                 let url = format!("{server_url}/ingest?name=burst{i}.cpu&from={t}&sampleRate=100");
                 let r = agent()
@@ -392,7 +381,7 @@ fn a_full_ingest_budget_answers_429_and_every_acknowledged_push_is_stored_exactl
     // The held push completes and is acknowledged; afterwards large pushes fit again.
     let (status, body) = finish_held_push(&mut held, &held_body);
     assert_eq!(status, 200, "{body}");
-    let after = big_body("after", 100_000);
+    let after = folded_body("after", 100_000);
     assert_eq!(push(&server, "after", t, &after).0, 200);
 
     // Every acknowledged push is in the store exactly; refused ones left nothing.

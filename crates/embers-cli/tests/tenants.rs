@@ -536,3 +536,38 @@ fn without_multitenancy_the_header_is_ignored() {
     assert_eq!(all.get("main;raw_x"), Some(&20_000_000), "{all:?}");
     assert!(!dir.path().join("tenants").exists());
 }
+
+#[test]
+fn the_agent_lands_in_its_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerHandle::start(dir.path(), &["--multitenancy"]);
+    let mut target = Command::new("python3")
+        .arg(support::repo().join("examples/foobar/foobar.py"))
+        .args(["--seconds", "3"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut ready = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(target.stdout.take().unwrap()),
+        &mut ready,
+    )
+    .unwrap();
+    assert!(ready.starts_with("ready"), "{ready:?}");
+    let pid = target.id().to_string();
+    let agent = Command::new(env!("CARGO_BIN_EXE_embers"))
+        .args(["agent", "--server", &server.url(""), "--app", "foobar"])
+        .args(["--tenant-id", "team-a", "--pid", &pid])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    target.wait().unwrap();
+    // The agent ends by itself once its target is gone, after sending the last window.
+    let out = agent.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "agent failed:\n{log}");
+    let mine: u64 = folded(&server, Some("team-a"), "foobar.cpu").values().sum();
+    assert!(mine > 0, "nothing arrived in team-a:\n{log}");
+    assert!(folded(&server, None, "foobar.cpu").is_empty());
+    assert!(folded(&server, Some("team-b"), "foobar.cpu").is_empty());
+}

@@ -3,8 +3,8 @@
 //! with `Retry-After` rather than letting latency and memory grow without bound; the
 //! agent and Pyroscope's clients retry such answers.
 //!
-//! Per-tenant budgets (issue 13) extend [`InflightBytes::admit`]: a tenant's own
-//! semaphore acquired before the global one.
+//! The ingest middleware also enforces each tenant's byte rate (issue 13), with the
+//! token buckets of [`crate::limits::rate`].
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 use crate::metrics::{Metrics, Rejection, RouteLabel};
+use crate::tenant::TenantId;
 use crate::AppState;
 
 /// Bytes of ingest request bodies being received, decoded and stored at once.
@@ -68,8 +69,10 @@ impl InflightBytes {
     }
 }
 
-/// Middleware on the ingest routes: holds the body's share of the budget until the
-/// response is ready (stored and durable, or refused).
+/// Middleware on the ingest routes: checks the tenant's ingest byte rate (429 with the
+/// seconds until its bucket refills) and holds the body's share of the in-flight budget
+/// until the response is ready (stored and durable, or refused). The tenant is known:
+/// `access::check` runs before every route.
 pub async fn ingest_budget(
     State(state): State<AppState>,
     request: Request,
@@ -80,30 +83,54 @@ pub async fn ingest_budget(
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
-    let connect = request.uri().path().starts_with("/push.v1");
-    match state.ingest_budget.admit(length) {
-        Ok(permit) => {
+    let tenant = request
+        .extensions()
+        .get::<TenantId>()
+        .cloned()
+        .unwrap_or_else(TenantId::default_tenant);
+    // The in-flight budget first: refusing there leaves the tenant's bucket untouched.
+    let admitted = state.ingest_budget.admit(length).and_then(|permit| {
+        let meter = state.ingest_rate.admit(&tenant, length)?;
+        Ok((permit, meter))
+    });
+    match admitted {
+        Ok((permit, meter)) => {
+            let request = match meter {
+                Some(meter) => request.map(|body| meter.wrap(body)),
+                None => request,
+            };
             let response = next.run(request).await;
             drop(permit);
             response
         }
-        Err(e) => {
-            state.metrics.ingest_error();
-            let (parts, body) = request.into_parts();
-            drain(body, state.ingest_budget.unknown_length).await;
-            if connect {
-                return e.connect().into_response();
-            }
-            crate::ingest::otlp::refused(parts.uri.path(), &parts.headers, e)
-                .unwrap_or_else(IntoResponse::into_response)
-        }
+        Err(e) => refuse(&state, request, e).await,
     }
+}
+
+/// Answers a refused ingest request in its route's shape (Connect, OTLP, plain text),
+/// after draining its body.
+async fn refuse(state: &AppState, request: Request, e: ApiError) -> Response {
+    if e.rejection == Some(Rejection::IngestRate) {
+        tracing::debug!(reason = %e.message, "ingest refused");
+    }
+    state.metrics.ingest_error();
+    // The Connect services behind this budget answer in Connect's JSON error shape.
+    let connect = ["/push.v1.", "/adhocprofiles.v1."]
+        .iter()
+        .any(|service| request.uri().path().starts_with(service));
+    let (parts, body) = request.into_parts();
+    drain(body, state.ingest_budget.unknown_length).await;
+    if connect {
+        return e.connect().into_response();
+    }
+    crate::ingest::otlp::refused(parts.uri.path(), &parts.headers, e)
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 /// Reads and drops a refused body (at most `limit` bytes, for at most a few seconds), so
 /// the client finishes sending and reads the 429 instead of a connection reset (closing a
 /// socket with unread bytes resets it). Nothing is kept: memory stays flat.
-async fn drain(body: axum::body::Body, limit: usize) {
+pub(crate) async fn drain(body: axum::body::Body, limit: usize) {
     use http_body_util::BodyExt;
     let mut body = body;
     let mut seen = 0usize;

@@ -59,6 +59,21 @@ pub struct ServerConfig {
     /// Without an auth file, take each request's tenant from `X-Scope-OrgID` (for use
     /// behind an authenticating proxy, as Grafana Pyroscope does).
     pub multitenancy: bool,
+    /// Origins (`scheme://host[:port]`, exact, no wildcards) of web pages served
+    /// elsewhere that may change state here from a browser (a UI on another host);
+    /// they also get CORS headers. Every other foreign `Origin` is refused on
+    /// POST/PUT/PATCH/DELETE (see `origin.rs`).
+    pub allowed_origins: Vec<String>,
+    /// Host names this server answers to (IP addresses and `localhost` always pass);
+    /// empty: any. Set it on a network where a page could re-point its own name at the
+    /// server (DNS rebinding).
+    pub allowed_hosts: Vec<String>,
+    /// Take the request's host and scheme from `X-Forwarded-Host`/`X-Forwarded-Proto`
+    /// (only behind a proxy that sets them; any client can send them).
+    pub trust_proxy_headers: bool,
+    /// Serve `/metrics` without a token even with an auth file (for a Prometheus that
+    /// cannot send one); otherwise it needs the `admin` scope.
+    pub metrics_open: bool,
     /// Most tenants with data besides the default one: each has a store of its own
     /// (files, a WAL, memory for its head and catalog), so a flood of tenant IDs cannot
     /// exhaust the server. A new tenant's first write past it is refused (429).
@@ -68,6 +83,13 @@ pub struct ServerConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1) of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Limits of every tenant (`[limits]`: series, retention, ingest bytes/s); a key
+    /// unset here falls back to the top-level key of the same name (see `limits.rs`).
+    pub limits: crate::limits::LimitsTable,
+    /// Per-tenant overrides of `[limits]` (`[tenants.<id>]`, IDs checked like
+    /// `X-Scope-OrgID`).
+    #[serde(deserialize_with = "crate::limits::tenant_tables")]
+    pub tenants: std::collections::BTreeMap<crate::tenant::TenantId, crate::limits::LimitsTable>,
 }
 
 impl Default for ServerConfig {
@@ -96,9 +118,15 @@ impl Default for ServerConfig {
             adhoc: crate::AdHocConfig::default(),
             auth_file: None,
             multitenancy: false,
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            trust_proxy_headers: false,
+            metrics_open: false,
             max_tenants: 1000,
             tls_cert: None,
             tls_key: None,
+            limits: crate::limits::LimitsTable::default(),
+            tenants: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -136,6 +164,15 @@ impl ServerConfig {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get().max(2)),
             n => n,
         }
+    }
+
+    /// The cross-site policy (`allowed_origins`, `allowed_hosts`, `trust_proxy_headers`).
+    pub fn origin_policy(&self) -> Result<crate::origin::Policy, crate::origin::OriginError> {
+        crate::origin::Policy::new(
+            &self.allowed_origins,
+            &self.allowed_hosts,
+            self.trust_proxy_headers,
+        )
     }
 
     /// The connection limits.

@@ -13,6 +13,10 @@
 //! - operations: `/healthz`, `/ready`, `/metrics`, `/auth/whoami`;
 //! - the web UI: `GET /` and its files under `/ui/` (see [`ui`]).
 //!
+//! Every request is for one tenant ([`tenant`]), decided before any handler runs, and
+//! reaches only that tenant's store ([`tenants`]: one store per tenant, the default one
+//! at the data directory's root).
+//!
 //! Every query API bounds its range with [`QueryRange`]; ingest takes a share of an
 //! in-flight byte budget (429 when full), queries a slot of a bounded pool (503 when none
 //! frees up); connections are served by hyper with a cap and header and idle timeouts.
@@ -28,6 +32,7 @@
 
 mod access;
 mod adhoc;
+pub mod auth;
 mod budget;
 mod config;
 mod error;
@@ -44,7 +49,9 @@ mod flamebearer;
 #[rustfmt::skip]
 pub mod grafana_proto;
 mod ingest;
+pub mod limits;
 mod metrics;
+pub mod origin;
 mod params;
 mod profile_type;
 mod querier;
@@ -85,7 +92,7 @@ pub use range::{QueryLimits, QueryRange};
 pub use tenants::Tenants;
 
 /// What every handler shares. Handlers reach a tenant's data only through the
-/// [`tenants::Tenant`] extractor (the request's tenant, decided by [`access::check`]).
+/// [`tenants::Tenant`] extractor (the request's tenant, decided by `access::check`).
 #[derive(Debug, Clone)]
 pub struct AppState {
     tenants: Arc<Tenants>,
@@ -95,17 +102,23 @@ pub struct AppState {
     ingest_budget: Arc<budget::InflightBytes>,
     /// Take the tenant from `X-Scope-OrgID` (no auth file; behind a trusted proxy).
     multitenancy: bool,
+    /// Tokens and scopes (see [`access`]).
+    access: Arc<access::Access>,
+    /// Each tenant's ingest byte rate (`ingest_bytes_per_second`), checked with the budget.
+    ingest_rate: Arc<limits::rate::IngestRate>,
 }
 
-/// The HTTP routes over the tenants' stores.
-pub fn router(tenants: Arc<Tenants>, config: &ServerConfig) -> Router {
-    router_with_metrics(tenants, config, Arc::default())
+/// The HTTP routes over the tenants' stores; fails when the auth file is refused.
+pub fn router(tenants: Arc<Tenants>, config: &ServerConfig) -> anyhow::Result<Router> {
+    let access = access::Access::from_config(config)?;
+    Ok(router_with_metrics(tenants, config, Arc::default(), access))
 }
 
 fn router_with_metrics(
     tenants: Arc<Tenants>,
     config: &ServerConfig,
     metrics: Arc<metrics::Metrics>,
+    access: access::Access,
 ) -> Router {
     let state = AppState {
         tenants,
@@ -120,6 +133,8 @@ fn router_with_metrics(
             config.max_body_bytes,
         )),
         multitenancy: config.multitenancy,
+        access: Arc::new(access),
+        ingest_rate: Arc::new(limits::rate::IngestRate::new(config)),
     };
     let ingest_budget = || from_fn_with_state(state.clone(), budget::ingest_budget);
     let mut app = Router::new()
@@ -173,6 +188,10 @@ fn router_with_metrics(
     }
     app.layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(from_fn_with_state(state.clone(), access::check))
+        .layer(from_fn_with_state(
+            origin::layer_state(config),
+            origin::check,
+        ))
         .layer(from_fn_with_state(metrics, budget::label_route))
         .with_state(state)
 }
@@ -209,6 +228,7 @@ async fn metrics_text(State(state): State<AppState>) -> impl axum::response::Int
          # TYPE embers_ingest_inflight_bytes gauge\nembers_ingest_inflight_bytes {}\n",
         state.ingest_budget.in_use()
     ));
+    text.push_str(&state.access.render_metrics());
     ([("content-type", "text/plain; version=0.0.4")], text)
 }
 
@@ -242,7 +262,15 @@ impl Server {
         let stop = Arc::new(AtomicBool::new(false));
         let maintenance = spawn_maintenance(Arc::clone(&tenants), Arc::clone(&stop));
         let metrics = Arc::<metrics::Metrics>::default();
-        let router = router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics));
+        let access = access::Access::from_config(&config).with_context(|| {
+            let file = config
+                .auth_file
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""));
+            format!("loading the auth file {}", file.display())
+        })?;
+        let router =
+            router_with_metrics(Arc::clone(&tenants), &config, Arc::clone(&metrics), access);
         if let Some(tls) = &tls {
             tls.watch(Duration::from_secs(10));
         }

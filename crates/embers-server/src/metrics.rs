@@ -11,7 +11,7 @@ use embers_store::Store;
 
 use crate::tenants::Tenants;
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
@@ -80,6 +80,8 @@ pub enum Rejection {
     StoreLimit,
     /// The store cannot persist now (503).
     StoreUnavailable,
+    /// A tenant pushed faster than its `ingest_bytes_per_second` (429).
+    IngestRate,
 }
 
 impl Rejection {
@@ -90,6 +92,7 @@ impl Rejection {
             Rejection::Connections => "max_connections",
             Rejection::StoreLimit => "store_limit",
             Rejection::StoreUnavailable => "store_unavailable",
+            Rejection::IngestRate => "ingest_rate",
         }
     }
 }

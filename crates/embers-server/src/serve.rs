@@ -28,6 +28,7 @@
 //! graceful shutdown) before [`serve`] returns.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -133,8 +134,15 @@ async fn accepted(
     stopped: watch::Receiver<bool>,
 ) {
     let activity = Arc::new(Activity::new());
+    // The peer, for logs of refused requests (access.rs).
+    let peer = stream.peer_addr().ok();
     let Some(tls) = tls else {
-        return connection(stream, activity, slot, router, limits, metrics, stopped).await;
+        let own = Own {
+            activity,
+            peer,
+            _slot: slot,
+        };
+        return connection(stream, own, router, limits, metrics, stopped).await;
     };
     // The handshake is part of the time to a request head: it is spent from the same
     // header timeout, counted from the accept.
@@ -162,7 +170,12 @@ async fn accepted(
     };
     match outcome {
         Ok(Ok(Handshake::Done(stream))) => {
-            connection(*stream, activity, slot, router, limits, metrics, stopped).await;
+            let own = Own {
+                activity,
+                peer,
+                _slot: slot,
+            };
+            connection(*stream, own, router, limits, metrics, stopped).await;
         }
         Ok(Ok(Handshake::Plaintext(stream))) => {
             metrics.http_response("(connection)", 400);
@@ -212,10 +225,16 @@ async fn close_with(mut stream: TcpStream, answer: &[u8]) {
     let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
+/// What one connection holds: its activity, its peer and its slot under the cap.
+struct Own {
+    activity: Arc<Activity>,
+    peer: Option<SocketAddr>,
+    _slot: OwnedSemaphorePermit,
+}
+
 async fn connection<S>(
     stream: S,
-    activity: Arc<Activity>,
-    _slot: OwnedSemaphorePermit,
+    own: Own,
     router: Router,
     limits: ConnLimits,
     metrics: Arc<Metrics>,
@@ -223,13 +242,23 @@ async fn connection<S>(
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let Own {
+        activity,
+        peer,
+        _slot,
+    } = own;
     let io = TokioIo::new(Tracked {
         inner: stream,
         activity: Arc::clone(&activity),
     });
     let service_activity = Arc::clone(&activity);
     let service_metrics = Arc::clone(&metrics);
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        if let Some(peer) = peer {
+            request
+                .extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+        }
         let activity = Arc::clone(&service_activity);
         let metrics = Arc::clone(&service_metrics);
         let router = router.clone();

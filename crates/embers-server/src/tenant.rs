@@ -1,6 +1,6 @@
 //! Tenants: the walls between teams sharing one server.
 //!
-//! Every request is answered for exactly one tenant. [`crate::access`] decides which,
+//! Every request is answered for exactly one tenant. `crate::access` decides which,
 //! before any handler runs, and puts the [`TenantId`] in the request's extensions:
 //! from the token's tenant when an auth file is configured, from `X-Scope-OrgID` with
 //! `multitenancy` on (Grafana Pyroscope's behaviour, behind an authenticating proxy),

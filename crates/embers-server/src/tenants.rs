@@ -10,14 +10,14 @@
 //!
 //! [`Tenants`] opens every tenant directory it finds at start (so each WAL is replayed
 //! and each store recovered before the first request), creates a tenant's store on its
-//! first write, and never on a read: a read for a tenant without data gets an empty
-//! in-memory store, so it answers empty and leaves nothing on disk. New tenants are
+//! first write, and never on a read: a read for a tenant without data gets one shared
+//! empty store ([`EMPTY_DIR`]), so it answers empty and leaves nothing on disk. New tenants are
 //! bounded by `max_tenants`. All stores share one block cache budget (`cache_bytes`):
 //! a cache per tenant would hold `cache_bytes` × tenants, and a fixed split would starve
 //! a busy tenant while idle ones hold memory they never read.
 //!
 //! Handlers take a [`Tenant`] (an axum extractor): the request's tenant, as
-//! [`crate::access`] decided it, with its data and the server's shared state.
+//! `crate::access` decided it, with its data and the server's shared state.
 
 use std::collections::BTreeMap;
 use std::ops::Deref;
@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use embers_store::{AdHocProfiles, MemoryStorage, SharedCache, Store, StoreError};
+use embers_store::{AdHocProfiles, SharedCache, Store, StoreError};
 
 use crate::error::ApiError;
 use crate::metrics::Rejection;
@@ -76,24 +76,6 @@ pub fn tenant_dirs(data_dir: &Path) -> std::io::Result<Vec<(TenantId, PathBuf)>>
     Ok(found)
 }
 
-/// A tenant's series limits and retention. Today the server-wide settings for every
-/// tenant; the per-tenant `[tenants.<id>]` overrides replace [`limits_for`], the one
-/// place they are read.
-#[derive(Debug, Clone)]
-struct TenantLimits {
-    max_series: usize,
-    max_series_per_service: usize,
-    retention: Option<Duration>,
-}
-
-fn limits_for(config: &ServerConfig, _tenant: &TenantId) -> anyhow::Result<TenantLimits> {
-    Ok(TenantLimits {
-        max_series: config.max_series,
-        max_series_per_service: config.max_series_per_service,
-        retention: config.retention().map_err(anyhow::Error::msg)?,
-    })
-}
-
 /// One tenant's data.
 #[derive(Debug)]
 pub struct TenantData {
@@ -115,67 +97,52 @@ pub struct Tenants {
     open: RwLock<BTreeMap<TenantId, Arc<TenantData>>>,
     /// Held while a tenant's store is created, so two first writes create it once.
     creating: Mutex<()>,
-    /// What a read for a tenant without data sees: an empty store in memory.
+    /// What a read for a tenant without data sees: an empty store.
     empty: Arc<TenantData>,
-    /// The empty store's WAL directory (in the system's temporary directory, removed on
-    /// drop): nothing of it lands in the data directory.
+    /// The empty store's directory ([`EMPTY_DIR`], removed on drop).
     empty_dir: PathBuf,
 }
+
+/// The directory of the empty store that reads of tenants without data are answered
+/// from, inside the data directory (always writable, unlike a read-only root file
+/// system's `/tmp`). It has its own lock file, so no store's listing enters it, and its
+/// name is no tenant directory. Nothing is ever written to it but its empty WAL.
+pub const EMPTY_DIR: &str = ".empty-tenant";
 
 impl Tenants {
     /// Opens the default tenant's store at the data directory's root and every tenant's
     /// store under `tenants/`, recovering each.
     pub fn open(config: &ServerConfig) -> anyhow::Result<Tenants> {
+        raise_open_files_limit(config);
         let cache = SharedCache::new(config.cache_bytes);
-        let empty_dir = std::env::temp_dir().join(format!(
-            "embers-empty-tenant-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        let empty_store = Store::open(
-            Arc::new(MemoryStorage::default()),
-            empty_dir.clone(),
-            store_config(
-                config,
-                &cache,
-                &limits_for(config, &TenantId::default_tenant())?,
-            ),
-        )
-        .context("opening the empty in-memory store")?;
-        let empty = Arc::new(TenantData::new(
-            config,
-            empty_store,
+        let default = TenantId::default_tenant();
+        // The default tenant first: its store takes the data directory's lock, so a
+        // second server on the same directory stops before touching anything else.
+        let root = open_tenant(config, &cache, &default)
+            .with_context(|| format!("opening {}", config.data_dir.display()))?;
+        let empty_dir = config.data_dir.join(EMPTY_DIR);
+        let empty_store = Store::open_dir(
             &empty_dir,
-            &TenantId::default_tenant(),
-        )?);
+            store_config(config, &cache, &config.limits_for(&default)),
+        )
+        .with_context(|| format!("opening the empty store in {}", empty_dir.display()))?;
+        let empty = Arc::new(TenantData::new(config, empty_store, &empty_dir, &default)?);
         let tenants = Tenants {
             config: config.clone(),
             cache,
-            open: RwLock::default(),
+            open: RwLock::new(BTreeMap::from([(default, Arc::new(root))])),
             creating: Mutex::default(),
             empty,
             empty_dir,
         };
-        let mut found = vec![(TenantId::default_tenant(), config.data_dir.clone())];
-        found.extend(
-            tenant_dirs(&config.data_dir).with_context(|| {
-                format!("listing {}", config.data_dir.join(TENANTS_DIR).display())
-            })?,
-        );
+        let found = tenant_dirs(&config.data_dir)
+            .with_context(|| format!("listing {}", config.data_dir.join(TENANTS_DIR).display()))?;
         for (id, dir) in found {
-            let data = tenants
-                .open_tenant(&id)
+            let data = open_tenant(config, &tenants.cache, &id)
                 .with_context(|| format!("opening tenant {id}'s data in {}", dir.display()))?;
             tenants.write_map().insert(id, Arc::new(data));
         }
         Ok(tenants)
-    }
-
-    fn open_tenant(&self, id: &TenantId) -> anyhow::Result<TenantData> {
-        let dir = tenant_dir(&self.config.data_dir, id);
-        let config = store_config(&self.config, &self.cache, &limits_for(&self.config, id)?);
-        let store = Store::open_dir(&dir, config)?;
-        TenantData::new(&self.config, store, &dir, id)
     }
 
     fn read_map(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<TenantId, Arc<TenantData>>> {
@@ -214,7 +181,7 @@ impl Tenants {
             ))
             .because(Rejection::StoreLimit));
         }
-        let data = self.open_tenant(tenant).map_err(|e| {
+        let data = open_tenant(&self.config, &self.cache, tenant).map_err(|e| {
             tracing::error!(tenant = %tenant, error = format!("{e:#}"), "creating a tenant's store failed");
             match e.downcast_ref::<StoreError>() {
                 Some(StoreError::Storage(_)) | Some(StoreError::Wal(_)) => {
@@ -280,16 +247,56 @@ impl Drop for Tenants {
     }
 }
 
+/// Each open store holds two file descriptors (its lock and its WAL segment) and each
+/// connection one, so `max_tenants` tenants need more than the common soft limit of
+/// 1,024. Raises the soft limit to the hard one (as Go's runtime does for every
+/// program), and warns when even that is short of what the settings allow.
+fn raise_open_files_limit(config: &ServerConfig) {
+    use rustix::process::{getrlimit, setrlimit, Resource};
+    let limit = getrlimit(Resource::Nofile);
+    let mut soft = limit.current;
+    if limit.current < limit.maximum || (limit.maximum.is_none() && limit.current.is_some()) {
+        let raised = rustix::process::Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => soft = limit.maximum,
+            Err(e) => tracing::debug!(error = %e, "could not raise the open files limit"),
+        }
+    }
+    let needed = 2 * (config.max_tenants as u64 + 1) + config.max_connections as u64 + 64;
+    if let Some(soft) = soft.filter(|&soft| soft < needed) {
+        tracing::warn!(
+            open_files_limit = soft,
+            needed,
+            "the open files limit (ulimit -n) is below what max_tenants and max_connections may use (2 per tenant, 1 per connection); raise it or lower them"
+        );
+    }
+}
+
+/// Opens (or creates) `id`'s store in its directory.
+fn open_tenant(
+    config: &ServerConfig,
+    cache: &SharedCache,
+    id: &TenantId,
+) -> anyhow::Result<TenantData> {
+    let dir = tenant_dir(&config.data_dir, id);
+    let store = Store::open_dir(&dir, store_config(config, cache, &config.limits_for(id)))?;
+    TenantData::new(config, store, &dir, id)
+}
+
 fn store_config(
     config: &ServerConfig,
     cache: &SharedCache,
-    limits: &TenantLimits,
+    limits: &crate::limits::TenantLimits,
 ) -> embers_store::Config {
     embers_store::Config {
         retention: limits.retention,
         flush_interval: Duration::from_secs(config.flush_interval_seconds.max(1)),
         max_series_per_service: limits.max_series_per_service,
         max_series: limits.max_series,
+        limit_names: limits.limit_names.clone(),
         cache_bytes: config.cache_bytes,
         shared_cache: Some(cache.clone()),
         ..embers_store::Config::default()
@@ -303,7 +310,7 @@ impl TenantData {
         dir: &Path,
         id: &TenantId,
     ) -> anyhow::Result<TenantData> {
-        let limits = limits_for(config, id)?;
+        let limits = config.limits_for(id);
         let mut query_limits = config.query_limits().map_err(anyhow::Error::msg)?;
         query_limits.retention = limits.retention.map(|d| d.as_secs() as i64);
         Ok(TenantData {
@@ -317,7 +324,7 @@ impl TenantData {
 
 /// The request's tenant: the extractor every handler that touches data takes. It
 /// derefs to the server's shared [`AppState`]; `data` is the tenant's (for a read of a
-/// tenant without data, an empty store), and [`Tenant::writable`] creates it for a write.
+/// tenant without data, an empty store), and `Tenant::writable` creates it for a write.
 #[derive(Debug, Clone)]
 pub struct Tenant {
     app: AppState,
@@ -404,5 +411,74 @@ impl Tenant {
     ) -> Result<T, ApiError> {
         let store = Arc::clone(&self.data.store);
         self.app.queries.run(move || f(&store)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, max_tenants: usize) -> ServerConfig {
+        ServerConfig {
+            data_dir: dir.to_path_buf(),
+            max_tenants,
+            ..ServerConfig::default()
+        }
+    }
+
+    fn id(s: &str) -> TenantId {
+        TenantId::parse(s).unwrap()
+    }
+
+    #[test]
+    fn reads_create_nothing_writes_create_once_and_reopening_finds_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let tenants = Arc::new(Tenants::open(&config(dir.path(), 2)).unwrap());
+        let a = id("team-a");
+        assert!(tenants.get(&a).is_none());
+        assert_eq!(tenants.read(&a).store.counts(), (0, 0, 0));
+        assert!(!dir.path().join(TENANTS_DIR).exists());
+
+        // Concurrent first writes open one store.
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                let (tenants, a) = (Arc::clone(&tenants), a.clone());
+                std::thread::spawn(move || tenants.write(&a).unwrap())
+            })
+            .collect();
+        let stores: Vec<_> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+        assert!(stores.iter().all(|s| Arc::ptr_eq(s, &stores[0])));
+        assert!(dir.path().join("tenants/team-a/embers.lock").exists());
+
+        tenants.write(&id("team-b")).unwrap();
+        let refused = tenants.write(&id("team-c")).unwrap_err();
+        assert_eq!(refused.status, 429);
+        assert!(
+            refused.message.contains("max_tenants = 2"),
+            "{}",
+            refused.message
+        );
+        assert!(!dir.path().join("tenants/team-c").exists());
+        // The default tenant never counts and always has its store.
+        assert!(tenants.get(&TenantId::default_tenant()).is_some());
+        tenants.close().unwrap();
+        drop(stores);
+        drop(tenants);
+
+        // A directory that is no tenant ID is left alone.
+        std::fs::create_dir_all(dir.path().join("tenants/not a tenant")).unwrap();
+        let found: Vec<String> = tenant_dirs(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        assert_eq!(found, ["team-a", "team-b"]);
+        let reopened = Tenants::open(&config(dir.path(), 2)).unwrap();
+        let open: Vec<String> = reopened
+            .all()
+            .into_iter()
+            .map(|(t, _)| t.to_string())
+            .collect();
+        assert_eq!(open, ["anonymous", "team-a", "team-b"]);
     }
 }

@@ -24,6 +24,7 @@ pub const ASSETS: &[(&str, &[u8])] = assets![
     "app.css",
     "upload.css",
     "js/api.js",
+    "js/auth.js",
     "js/compare.js",
     "js/controls.js",
     "js/diff.js",

@@ -183,21 +183,27 @@ impl Store {
                 new_per_service.entry(service).or_default().insert(key);
             }
         }
+        let names = &self.config.limit_names;
+        let owner = names
+            .owner
+            .as_deref()
+            .map_or(String::new(), |o| format!("{o}: "));
         let mut new_total = 0;
         for (service, new) in new_per_service {
             let have = st.catalog.count_for_service(service);
             if have + new.len() > self.config.max_series_per_service {
                 return Err(StoreError::Limit(format!(
-                    "service {service:?} would have more than {} series (max_series_per_service); drop high-cardinality labels or raise the limit",
-                    self.config.max_series_per_service
+                    "{owner}service {service:?} would have more than {} series ({}); drop high-cardinality labels or raise the limit",
+                    self.config.max_series_per_service, names.max_series_per_service
                 )));
             }
             new_total += new.len();
         }
         if st.catalog.len() + new_total > self.config.max_series {
+            let whose = names.owner.as_deref().unwrap_or("the store");
             return Err(StoreError::Limit(format!(
-                "the store would have more than {} series (max_series); drop high-cardinality labels or raise the limit",
-                self.config.max_series
+                "{whose} would have more than {} series ({}); drop high-cardinality labels or raise the limit",
+                self.config.max_series, names.max_series
             )));
         }
         Ok(())
@@ -471,6 +477,41 @@ mod tests {
     }
 
     #[test]
+    fn limit_refusals_name_the_owner_and_its_settings() {
+        let wal = tempfile::tempdir().unwrap();
+        let config = Config {
+            max_series: 1,
+            max_series_per_service: 1,
+            limit_names: crate::LimitNames::new(
+                "tenant \"small\"".into(),
+                "max_series in [tenants.small]".into(),
+                "max_series_per_service in [limits]".into(),
+            ),
+            ..Config::default()
+        };
+        let storage = Arc::new(MemoryStorage::default());
+        let store = Store::open(storage, wal.path().into(), config).unwrap();
+        store.ingest(vec![put("a", "f", 1)]).unwrap();
+        let mut other_type = put("a", "f", 1);
+        other_type.key.profile_type = "memory:alloc_space:bytes:space:bytes".into();
+        let err = store.ingest(vec![other_type]).unwrap_err().to_string();
+        assert!(
+            err.contains("tenant \"small\": service \"a\" would have more than 1 series (max_series_per_service in [limits])"),
+            "{err}"
+        );
+        let err = store
+            .ingest(vec![put("b", "f", 1)])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(
+                "tenant \"small\" would have more than 1 series (max_series in [tenants.small])"
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn series_limits_count_the_whole_store_and_writes_still_staged() {
         let wal = tempfile::tempdir().unwrap();
         let config = Config {
@@ -490,7 +531,10 @@ mod tests {
             std::thread::yield_now();
         }
         let err = store.ingest(vec![put("d", "f", 1)]).unwrap_err();
-        assert!(matches!(err, StoreError::Limit(m) if m.contains("more than 3 series")));
+        assert!(
+            matches!(&err, StoreError::Limit(m) if m.starts_with("the store would have more than 3 series (max_series)")),
+            "{err}"
+        );
         drop(held);
         staged.join().unwrap().unwrap();
         assert_eq!(store.counts().0, 3);

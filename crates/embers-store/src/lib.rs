@@ -86,6 +86,6 @@ pub use spans::read_span_object;
 pub use storage::{
     Fault, FaultyStorage, FileStorage, Injected, MemoryStorage, Schedule, Storage, StorageError,
 };
-pub use store::{Config, Ingested, Put, Stats, Store};
+pub use store::{Config, Ingested, LimitNames, Put, Stats, Store};
 pub use tree_codec::{decode_tree, encode_tree, TreeLimits};
 pub use varint::Corrupt;

@@ -50,6 +50,9 @@ pub struct Config {
     /// cannot grow the catalog without bound. Past it a write is refused with
     /// [`StoreError::Limit`].
     pub max_series: usize,
+    /// How refusals name the series limits, so the operator of a server with tenants
+    /// reads whose store refused and which setting to raise.
+    pub limit_names: LimitNames,
 }
 
 impl Default for Config {
@@ -64,6 +67,41 @@ impl Default for Config {
             dedup_window: Duration::from_secs(6 * 3600),
             max_request_ids: 100_000,
             max_series: 1_000_000,
+            limit_names: LimitNames::default(),
+        }
+    }
+}
+
+/// Names for the series limits in [`StoreError::Limit`] messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LimitNames {
+    /// Whose store this is (`tenant "team-a"`), or `None` for a store of its own.
+    pub owner: Option<String>,
+    /// The setting of [`Config::max_series`] (`max_series in [tenants.team-a]`).
+    pub max_series: String,
+    /// The setting of [`Config::max_series_per_service`].
+    pub max_series_per_service: String,
+}
+
+impl Default for LimitNames {
+    fn default() -> Self {
+        LimitNames {
+            owner: None,
+            max_series: "max_series".into(),
+            max_series_per_service: "max_series_per_service".into(),
+        }
+    }
+}
+
+impl LimitNames {
+    /// Names `owner`'s limits, set by the settings `max_series` and
+    /// `max_series_per_service`.
+    pub fn new(owner: String, max_series: String, max_series_per_service: String) -> Self {
+        LimitNames {
+            owner: Some(owner),
+            max_series,
+            max_series_per_service,
         }
     }
 }

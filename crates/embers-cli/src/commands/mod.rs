@@ -8,6 +8,7 @@ pub mod flamegraph;
 pub mod fsck;
 pub mod query;
 pub mod server;
+pub mod token;
 
 use clap::Args;
 use embers_formats::Format;

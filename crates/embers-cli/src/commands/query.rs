@@ -31,6 +31,18 @@ pub struct QueryArgs {
     /// asked for lines).
     #[arg(long)]
     pub by_line: bool,
+    /// Token for a server with an auth file, sent as `Authorization: Bearer`.
+    #[arg(
+        long,
+        env = "EMBERS_AUTH_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub auth_token: Option<String>,
+    /// Tenant to ask for, sent as `X-Scope-OrgID` (a server with `--multitenancy`; with
+    /// an auth file the token decides and this must match it).
+    #[arg(long, env = "EMBERS_TENANT", value_name = "TENANT")]
+    pub tenant: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
 }
@@ -42,8 +54,14 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         ca_cert: args.ca_cert.clone(),
         ..Default::default()
     })?;
-    let mut response = client
-        .get(&url)
+    let mut request = client.get(&url);
+    if let Some(token) = &args.auth_token {
+        request = request.header("authorization", &format!("Bearer {token}"));
+    }
+    if let Some(tenant) = &args.tenant {
+        request = request.header("x-scope-orgid", tenant);
+    }
+    let mut response = request
         .query("query", &args.query)
         .query("from", &args.from)
         .query("until", &args.until)
@@ -62,6 +80,13 @@ pub fn run(args: QueryArgs) -> anyhow::Result<()> {
         .take(1 << 30)
         .read_to_end(&mut body)
         .context("reading the answer")?;
+    if status == 401 || status == 403 {
+        anyhow::bail!(
+            "the server refused the query's credentials ({status}): {} \
+             (give a token with --auth-token or EMBERS_AUTH_TOKEN)",
+            String::from_utf8_lossy(&body).trim()
+        );
+    }
     if !status.is_success() {
         anyhow::bail!(
             "the server refused the query ({status}): {}",

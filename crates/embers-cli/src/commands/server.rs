@@ -65,6 +65,34 @@ pub struct ServerArgs {
     /// Log format: text or json [default: text]. Levels: RUST_LOG (default info).
     #[arg(long, env = "EMBERS_LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// Origins (scheme://host[:port], comma-separated) of web UIs served elsewhere that may
+    /// POST here from a browser and get CORS headers; other foreign origins are refused.
+    #[arg(
+        long,
+        env = "EMBERS_ALLOWED_ORIGINS",
+        value_name = "ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Option<Vec<String>>,
+    /// Host names this server answers to (comma-separated; IP addresses and localhost always
+    /// pass), against DNS rebinding [default: any].
+    #[arg(
+        long,
+        env = "EMBERS_ALLOWED_HOSTS",
+        value_name = "HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Take the request's host and scheme from X-Forwarded-Host/-Proto (behind a proxy).
+    #[arg(long, env = "EMBERS_TRUST_PROXY_HEADERS")]
+    pub trust_proxy_headers: bool,
+    /// TOML file of tokens, their tenants and scopes; every API request then needs one
+    /// (see `embers token new`). Reloaded when it changes and on SIGHUP.
+    #[arg(long, env = "EMBERS_AUTH_FILE", value_name = "FILE")]
+    pub auth_file: Option<PathBuf>,
+    /// Serve /metrics without a token even with an auth file [default: needs `admin`].
+    #[arg(long, env = "EMBERS_METRICS_OPEN")]
+    pub metrics_open: bool,
     /// Take each request's tenant from `X-Scope-OrgID` (without an auth file; for use
     /// behind an authenticating proxy, as Grafana Pyroscope does). Each tenant's data is
     /// kept apart, in `DATA_DIR/tenants/ID/`.
@@ -109,6 +137,18 @@ impl ServerArgs {
              header_timeout => header_timeout_seconds, idle_timeout => idle_timeout_seconds,
              max_connections => max_connections, max_tenants => max_tenants);
         c.multitenancy |= self.multitenancy;
+        if let Some(v) = &self.allowed_origins {
+            c.allowed_origins = v.clone();
+        }
+        if let Some(v) = &self.allowed_hosts {
+            c.allowed_hosts = v.clone();
+        }
+        c.trust_proxy_headers |= self.trust_proxy_headers;
+        c.origin_policy()?;
+        if let Some(file) = &self.auth_file {
+            c.auth_file = Some(file.clone());
+        }
+        c.metrics_open |= self.metrics_open;
         if let Some(path) = &self.tls_cert {
             c.tls_cert = Some(path.clone());
         }

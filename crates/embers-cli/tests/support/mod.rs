@@ -156,13 +156,7 @@ pub fn collapsed(
     ));
     let (status, body) = get(&url);
     assert_eq!(status, 200, "{body}");
-    body.lines()
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let (stack, v) = l.rsplit_once(' ').unwrap();
-            (stack.to_owned(), v.parse().unwrap())
-        })
-        .collect()
+    parse_collapsed(&body)
 }
 
 pub fn repo() -> PathBuf {
@@ -204,19 +198,12 @@ pub fn status_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// POSTs a `text/plain` body; returns the status, `Retry-After` (if any) and the body.
 pub fn post_text(url: &str, body: &[u8]) -> (u16, Option<String>, String) {
-    let mut r = agent()
-        .post(url)
-        .header("content-type", "text/plain")
-        .send(body)
-        .unwrap();
-    let retry = r
-        .headers()
-        .get("retry-after")
-        .map(|v| v.to_str().unwrap().to_owned());
-    (
-        r.status().as_u16(),
-        retry,
-        r.body_mut().read_to_string().unwrap(),
+    answer(
+        agent()
+            .post(url)
+            .header("content-type", "text/plain")
+            .send(body)
+            .unwrap(),
     )
 }
 
@@ -407,6 +394,41 @@ pub fn levels(flamebearer: &serde_json::Value) -> Vec<Vec<u64>> {
                 .iter()
                 .map(|v| v.as_u64().unwrap())
                 .collect()
+        })
+        .collect()
+}
+
+/// A response's status, `Retry-After` (if any) and body.
+pub fn answer(mut r: ureq::http::Response<ureq::Body>) -> (u16, Option<String>, String) {
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (
+        r.status().as_u16(),
+        retry,
+        r.body_mut().read_to_string().unwrap(),
+    )
+}
+
+/// Folded stacks (`main;TAG_i 1` lines) of about `bytes` bytes, distinct per `tag`.
+pub fn folded_body(tag: &str, bytes: usize) -> String {
+    let mut body = String::new();
+    let mut i = 0;
+    while body.len() < bytes {
+        body.push_str(&format!("main;{tag}_{i} 1\n"));
+        i += 1;
+    }
+    body
+}
+
+/// `a;b;c value` lines (a `format=collapsed` answer) as a map.
+pub fn parse_collapsed(body: &str) -> std::collections::BTreeMap<String, u64> {
+    body.lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (stack, v) = l.rsplit_once(' ').unwrap();
+            (stack.to_owned(), v.parse().unwrap())
         })
         .collect()
 }

@@ -287,10 +287,12 @@ impl Status {
 #[derive(Debug, Clone, Copy)]
 enum Code {
     InvalidArgument = 3,
+    PermissionDenied = 7,
     ResourceExhausted = 8,
     Unimplemented = 12,
     Internal = 13,
     Unavailable = 14,
+    Unauthenticated = 16,
 }
 
 impl Code {
@@ -303,6 +305,8 @@ impl Code {
             StatusCode::PAYLOAD_TOO_LARGE => Code::ResourceExhausted,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Code::Unavailable,
             StatusCode::NOT_FOUND | StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::Unimplemented,
+            StatusCode::UNAUTHORIZED => Code::Unauthenticated,
+            StatusCode::FORBIDDEN => Code::PermissionDenied,
             _ => Code::Internal,
         }
     }

@@ -1,6 +1,9 @@
 // @ts-check
 // The server's query API (the same one Grafana and the CLI use). Paths are relative, so
-// the UI also works behind a reverse proxy under a prefix.
+// the UI also works behind a reverse proxy under a prefix. Every call goes through
+// `authFetch` (auth.js), which sends the token when the server asks for one.
+
+import { authFetch } from './auth.js';
 
 /**
  * @typedef {{ name: string, profileTypes: string[], legacyNames: string[] }} App
@@ -31,7 +34,7 @@ export function url(path, params) {
  * @param {AbortSignal} [signal]
  */
 async function getJson(path, params, signal) {
-  return answer(await fetch(url(path, params), { signal }));
+  return answer(await authFetch(url(path, params), { signal }));
 }
 
 /**

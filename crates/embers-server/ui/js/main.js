@@ -5,6 +5,7 @@
 // small changes a view applies itself (search, zoom, orientation).
 
 import * as api from './api.js';
+import * as auth from './auth.js';
 import { byId, h, replace } from './dom.js';
 import * as state from './state.js';
 import * as single from './single.js';
@@ -152,8 +153,51 @@ async function mount() {
   await VIEWS[s.view].mount(byId('view'), s, ctx);
 }
 
+/**
+ * The signed-in tenant and a "Sign out" button, when the server asks for tokens.
+ * @param {auth.Whoami} who
+ */
+function session(who) {
+  const el = byId('session');
+  if (!who.auth) {
+    replace(el);
+    return;
+  }
+  const out = h('button', { type: 'button', id: 'sign-out' }, 'Sign out');
+  out.addEventListener('click', async () => {
+    apps = [];
+    replace(el);
+    replace(byId('view'), h('div', { class: 'status' }, 'Signed out.'));
+    hooks.ready = false;
+    await signedIn(auth.signOut());
+  });
+  replace(el, h('span', { class: 'tenant', title: 'the tenant this token reads and writes' }, 'Tenant ', h('strong', { id: 'tenant' }, who.tenant)), out);
+}
+
+/**
+ * Shows the session once signed in, then draws the view (again: another token may see
+ * another tenant's apps).
+ * @param {Promise<auth.Whoami>} signing
+ */
+async function signedIn(signing) {
+  let who;
+  try {
+    who = await signing;
+  } catch (e) {
+    replace(byId('view'), h('div', { class: 'status error' }, `Cannot reach the server: ${e instanceof Error ? e.message : e}`));
+    return;
+  }
+  apps = [];
+  session(who);
+  await mount();
+}
+
+auth.whenExpired(() => {
+  replace(byId('session'));
+  signedIn(auth.signIn('The server no longer accepts this token; enter a token.'));
+});
 window.addEventListener('popstate', () => mount());
 document.addEventListener('keydown', (e) => {
   if (e.key === 'Escape') byId('tooltip').hidden = true;
 });
-mount();
+signedIn(auth.signIn());

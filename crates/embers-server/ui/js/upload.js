@@ -7,6 +7,7 @@
 // The URL holds the upload (`id`), its type (`ptype`) and the diff's other side (`rid`).
 
 import { answer } from './api.js';
+import { authFetch } from './auth.js';
 import { failed } from './controls.js';
 import { h, replace } from './dom.js';
 import { legend } from './diff.js';
@@ -32,7 +33,7 @@ const SERVICE = 'adhocprofiles.v1.AdHocProfileService';
  * @param {Record<string, unknown>} body
  */
 async function call(method, body) {
-  const res = await fetch(`${SERVICE}/${method}`, {
+  const res = await authFetch(`${SERVICE}/${method}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify(body),
