@@ -40,6 +40,7 @@ impl Ca {
         let cert = params.self_signed(&key).unwrap();
         let pem = dir.join(format!("{name}.pem"));
         std::fs::write(&pem, cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
         Ca {
             pem,
             issuer: Issuer::new(params, key),
@@ -257,6 +258,20 @@ fn a_certificate_for_another_name_is_refused() {
         err.contains("not valid for the name 127.0.0.1 (it names elsewhere.example)"),
         "the message names the host: {err}"
     );
+
+    // The CA's own certificate served as the server's: a common mistake, named.
+    let ca_key = dir.path().join("embers-test-ca.key");
+    let server = ServerHandle::start(
+        &dir.path().join("data-ca"),
+        &[
+            "--tls-cert",
+            ca.pem.to_str().unwrap(),
+            "--tls-key",
+            ca_key.to_str().unwrap(),
+        ],
+    );
+    let err = failed_query(&https(&server), &["--ca-cert", ca.pem.to_str().unwrap()]);
+    assert!(err.contains("it is a CA certificate"), "{err}");
 }
 
 /// An HTTPS client trusting `ca`, as the agent and `embers query` build it.
