@@ -52,15 +52,14 @@ fn push_all(url: &str, ca: &Path, bodies: &[Vec<u8>], fresh: bool) -> (Duration,
                     ca_cert: Some(ca.to_owned()),
                     timeout: Some(Duration::from_secs(60)),
                 };
-                let mut client = embers_agent::http::client(&config).expect("client");
+                let client = embers_agent::http::client(&config).expect("client");
                 for i in 0..PUSHES_PER_CLIENT {
+                    let mut request = client.post(url).header("content-type", "application/proto");
                     if fresh {
-                        // Dropping the agent drops its pooled connection.
-                        client = embers_agent::http::client(&config).expect("client");
+                        // Not kept alive: the next push connects (and shakes hands) anew.
+                        request = request.header("connection", "close");
                     }
-                    let r = client
-                        .post(url)
-                        .header("content-type", "application/proto")
+                    let r = request
                         .send(&bodies[(i + c) % bodies.len()][..])
                         .expect("push");
                     assert_eq!(r.status().as_u16(), 200);

@@ -139,6 +139,13 @@ pub fn explain(error: &ureq::Error, url: &str) -> String {
             }
             CertificateError::Revoked => "it has been revoked".to_owned(),
             CertificateError::BadSignature => "its signature does not verify".to_owned(),
+            // webpki's reason for the common mistake of serving the CA certificate
+            // itself (what `openssl req -x509` makes) as the server's certificate.
+            CertificateError::Other(e) if format!("{e:?}").contains("CaUsedAsEndEntity") => {
+                "it is a CA certificate (basicConstraints CA:TRUE) serving as the server's \
+                 own; serve a certificate signed by that CA instead"
+                    .to_owned()
+            }
             other => format!("{other:?}"),
         },
         rustls::Error::InvalidMessage(_) => {

@@ -40,6 +40,7 @@ impl Ca {
         let cert = params.self_signed(&key).unwrap();
         let pem = dir.join(format!("{name}.pem"));
         std::fs::write(&pem, cert.pem()).unwrap();
+        std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
         Ca {
             pem,
             issuer: Issuer::new(params, key),
@@ -257,6 +258,20 @@ fn a_certificate_for_another_name_is_refused() {
         err.contains("not valid for the name 127.0.0.1 (it names elsewhere.example)"),
         "the message names the host: {err}"
     );
+
+    // The CA's own certificate served as the server's: a common mistake, named.
+    let ca_key = dir.path().join("embers-test-ca.key");
+    let server = ServerHandle::start(
+        &dir.path().join("data-ca"),
+        &[
+            "--tls-cert",
+            ca.pem.to_str().unwrap(),
+            "--tls-key",
+            ca_key.to_str().unwrap(),
+        ],
+    );
+    let err = failed_query(&https(&server), &["--ca-cert", ca.pem.to_str().unwrap()]);
+    assert!(err.contains("it is a CA certificate"), "{err}");
 }
 
 /// An HTTPS client trusting `ca`, as the agent and `embers query` build it.
@@ -560,4 +575,62 @@ fn sighup_reloads_the_certificate_and_a_broken_renewal_keeps_the_old_one() {
     hup();
     wait_log(&server, "TLS certificate not reloaded", 1);
     assert_eq!(healthz_with(&new_ca), Ok(200));
+}
+
+#[test]
+fn tokens_travel_over_https_agent_and_query_with_auth_and_a_private_ca() {
+    let _busy = busy();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new(dir.path(), "embers-test-ca");
+    let auth = dir.path().join("auth.toml");
+    let token = "tls-test-token-0123456789abcdef";
+    std::fs::write(
+        &auth,
+        format!(
+            "[[tokens]]\ntoken = \"{token}\"\ntenant = \"team-tls\"\nscopes = [\"ingest\", \"read\"]\n"
+        ),
+    )
+    .unwrap();
+    let server = https_server(dir.path(), &ca, &["--auth-file", auth.to_str().unwrap()]);
+    let ca_pem = ca.pem.to_str().unwrap();
+
+    let out = agent(
+        &https(&server),
+        &["--ca-cert", ca_pem, "--auth-token", token],
+        "2",
+    );
+    let log = stderr(&out);
+    assert!(out.status.success(), "agent failed:\n{log}");
+    let samples = samples(&log);
+
+    let folded = dir.path().join("auth.folded");
+    let base = https(&server);
+    let query = |extra: &[&str]| {
+        let mut args = vec![
+            "query",
+            "tls-app.cpu",
+            "--from",
+            "now-1h",
+            "--server",
+            &base,
+            "--ca-cert",
+            ca_pem,
+            "-o",
+            folded.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        embers(&args)
+    };
+    let out = query(&["--auth-token", token]);
+    assert!(out.status.success(), "query failed:\n{}", stderr(&out));
+    let total: u64 = std::fs::read_to_string(&folded)
+        .unwrap()
+        .lines()
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(total, samples * SAMPLE_NS);
+    // Over TLS as over plain HTTP, no token is no answer.
+    let out = query(&[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("401"), "{}", stderr(&out));
 }
