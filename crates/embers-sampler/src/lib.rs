@@ -25,6 +25,7 @@ mod python;
 mod record;
 mod ruby;
 mod sampler;
+mod threads;
 
 pub use backend::{backend_for, Backend, Running};
 pub use config::{Config, Lang};
