@@ -6,7 +6,8 @@
 //! agent's default (non-blocking) and `--lock-process` (the target paused per sample).
 //!
 //! Needs the py-spy CLI (`pip install py-spy==0.4.3`, the version embers links).
-//! Run: `cargo bench -p embers-bench --bench agent_overhead`
+//! Run: `cargo bench -p embers-bench --bench agent_overhead` (`EMBERS_BENCH_ROUNDS=1` for a
+//! quick look).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -15,6 +16,7 @@ use embers_bench::process::{
     cycles_from_env, median, real_pyspy, reap_profiler, release_embers, FixedWork, PeakRss, Server,
 };
 
+/// Rounds per run; `EMBERS_BENCH_ROUNDS` lowers it while iterating (report full runs).
 const ROUNDS: usize = 5;
 const THREADS: u32 = 20;
 
@@ -83,6 +85,10 @@ fn main() {
         eprintln!("py-spy is not installed: pip install py-spy==0.4.3");
         std::process::exit(1);
     };
+    let rounds = std::env::var("EMBERS_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(ROUNDS);
     let dir = tempfile::tempdir().expect("temp dir");
     let server = Server::start(&embers, &dir.path().join("data"));
 
@@ -93,7 +99,7 @@ fn main() {
         (Profiler::AgentLocking, vec![]),
         (Profiler::PySpyLocking, vec![]),
     ];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for (profiler, runs) in &mut results {
             let r = run(*profiler, &embers, &pyspy, &server, dir.path());
             eprintln!(
@@ -112,7 +118,7 @@ fn main() {
         )
     };
     let (base, _, _) = summary(Profiler::None);
-    println!("{THREADS}-thread target, work unprofiled: {base:.3}s (median of {ROUNDS})");
+    println!("{THREADS}-thread target, work unprofiled: {base:.3}s (median of {rounds})");
     for (agent, pyspy, mode) in [
         (Profiler::Agent, Profiler::PySpy, "non-blocking"),
         (Profiler::AgentLocking, Profiler::PySpyLocking, "locking"),

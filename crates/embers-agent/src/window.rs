@@ -57,25 +57,26 @@ impl Windows {
         now >= self.start + self.period
     }
 
-    fn meta(&self) -> ProfileMeta {
-        let period_ns = 1_000_000_000 / i64::from(self.rate_hz);
+    /// The metadata of a window starting at `start`; built once per window, not per sample.
+    fn meta(rate_hz: u32, start: i64) -> ProfileMeta {
+        let period_ns = 1_000_000_000 / i64::from(rate_hz);
         ProfileMeta {
             sample_type: ValueType::new("cpu", "nanoseconds"),
             period_type: Some(ValueType::new("cpu", "nanoseconds")),
             period: period_ns,
-            time_nanos: self.start.saturating_mul(1_000_000_000),
+            time_nanos: start.saturating_mul(1_000_000_000),
             ..ProfileMeta::default()
         }
     }
 
     /// Adds one sampled stack.
     pub fn add(&mut self, trace: &Trace) {
-        let meta = self.meta();
-        let value = u64::try_from(meta.period).unwrap_or(0);
+        let value = 1_000_000_000 / u64::from(self.rate_hz);
+        let (rate_hz, start) = (self.rate_hz, self.start);
         let (profile, samples) = self
             .open
             .entry(trace.pid)
-            .or_insert_with(|| (Profile::new(meta), 0));
+            .or_insert_with(|| (Profile::new(Self::meta(rate_hz, start)), 0));
         self.stack.clear();
         for frame in &trace.frames {
             self.stack.push(profile.symbols.intern(frame));
