@@ -53,6 +53,8 @@ pub struct Dictionary {
     /// At the last collection (or the first check after start-up): the store's count of
     /// deleted objects, and how many block objects there were.
     pub(crate) last_collection: Option<(u64, usize)>,
+    /// Sweeps run so far ([`Dictionary::generation`]).
+    generation: u64,
 }
 
 /// A persisted path: (id, parent, frame).
@@ -74,6 +76,7 @@ impl Default for Dictionary {
             baseline: 1,
             damaged: 0,
             last_collection: None,
+            generation: 0,
         }
     }
 }
@@ -303,40 +306,47 @@ impl Dictionary {
 
     /// The `(path, self value)` pairs of `tree`, sorted by path, interning new paths.
     pub fn intern_tree(&mut self, tree: &StackTree) -> Vec<(u32, u64)> {
-        let mut frame_ids = FrameMap::for_tree(tree);
-        let mut out = Vec::new();
-        let mut todo = vec![(StackTree::ROOT, ROOT)];
-        while let Some((node, path)) = todo.pop() {
-            let value = tree.self_value(node);
-            if value > 0 {
-                out.push((path, value));
-            }
-            for child in tree.children(node) {
-                let local = tree.frame_id(child).expect("children have frames");
-                let frame = match frame_ids.get(local.0) {
-                    Some(f) => f,
-                    None => {
-                        let f = self.intern_frame(tree.symbols().get(local));
-                        frame_ids.insert(local.0, f);
-                        f
+        let pairs = walk(tree, |step| {
+            Some(match step {
+                Step::Frame(frame) => self.intern_frame(frame),
+                Step::Path(parent, frame) => {
+                    let id = match self.path_index.get(&(parent, frame)) {
+                        Some(&id) => id,
+                        None => {
+                            let id = self.next.1;
+                            self.insert_path(id, parent, frame);
+                            id
+                        }
+                    };
+                    if let Some(marking) = &mut self.marking {
+                        marking.insert(id);
                     }
-                };
-                let id = match self.path_index.get(&(path, frame)) {
-                    Some(&id) => id,
-                    None => {
-                        let id = self.next.1;
-                        self.insert_path(id, path, frame);
-                        id
-                    }
-                };
-                if let Some(marking) = &mut self.marking {
-                    marking.insert(id);
+                    id
                 }
-                todo.push((child, id));
-            }
+            })
+        });
+        pairs.expect("interning resolves every path")
+    }
+
+    /// [`Dictionary::intern_tree`] for a tree whose frames and paths are all known, under
+    /// a shared lock: in steady state (the same code, profile after profile) nearly every
+    /// request resolves here, so concurrent requests do not queue for the write lock.
+    /// `None` when an entry is new, or while a collection marks the paths ingest resolves
+    /// (recording them needs the write lock).
+    pub fn resolve_tree(&self, tree: &StackTree) -> Option<Vec<(u32, u64)>> {
+        if self.marking.is_some() {
+            return None;
         }
-        out.sort_unstable();
-        out
+        walk(tree, |step| match step {
+            Step::Frame(frame) => self.frame_index.get(frame).copied(),
+            Step::Path(parent, frame) => self.path_index.get(&(parent, frame)).copied(),
+        })
+    }
+
+    /// How many sweeps have run: pairs resolved under one generation stay valid while it
+    /// lasts (a sweep may drop the entries they name).
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// The entries from ids `from` up to `to` (each `(frames, paths)`). Entries not yet
@@ -421,6 +431,7 @@ impl Dictionary {
         self.frames.shrink_to_fit();
         self.frame_index.shrink_to_fit();
         self.baseline = self.paths();
+        self.generation += 1;
         Swept {
             paths: before.1 - self.paths.len(),
             frames: before.0 - self.frames.len(),
@@ -482,6 +493,43 @@ impl Dictionary {
             tree.add_stack(&stack, value);
         }
     }
+}
+
+/// What [`walk`] asks its resolver for: a frame's id, or the id of a path (parent, frame).
+enum Step<'a> {
+    Frame(&'a Frame),
+    Path(u32, u32),
+}
+
+/// The `(path, self value)` pairs of `tree`, sorted by path, with ids from `resolve`;
+/// `None` as soon as it resolves nothing. Each distinct frame is resolved once.
+fn walk(
+    tree: &StackTree,
+    mut resolve: impl FnMut(Step<'_>) -> Option<u32>,
+) -> Option<Vec<(u32, u64)>> {
+    let mut frame_ids = FrameMap::for_tree(tree);
+    let mut out = Vec::new();
+    let mut todo = vec![(StackTree::ROOT, ROOT)];
+    while let Some((node, path)) = todo.pop() {
+        let value = tree.self_value(node);
+        if value > 0 {
+            out.push((path, value));
+        }
+        for child in tree.children(node) {
+            let local = tree.frame_id(child).expect("children have frames");
+            let frame = match frame_ids.get(local.0) {
+                Some(f) => f,
+                None => {
+                    let f = resolve(Step::Frame(tree.symbols().get(local)))?;
+                    frame_ids.insert(local.0, f);
+                    f
+                }
+            };
+            todo.push((child, resolve(Step::Path(path, frame))?));
+        }
+    }
+    out.sort_unstable();
+    Some(out)
 }
 
 /// The [`LOST`] frame in `tree`, interned on first use (a result without lost paths does
@@ -546,6 +594,37 @@ mod tests {
         let mut dict = Dictionary::default();
         assert_eq!(dict.intern_tree(&big), dict.intern_tree(&small));
         assert_eq!(dict.paths(), 3);
+    }
+
+    #[test]
+    fn known_trees_resolve_under_a_shared_lock_to_the_ids_interning_gives() {
+        let t = tree(&[
+            (&["main", "foo"], 75),
+            (&["main", "bar"], 25),
+            (&["main"], 2),
+        ]);
+        let mut d = Dictionary::default();
+        assert_eq!(d.resolve_tree(&t), None, "new paths need the write lock");
+        let pairs = d.intern_tree(&t);
+        assert_eq!(d.resolve_tree(&t), Some(pairs.clone()));
+        // A known frame on a new path is not resolved either.
+        let moved = tree(&[(&["main", "foo", "bar"], 1)]);
+        assert_eq!(d.resolve_tree(&moved), None);
+        assert_eq!(d.len(), (3, 4), "resolving adds nothing");
+        // While a collection marks, ingest must record what it uses: no shortcut.
+        d.start_marking();
+        assert_eq!(d.resolve_tree(&t), None);
+        assert_eq!(d.intern_tree(&t), pairs);
+        let generation = d.generation();
+        let all = d.segment((0, 0), d.len());
+        d.mark_persisted(&all);
+        d.sweep(d.len(), IdSet::default());
+        assert_eq!(
+            d.generation(),
+            generation + 1,
+            "a sweep starts a generation"
+        );
+        assert_eq!(d.resolve_tree(&t), Some(pairs), "marked paths survive it");
     }
 
     fn tree(stacks: &[(&[&str], u64)]) -> StackTree {

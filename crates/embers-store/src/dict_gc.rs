@@ -66,6 +66,8 @@ pub struct DictionaryStats {
     pub damaged_objects: usize,
 }
 
+/// Marks what the head, a flush in progress and the writes staged for the WAL use (a
+/// staged write may have resolved its paths before marking began).
 fn mark_head(st: &State, live: &mut IdSet) {
     let pending = st.pending.as_ref().map(|p| &p.head);
     for head in std::iter::once(&st.head).chain(pending) {
@@ -77,6 +79,7 @@ fn mark_head(st: &State, live: &mut IdSet) {
             );
         }
     }
+    live.extend(st.staging.paths());
 }
 
 impl Store {

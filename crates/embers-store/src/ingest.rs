@@ -46,11 +46,44 @@ impl Staging {
         self.by_ticket.iter().filter(|(_, s)| s.refused.is_none())
     }
 
+    /// The paths the staged writes use, their spans' included.
+    pub(crate) fn paths(&self) -> impl Iterator<Item = u32> + '_ {
+        self.waiting().flat_map(|(_, s)| {
+            s.puts.iter().flat_map(|(_, _, pairs, spans, _)| {
+                let spans = spans.iter().flat_map(|(_, pairs)| pairs);
+                pairs.iter().chain(spans).map(|p| p.0)
+            })
+        })
+    }
+
     /// The ticket of a staged write naming one of `ids`.
     fn ticket_naming(&self, ids: &[String]) -> Option<u64> {
         self.waiting()
             .find(|(_, s)| s.ids.iter().any(|(id, _)| ids.contains(id)))
             .map(|(t, _)| *t)
+    }
+}
+
+/// A put's pairs and its spans' pairs.
+type Interned = (Pairs, Vec<(u64, Pairs)>);
+
+/// A write answered without staging it: [`Store::admit`] found it repeats another.
+enum Early {
+    /// Its first write is durable.
+    Duplicate,
+    /// Its first write is staged under this ticket.
+    Staged(u64),
+}
+
+impl Early {
+    fn settle(self, store: &Store, ids: &[String]) -> Result<Ingested, StoreError> {
+        match self {
+            Early::Duplicate => {
+                store.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                Ok(Ingested::Duplicate)
+            }
+            Early::Staged(first) => store.await_first_write(first, ids),
+        }
     }
 }
 
@@ -98,33 +131,34 @@ impl Store {
                 bad.time
             )));
         }
+        // Refuse what would be refused anyway before interning: a tenant at its limits
+        // must not grow the dictionary.
+        if let Some(early) = self.admit(&lock(&self.state), ids, &puts)? {
+            return early.settle(self, ids);
+        }
+        // Paths are interned outside the state lock: staging, settling and the other
+        // writers' checks do not wait for it. Ids are logged by value (the batch's first
+        // record logs every entry given since the last durable one), so the order in
+        // which writers intern does not matter to replay.
+        let (interned, generation) = self.intern_puts(&puts);
         let ticket = {
             let mut st = lock(&self.state);
-            if ids.iter().any(|id| st.seen.contains(id)) {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                return Ok(Ingested::Duplicate);
-            }
-            if let Some(first) = st.staging.ticket_naming(ids) {
+            if let Some(early) = self.admit(&st, ids, &puts)? {
                 drop(st);
-                return self.await_first_write(first, ids);
+                return early.settle(self, ids);
             }
-            self.check_limits(&st, &puts)?;
-            // Paths are interned under the state lock so that records log new dictionary
-            // entries in the order ids were given: replay gives the same ids.
-            let logged: Vec<Logged> = {
-                let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
-                puts.into_iter()
-                    .map(|put| {
-                        let pairs = dict.intern_tree(&put.tree);
-                        let spans = put
-                            .spans
-                            .iter()
-                            .map(|(span, tree)| (*span, dict.intern_tree(tree)))
-                            .collect();
-                        (put.key, put.time, pairs, spans, put.period)
-                    })
-                    .collect()
+            // A sweep since may have dropped entries these pairs name: intern again, now
+            // under the state lock, which a sweep takes (and staged writes are marked).
+            let logged = if generation == self.dict_read().generation() {
+                interned
+            } else {
+                self.intern_puts(&puts).0
             };
+            let logged: Vec<Logged> = puts
+                .into_iter()
+                .zip(logged)
+                .map(|(put, (pairs, spans))| (put.key, put.time, pairs, spans, put.period))
+                .collect();
             check_spans(&logged)?;
             check_values(&st, &logged)?;
             let now = unix_now();
@@ -148,6 +182,60 @@ impl Store {
             staging.issued
         };
         self.commit(ticket).map(|()| Ingested::Stored)
+    }
+
+    /// Whether `puts` may be staged now: `Some` when they are a duplicate (settled or
+    /// still staged) of a write naming one of `ids`, an error past a series limit.
+    fn admit(&self, st: &State, ids: &[String], puts: &[Put]) -> Result<Option<Early>, StoreError> {
+        if ids.iter().any(|id| st.seen.contains(id)) {
+            return Ok(Some(Early::Duplicate));
+        }
+        if let Some(first) = st.staging.ticket_naming(ids) {
+            return Ok(Some(Early::Staged(first)));
+        }
+        self.check_limits(st, puts)?;
+        Ok(None)
+    }
+
+    /// Each put's pairs and its spans' pairs, and the dictionary generation they are valid
+    /// in. Under a shared lock when every entry is known, else under the write lock.
+    fn intern_puts(&self, puts: &[Put]) -> (Vec<Interned>, u64) {
+        {
+            let dict = self.dict_read();
+            let resolved: Option<Vec<Interned>> = puts
+                .iter()
+                .map(|put| {
+                    let pairs = dict.resolve_tree(&put.tree)?;
+                    let spans = put
+                        .spans
+                        .iter()
+                        .map(|(span, tree)| Some((*span, dict.resolve_tree(tree)?)))
+                        .collect::<Option<_>>()?;
+                    Some((pairs, spans))
+                })
+                .collect();
+            if let Some(resolved) = resolved {
+                return (resolved, dict.generation());
+            }
+        }
+        let mut dict = self.dict.write().unwrap_or_else(PoisonError::into_inner);
+        let interned = puts
+            .iter()
+            .map(|put| {
+                let pairs = dict.intern_tree(&put.tree);
+                let spans = put
+                    .spans
+                    .iter()
+                    .map(|(span, tree)| (*span, dict.intern_tree(tree)))
+                    .collect();
+                (pairs, spans)
+            })
+            .collect();
+        (interned, dict.generation())
+    }
+
+    fn dict_read(&self) -> std::sync::RwLockReadGuard<'_, dict::Dictionary> {
+        self.dict.read().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// A retry arrived while the write it repeats is still staged: wait for that write,
